@@ -47,9 +47,7 @@ class SubscriptionConfig(BaseModel):
     request_timeout_seconds: Annotated[
         float, Field(ge=0.1, le=60, description="Timeout of one HTTP attempt, in seconds.")
     ] = 10.0
-    max_attempts: Annotated[
-        int, Field(ge=1, le=20, description="HTTP attempts per record inside one invocation.")
-    ] = 5
+    max_attempts: Annotated[int, Field(ge=1, le=20, description="HTTP attempts per record inside one invocation.")] = 5
     rate_limit_per_second: Annotated[
         float | None, Field(gt=0, le=100_000, description="Requests per second to the endpoint; null: none.")
     ] = None

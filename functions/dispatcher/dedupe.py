@@ -1,0 +1,59 @@
+"""What to remember so a record Lambda re-sends is not POSTed twice (the seed's second lesson),
+priced by what is re-sent rather than by volume.
+
+- Kinesis: after a partial failure Lambda checkpoints at the lowest reported sequence number and
+  re-sends from that record on, delivered ones included; the retried batch starts AT that record.
+  So one marker, keyed by that sequence number, lists the delivered (or parked) records after it.
+  Every batch costs one GetItem (keyed by its first record); a fully delivered batch writes nothing.
+- SQS: Lambda re-sends only the messages reported failed, which were not delivered, so a partial
+  failure needs no marker. Only a crashed or timed-out invocation re-sends delivered messages; those
+  come back with ApproximateReceiveCount > 1, so only such messages are looked up, and the progress
+  checkpoints of long invocations are what they find.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from dispatcher.records import Batch, SourceKind, SourceRecord
+
+KEY_SEPARATOR = "#"
+
+
+def _kinesis_key(subscription: str, record: SourceRecord) -> str:
+    return KEY_SEPARATOR.join((subscription, "kinesis", record.source_name, str(record.shard_id), str(record.sequence)))
+
+
+def _sqs_key(subscription: str, record: SourceRecord) -> str:
+    return KEY_SEPARATOR.join((subscription, "sqs", record.source_name, record.item_identifier))
+
+
+def lookup_keys(subscription: str, batch: Batch) -> list[str]:
+    """Keys under which earlier invocations may have recorded records of this batch."""
+    if batch.kind is SourceKind.KINESIS:
+        first = min(batch.records, key=lambda record: record.sequence_number)
+        return [_kinesis_key(subscription, first)]
+    return [_sqs_key(subscription, record) for record in batch.records if record.receive_count > 1]
+
+
+def markers_after_partial_failure(
+    subscription: str, batch: Batch, finished: Iterable[SourceRecord], failed: Sequence[SourceRecord]
+) -> dict[str, frozenset[str]]:
+    """What Lambda will re-send although it is finished (delivered or parked), keyed for the next lookup."""
+    if batch.kind is not SourceKind.KINESIS or not failed:
+        return {}
+    checkpoint = min(failed, key=lambda record: record.sequence_number)
+    resent_anyway = frozenset(
+        record.item_identifier for record in finished if record.sequence_number > checkpoint.sequence_number
+    )
+    return {_kinesis_key(subscription, checkpoint): resent_anyway} if resent_anyway else {}
+
+
+def progress_markers(subscription: str, batch: Batch, finished: Sequence[SourceRecord]) -> dict[str, frozenset[str]]:
+    """What a crash now would make Lambda re-send although delivered: the whole batch."""
+    if not finished:
+        return {}
+    if batch.kind is SourceKind.KINESIS:
+        (batch_start_key,) = lookup_keys(subscription, batch)
+        return {batch_start_key: frozenset(record.item_identifier for record in finished)}
+    return {_sqs_key(subscription, record): frozenset((record.item_identifier,)) for record in finished}

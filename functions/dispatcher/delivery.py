@@ -1,0 +1,515 @@
+"""Delivering one batch: concurrency, ordering, retries, parking, dedupe and the partial-failure report.
+
+Plain Python behind small ports (ports.py), callable without Lambda. The rules:
+- 2xx delivered; 429, 5xx, timeouts and connection errors are transient (retried with full-jitter
+  backoff and Retry-After, never past the deadline, then reported as batch item failures); every
+  other status, and an endpoint the SSRF guard refuses, is permanent: the record is parked in the
+  DLQ and not reported, so one bad record never blocks a shard or a queue.
+- With ordering by partition key (always for FIFO groups), records of one key go out one after
+  another in sequence order; once one is not delivered, the later ones of that key are held back.
+- Reported failures are exactly the records not delivered and not parked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import email.utils
+import enum
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+
+from dispatcher import dedupe
+from dispatcher.config import SubscriptionConfig
+from dispatcher.guard import EndpointRefusedError
+from dispatcher.ports import DeliveredIdsStore, HttpSender, ParkingLot, SecretSource, TransportError
+from dispatcher.records import Batch, SourceRecord, header_safe
+from dispatcher.signing import SigningKeys
+from dispatcher.throttle import AdaptiveLimiter, CircuitBreaker, CircuitOpenError, TokenBucket
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "callback-dispatcher/0.1"
+MAX_FAILURES_LOGGED = 20  # per invocation; a down endpoint must not flood the logs
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTuning:
+    finish_reserve_seconds: float = 3.0  # kept back at the end to park records and write markers
+    min_attempt_seconds: float = 0.2  # an attempt with less time left than this is not started
+    backoff_base_seconds: float = 0.2  # full jitter: sleep uniform(0, base * 2**(attempt-1))
+    backoff_cap_seconds: float = 10.0
+    breaker_threshold: int = 5  # consecutive transient failures that open the circuit
+    checkpoint_interval_seconds: float = 10.0  # progress markers during long invocations
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    PARKED = "parked"
+    FAILED = "failed"  # reported as a batch item failure: Lambda sends it again
+    SKIPPED = "skipped"  # delivered or parked by an earlier invocation
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    outcome: Outcome
+    attempts: int = 0
+    last_status: int | None = None
+    reason: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not Outcome.FAILED
+
+
+@dataclass
+class DeliveryStats:
+    delivered: int = 0
+    failed: int = 0
+    retried: int = 0
+    duplicates_skipped: int = 0
+    dead_lettered: int = 0
+    status_classes: Counter[str] = field(default_factory=Counter)  # "2xx" .. "5xx", "network"
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    batch: Batch
+    results: tuple[RecordResult, ...]  # aligned with batch.records
+    stats: DeliveryStats
+
+    @property
+    def failed_records(self) -> list[SourceRecord]:
+        return [r for r, result in zip(self.batch.records, self.results, strict=True) if not result.finished]
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        """The ReportBatchItemFailures response: identifiers of this batch only, each once, never empty."""
+        identifiers = dict.fromkeys(record.item_identifier for record in self.failed_records)
+        return {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in identifiers]}
+
+
+class _TransientError(Exception):
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status, self.retry_after = reason, status, retry_after
+
+
+class _PermanentError(Exception):
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+class _DeadlineReachedError(Exception):
+    pass
+
+
+class Dispatcher:
+    """Delivers batches for one subscription. One instance lives across warm invocations, so its
+    circuit breaker, HTTP connection pool and signing keys are reused."""
+
+    def __init__(
+        self,
+        subscription: SubscriptionConfig,
+        sender: HttpSender,
+        store: DeliveredIdsStore,
+        parking: ParkingLot,
+        secret: SecretSource,
+        tuning: DeliveryTuning = DeliveryTuning(),
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.subscription = subscription
+        self.sender = sender
+        self.store = store
+        self.parking = parking
+        self._secret = secret
+        self.tuning = tuning
+        self.wall_clock = wall_clock
+        self.sleep = sleep
+        self.breaker = CircuitBreaker(tuning.breaker_threshold)
+        self._keys: tuple[str, SigningKeys] | None = None
+
+    def signing_keys(self) -> SigningKeys:
+        """Parsed once per secret value; the source caches the value itself with a TTL."""
+        secret_string = self._secret.get()
+        if self._keys is None or self._keys[0] != secret_string:
+            self._keys = (secret_string, SigningKeys.parse(secret_string))
+        return self._keys[1]
+
+    async def dispatch(self, batch: Batch, remaining_seconds: float) -> BatchReport:
+        """Deliver `batch` within `remaining_seconds` (the invocation's time left)."""
+        deadline = time.monotonic() + remaining_seconds - self.tuning.finish_reserve_seconds
+        return await _BatchRun(self, batch, deadline, self.signing_keys()).execute()
+
+
+class _BatchRun:
+    """The state of one invocation."""
+
+    def __init__(self, dispatcher: Dispatcher, batch: Batch, deadline: float, keys: SigningKeys) -> None:
+        self.d = dispatcher
+        self.config = dispatcher.subscription
+        self.batch = batch
+        self.deadline = deadline
+        self.keys = keys
+        self.stats = DeliveryStats()
+        self.results: list[RecordResult | None] = [None] * len(batch.records)
+        self.limiter = AdaptiveLimiter(self.config.max_in_flight)
+        rate = self.config.rate_limit_per_second
+        self.bucket = TokenBucket(rate) if rate else None
+        self.leader_of: dict[str, int] = {}
+        self.leader_results: dict[str, asyncio.Future[RecordResult]] = {}
+
+    async def execute(self) -> BatchReport:
+        records = self.batch.records
+        recalled = self.d.store.fetch(dedupe.lookup_keys(self.config.name, self.batch))
+        already_finished = frozenset().union(*recalled.values())
+        pending = []
+        for index, record in enumerate(records):
+            if record.item_identifier in already_finished:
+                self.results[index] = RecordResult(Outcome.SKIPPED, reason="finished by an earlier invocation")
+                self.stats.duplicates_skipped += 1
+            else:
+                pending.append(index)
+                self.leader_of.setdefault(record.webhook_id, index)
+        self.d.breaker.begin_invocation()
+        checkpointer = asyncio.create_task(self._checkpoint_periodically())
+        try:
+            async with asyncio.TaskGroup() as lanes:
+                for lane in self._lanes(pending):
+                    lanes.create_task(self._run_lane(lane))
+        finally:
+            checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpointer
+        self._park()
+        results = tuple(result for result in self.results if result is not None)
+        report = BatchReport(self.batch, results, self.stats)
+        self._remember(report)
+        self._count(report)
+        return report
+
+    def _lanes(self, pending: list[int]) -> list[list[int]]:
+        """Records that must go out one after another share a lane; lanes run concurrently."""
+        ordered = self.config.ordering == "partition-key" or self.batch.ordered_by_source
+        lanes: dict[object, list[int]] = {}
+        for index in pending:
+            key = self.batch.records[index].partition_key
+            lanes.setdefault(key if ordered and key is not None else index, []).append(index)
+        for lane in lanes.values():
+            lane.sort(key=lambda index: self.batch.records[index].sequence_number)
+        return list(lanes.values())
+
+    async def _run_lane(self, lane: list[int]) -> None:
+        held_back_by: SourceRecord | None = None
+        for index in lane:
+            record = self.batch.records[index]
+            if held_back_by is not None:
+                self.results[index] = RecordResult(
+                    Outcome.FAILED,
+                    reason=f"held back: earlier record {held_back_by.item_identifier} of key "
+                    f"{record.partition_key!r} was not delivered",
+                )
+                continue
+            result = await self._deliver(index)
+            self.results[index] = result
+            if result.outcome is Outcome.FAILED:
+                held_back_by = record
+
+    async def _deliver(self, index: int) -> RecordResult:
+        record = self.batch.records[index]
+        if record.unreadable_reason is not None:
+            return RecordResult(Outcome.PARKED, reason=record.unreadable_reason)
+        leader = self.leader_of[record.webhook_id]
+        if leader != index:
+            return self._follow(await self._leader_result(record.webhook_id), self.batch.records[leader])
+        future = self._leader_result(record.webhook_id)
+        try:
+            result = await self._attempt(record)
+        except BaseException as error:
+            future.set_exception(error)
+            raise
+        future.set_result(result)
+        return result
+
+    def _leader_result(self, webhook_id: str) -> asyncio.Future[RecordResult]:
+        if webhook_id not in self.leader_results:
+            self.leader_results[webhook_id] = asyncio.get_running_loop().create_future()
+        return self.leader_results[webhook_id]
+
+    def _follow(self, leader_result: RecordResult, leader: SourceRecord) -> RecordResult:
+        """A record sharing its webhook-id with an earlier record of the batch is not POSTed again."""
+        if leader_result.outcome is Outcome.DELIVERED:
+            self.stats.duplicates_skipped += 1
+        note = f"same webhook-id as record {leader.item_identifier}"
+        return RecordResult(leader_result.outcome, 0, leader_result.last_status, f"{note}: {leader_result.reason}")
+
+    async def _attempt(self, record: SourceRecord) -> RecordResult:
+        attempts = 0
+        retrying = AsyncRetrying(
+            stop=self._should_stop,
+            wait=self._backoff,
+            retry=retry_if_exception_type(_TransientError),
+            sleep=self.d.sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    await self._send_once(record, attempts)
+        except _TransientError as failure:
+            self.stats.retried += attempts - 1
+            return RecordResult(Outcome.FAILED, attempts, failure.status, failure.reason)
+        except _PermanentError as failure:
+            self.stats.retried += attempts - 1
+            return RecordResult(Outcome.PARKED, attempts, failure.status, failure.reason)
+        except CircuitOpenError as error:
+            return RecordResult(Outcome.FAILED, attempts - 1, reason=str(error))
+        except _DeadlineReachedError:
+            return RecordResult(Outcome.FAILED, attempts - 1, reason="invocation deadline reached; not sent")
+        self.stats.retried += attempts - 1
+        return RecordResult(Outcome.DELIVERED, attempts, 200)
+
+    def _backoff(self, state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome else None
+        if isinstance(failure, _TransientError) and failure.retry_after is not None:
+            return failure.retry_after
+        ceiling = min(
+            self.d.tuning.backoff_cap_seconds,
+            self.d.tuning.backoff_base_seconds * 2 ** (state.attempt_number - 1),
+        )
+        return random.uniform(0, ceiling)
+
+    def _should_stop(self, state: RetryCallState) -> bool:
+        if state.attempt_number >= self.config.max_attempts:
+            return True
+        # tenacity computes the upcoming sleep before asking stop: a wait (Retry-After included)
+        # that would end past the deadline is not waited for.
+        return state.upcoming_sleep + self.d.tuning.min_attempt_seconds > self.deadline - time.monotonic()
+
+    def _time_left(self) -> float:
+        remaining = self.deadline - time.monotonic()
+        if remaining < self.d.tuning.min_attempt_seconds:
+            raise _DeadlineReachedError
+        return remaining
+
+    async def _send_once(self, record: SourceRecord, attempt: int) -> None:
+        breaker = self.d.breaker
+        self._time_left()
+        is_probe = await breaker.admit()
+        try:
+            await self.limiter.acquire()
+            try:
+                await self._take_token()
+                await self._post(record, attempt, is_probe)
+            finally:
+                self.limiter.release()
+        finally:
+            if is_probe:
+                breaker.end_probe()
+
+    async def _take_token(self) -> None:
+        if self.bucket is None:
+            return
+        wait = self.bucket.reserve()
+        if wait > self._time_left() - self.d.tuning.min_attempt_seconds:
+            self.bucket.give_back()
+            raise _DeadlineReachedError
+        if wait > 0:
+            await self.d.sleep(wait)
+
+    async def _post(self, record: SourceRecord, attempt: int, is_probe: bool) -> None:
+        timeout = min(self.config.request_timeout_seconds, self._time_left())
+        headers = self._headers(record, attempt)
+        started = time.monotonic()
+        try:
+            response = await self.d.sender.post(self.config.endpoint, record.payload, headers, timeout)
+        except EndpointRefusedError as refused:
+            raise _PermanentError(f"endpoint refused by the SSRF guard: {refused}") from None
+        except TransportError as error:
+            self.stats.status_classes["network"] += 1
+            self.d.breaker.record_transient_failure(is_probe)
+            raise _TransientError(f"no response: {error}") from None
+        self.stats.latencies_ms.append((time.monotonic() - started) * 1000)
+        status = response.status
+        self.stats.status_classes[f"{status // 100}xx"] += 1
+        if 200 <= status < 300:
+            self.d.breaker.record_success()
+            self.limiter.on_success()
+            if self.bucket is not None:
+                self.bucket.on_success()
+            return
+        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= 500:
+            self.d.breaker.record_transient_failure(is_probe)
+            if status == HTTPStatus.TOO_MANY_REQUESTS:
+                self.limiter.on_throttled()
+                if self.bucket is not None:
+                    self.bucket.on_throttled()
+            retry_after = parse_retry_after(response.retry_after, self.d.wall_clock())
+            raise _TransientError(f"HTTP {status} {_phrase(status)}".rstrip(), status, retry_after)
+        # The endpoint answered: it is up, even if it will never take this record.
+        self.d.breaker.record_success()
+        raise _PermanentError(f"HTTP {status} {_phrase(status)}".rstrip(), status)
+
+    def _headers(self, record: SourceRecord, attempt: int) -> dict[str, str]:
+        timestamp = int(self.d.wall_clock())  # each attempt is signed with its own timestamp
+        webhook_id = record.webhook_id
+        headers = {
+            "Content-Type": "application/json" if record.is_json else "application/octet-stream",
+            "User-Agent": USER_AGENT,
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": self.keys.signature_header(webhook_id, timestamp, record.payload),
+            "Idempotency-Key": webhook_id,
+            "dispatch-source": record.source_name,
+            "dispatch-produced-at": rfc3339(record.produced_at),
+            "dispatch-attempt": str(attempt),
+        }
+        if record.partition_key is not None:
+            headers["dispatch-partition-key"] = header_safe(record.partition_key)
+        if record.sequence is not None:
+            headers["dispatch-sequence"] = record.sequence
+        return headers
+
+    def _park(self) -> None:
+        """Send parked records to the DLQ in one go; a record that cannot be parked is reported failed."""
+        to_park = [i for i, result in enumerate(self.results) if result and result.outcome is Outcome.PARKED]
+        if not to_park:
+            return
+        parked_at = rfc3339(datetime.fromtimestamp(self.d.wall_clock(), tz=UTC))
+        messages = [self._dead_letter(self.batch.records[i], self._result(i), parked_at) for i in to_park]
+        try:
+            unparked = set(self.d.parking.park(messages))
+        except Exception:
+            logger.exception("parking failed; the records are reported as failures")
+            unparked = set(range(len(to_park)))
+        for position, index in enumerate(to_park):
+            record, result = self.batch.records[index], self._result(index)
+            if position in unparked:
+                self.results[index] = RecordResult(
+                    Outcome.FAILED, result.attempts, result.last_status, f"could not park ({result.reason})"
+                )
+            else:
+                logger.warning(
+                    "record parked in the dead-letter queue",
+                    extra={
+                        "webhook_id": record.webhook_id,
+                        "source": record.position(),
+                        "reason": result.reason,
+                    },
+                )
+
+    def _result(self, index: int) -> RecordResult:
+        result = self.results[index]
+        assert result is not None
+        return result
+
+    def _dead_letter(self, record: SourceRecord, result: RecordResult, parked_at: str) -> str:
+        document: dict[str, Any] = {
+            "subscription": self.config.name,
+            "endpoint": self.config.endpoint,
+            "webhook_id": record.webhook_id,
+            "item_identifier": record.item_identifier,
+            "source": record.position(),
+            "payload_base64": base64.b64encode(record.payload).decode(),
+            "content_type": "application/json" if record.is_json else "application/octet-stream",
+            "produced_at": rfc3339(record.produced_at),
+            "reason": result.reason,
+            "last_status": result.last_status,
+            "attempts": result.attempts,
+            "parked_at": parked_at,
+        }
+        return json.dumps(document, separators=(",", ":"))
+
+    def _finished_records(self, *outcomes: Outcome) -> list[SourceRecord]:
+        return [
+            record
+            for record, result in zip(self.batch.records, self.results, strict=True)
+            if result is not None and result.outcome in outcomes
+        ]
+
+    async def _checkpoint_periodically(self) -> None:
+        """During long invocations, record progress so a crash or timeout re-sends little.
+        Parked records are left out: they are in the DLQ only once _park() has run."""
+        while True:
+            await asyncio.sleep(self.d.tuning.checkpoint_interval_seconds)
+            delivered = self._finished_records(Outcome.DELIVERED, Outcome.SKIPPED)
+            markers = dedupe.progress_markers(self.config.name, self.batch, delivered)
+            try:
+                await asyncio.to_thread(self.d.store.save, markers)
+            except Exception:
+                logger.exception("progress checkpoint failed; a crash now would re-send more")
+
+    def _remember(self, report: BatchReport) -> None:
+        finished = [
+            record for record, result in zip(self.batch.records, report.results, strict=True) if result.finished
+        ]
+        markers = dedupe.markers_after_partial_failure(self.config.name, self.batch, finished, report.failed_records)
+        if not markers:
+            return
+        try:
+            self.d.store.save(markers)
+        except Exception:
+            # Cannot undo the deliveries: the re-sent records reach the endpoint again, which dedupes
+            # on webhook-id. Reporting them failed instead would re-send even more.
+            logger.exception("could not record delivered records; their re-sends will reach the endpoint")
+
+    def _count(self, report: BatchReport) -> None:
+        for record, result in zip(self.batch.records, report.results, strict=True):
+            if result.outcome is Outcome.DELIVERED:
+                self.stats.delivered += 1
+            elif result.outcome is Outcome.PARKED:
+                self.stats.dead_lettered += 1
+            elif result.outcome is Outcome.FAILED:
+                self.stats.failed += 1
+                if self.stats.failed <= MAX_FAILURES_LOGGED:
+                    logger.warning(
+                        "record not delivered; reported for retry",
+                        extra={
+                            "webhook_id": record.webhook_id,
+                            "source": record.position(),
+                            "reason": result.reason,
+                        },
+                    )
+        if self.stats.failed > MAX_FAILURES_LOGGED:
+            logger.warning("%d records not delivered in all; reported for retry", self.stats.failed)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

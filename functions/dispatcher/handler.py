@@ -1,0 +1,96 @@
+"""Lambda entry point: wire Powertools, parse the event, dispatch the batch, report partial failures.
+
+Import-time work is only what a cold start must check: the configuration, so a bad
+DISPATCHER_SUBSCRIPTION fails the cold start naming the field. AWS clients, the HTTP session and the
+signing secret are built by the first invocation and reused while the environment stays warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dispatcher.config import FunctionSettings, load_settings
+from dispatcher.delivery import DeliveryStats, Dispatcher
+from dispatcher.records import parse_event
+
+SERVICE = "callback-dispatcher"
+METRICS_NAMESPACE = "CallbackDispatcher"
+
+settings = load_settings(os.environ)
+logger = Logger(service=SERVICE)
+logger.append_keys(subscription=settings.subscription.name)
+copy_config_to_registered_loggers(source_logger=logger, include={"dispatcher"})
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+metrics.set_default_dimensions(subscription=settings.subscription.name)
+
+_runtime: tuple[asyncio.AbstractEventLoop, Dispatcher] | None = None
+
+
+def build_dispatcher(function_settings: FunctionSettings) -> Dispatcher:
+    """The production wiring: aiohttp with the SSRF guard, DynamoDB, SQS and Secrets Manager."""
+    from dispatcher.adapters.dynamodb import DynamoDbDeliveredIds
+    from dispatcher.adapters.http import AiohttpSender
+    from dispatcher.adapters.secrets import SecretsManagerSecret
+    from dispatcher.adapters.sqs import SqsParkingLot
+    from dispatcher.guard import AddressPolicy
+
+    subscription = function_settings.subscription
+    return Dispatcher(
+        subscription,
+        sender=AiohttpSender(AddressPolicy(subscription.allow_private_cidrs), subscription.max_in_flight),
+        store=DynamoDbDeliveredIds(function_settings.idempotency_table),
+        parking=SqsParkingLot(function_settings.dlq_url),
+        secret=SecretsManagerSecret(subscription.signing_secret),
+    )
+
+
+def _warm_runtime() -> tuple[asyncio.AbstractEventLoop, Dispatcher]:
+    # One event loop for the life of the environment: the pooled HTTP session is bound to it.
+    global _runtime
+    if _runtime is None:
+        _runtime = (asyncio.new_event_loop(), build_dispatcher(settings))
+    return _runtime
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
+    batch = parse_event(event)
+    logger.append_keys(source=batch.source_name)
+    loop, dispatcher = _warm_runtime()
+    report = loop.run_until_complete(dispatcher.dispatch(batch, context.get_remaining_time_in_millis() / 1000))
+    publish(report.stats)
+    logger.info(
+        "batch dispatched",
+        extra={
+            "records": len(batch.records),
+            "delivered": report.stats.delivered,
+            "failed": report.stats.failed,
+            "parked": report.stats.dead_lettered,
+            "duplicates_skipped": report.stats.duplicates_skipped,
+        },
+    )
+    return report.response()
+
+
+def publish(stats: DeliveryStats) -> None:
+    counts = {
+        "Delivered": stats.delivered,
+        "DeliveryFailed": stats.failed,
+        "Retried": stats.retried,
+        "DuplicatesSkipped": stats.duplicates_skipped,
+        "DeadLettered": stats.dead_lettered,
+    }
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    for status_class, value in stats.status_classes.items():
+        metrics.add_metric(name=f"Status{status_class}", unit=MetricUnit.Count, value=value)
+    for latency in stats.latencies_ms:
+        metrics.add_metric(name="DeliveryLatency", unit=MetricUnit.Milliseconds, value=latency)

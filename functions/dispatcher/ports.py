@@ -1,0 +1,53 @@
+"""The small ports the delivery logic talks through. Adapters implement them for AWS and aiohttp;
+tests implement them in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    retry_after: str | None = None  # the raw Retry-After header, seconds or an HTTP date
+
+
+class TransportError(Exception):
+    """The request got no HTTP response: timeout, refused or reset connection, TLS failure. Transient."""
+
+
+class HttpSender(Protocol):
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> HttpResponse:
+        """POST once, without following redirects. Raises TransportError, or
+        guard.EndpointRefusedError when the endpoint resolves only to refused addresses."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class DeliveredIdsStore(Protocol):
+    """Markers of records already delivered or parked, keyed by what Lambda will re-send."""
+
+    def fetch(self, keys: Sequence[str]) -> dict[str, frozenset[str]]:
+        """Identifiers recorded under each key that exists (missing keys are absent)."""
+        ...
+
+    def save(self, markers: Mapping[str, frozenset[str]]) -> None:
+        """Write (replace) each key's identifiers."""
+        ...
+
+
+class ParkingLot(Protocol):
+    """Where records that can never succeed are kept with their payload (the subscription's DLQ)."""
+
+    def park(self, messages: Sequence[str]) -> list[int]:
+        """Send each JSON message; returns the indexes of the messages that could NOT be parked."""
+        ...
+
+
+class SecretSource(Protocol):
+    def get(self) -> str:
+        """The signing secret string (cached by the adapter; never logged)."""
+        ...

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: install lint typecheck unit test bench lock clean
+.PHONY: install lint typecheck unit test bench lock clean schema validate
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ unit: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# Regenerate registry/*.schema.json after changing the registry models (a test fails while they are stale).
+schema: $(STAMP)
+	$(BIN)/python -m infra.registry schema
+
+# Check the registry for one environment (ENV=dev|staging|prod), listing every error and warning.
+ENV ?= prod
+validate: $(STAMP)
+	$(BIN)/python -m infra.registry validate --env $(ENV)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

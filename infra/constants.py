@@ -1,0 +1,71 @@
+"""Every name and tuning number of the deployed infrastructure, each defined once with its unit.
+
+AWS service limits, which the registry validator checks, live in `infra.registry.limits`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+
+from infra.registry.limits import Environment
+
+SERVICE_NAME: Final = "callback-dispatcher"
+
+# --- The function contract (must match functions/dispatcher) ------------------------------------------
+HANDLER: Final = "dispatcher.handler.handler"
+METRICS_NAMESPACE: Final = "CallbackDispatcher"
+# EMF metric names emitted by the function; dimensions are exactly {service, subscription}.
+METRIC_DELIVERED: Final = "Delivered"
+METRIC_DELIVERY_FAILED: Final = "DeliveryFailed"
+METRIC_DEAD_LETTERED: Final = "DeadLettered"
+METRIC_DELIVERY_LATENCY: Final = "DeliveryLatency"  # ms
+# Delivered-ids table: every item's partition key starts with "<subscription name>#".
+DELIVERED_IDS_PARTITION_KEY: Final = "pk"
+DELIVERED_IDS_TTL_ATTRIBUTE: Final = "expires_at"
+DELIVERED_IDS_KEY_SEPARATOR: Final = "#"
+
+# --- Lambda function ----------------------------------------------------------------------------------
+FUNCTION_RUNTIME: Final = lambda_.Runtime.PYTHON_3_13
+FUNCTION_ARCHITECTURE: Final = lambda_.Architecture.ARM_64
+FUNCTION_MEMORY_MB: Final = 512  # MB; also buys CPU for TLS handshakes and JSON parsing of 10k-record batches
+FUNCTION_LOG_FORMAT: Final = lambda_.LoggingFormat.JSON
+# Asset build target: must match FUNCTION_RUNTIME and FUNCTION_ARCHITECTURE.
+ASSET_PIP_PLATFORM: Final = "manylinux2014_aarch64"
+ASSET_PYTHON_VERSION: Final = "3.13"
+
+# --- Event source mappings ----------------------------------------------------------------------------
+# A stream with more consumers than this gets enhanced fan-out: shared-throughput polling (5 GetRecords
+# calls per second per shard, shared by every consumer) would starve them.
+SHARED_THROUGHPUT_MAX_CONSUMERS: Final = 2  # consumers per stream
+# Lambda's guidance: visibility timeout at least six times the function timeout, plus the batching window.
+QUEUE_VISIBILITY_TIMEOUT_FACTOR: Final = 6
+# The JSON field of a record's payload that `event_types` filters on.
+EVENT_TYPE_FIELD: Final = "type"
+
+# --- Retention ----------------------------------------------------------------------------------------
+SOURCE_QUEUE_RETENTION: Final = Duration.days(4)  # SQS default; long enough to outlast a weekend outage
+DEAD_LETTER_RETENTION: Final = Duration.days(14)  # SQS maximum: parked records wait for a human
+FAILED_BATCH_RETENTION: Final = Duration.days(30)  # stream on-failure records in S3
+LOG_RETENTION: Final[dict[Environment, logs.RetentionDays]] = {
+    "dev": logs.RetentionDays.ONE_WEEK,
+    "staging": logs.RetentionDays.ONE_MONTH,
+    "prod": logs.RetentionDays.THREE_MONTHS,
+}
+# Stateful resources (sources, dead-letter queues, the delivered-ids table, failed batches) outlive a
+# stack deletion outside dev: they hold records nobody has delivered yet.
+STATEFUL_REMOVAL_POLICY: Final[dict[Environment, RemovalPolicy]] = {
+    "dev": RemovalPolicy.DESTROY,
+    "staging": RemovalPolicy.RETAIN,
+    "prod": RemovalPolicy.RETAIN,
+}
+
+# --- Monitoring ---------------------------------------------------------------------------------------
+ALARM_PERIOD: Final = Duration.minutes(5)
+ALARM_EVALUATION_PERIODS: Final = 1  # periods; every alarm here is on a condition that needs a human now
+DELIVERY_SUCCESS_RATE_ALARM_PERCENT: Final = 95  # %, delivered / (delivered + failed + dead-lettered)
+DASHBOARD_WIDGET_HEIGHT: Final = 6  # grid units
+DASHBOARD_WIDTH: Final = 24  # grid units, CloudWatch's full width

@@ -1,0 +1,1 @@
+"""Registry model, validation and schema tests."""

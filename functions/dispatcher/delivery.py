@@ -307,19 +307,20 @@ class _BatchRun:
         return remaining
 
     async def _send_once(self, record: SourceRecord, attempt: int) -> None:
-        breaker = self.d.breaker
         self._time_left()
-        is_probe = await breaker.admit()
+        await self.limiter.acquire()
         try:
-            await self.limiter.acquire()
+            # Asked only once a slot is free: requests queued behind the limiter must not go out
+            # after the circuit opened.
+            is_probe = await self.d.breaker.admit()
             try:
                 await self._take_token()
                 await self._post(record, attempt, is_probe)
             finally:
-                self.limiter.release()
+                if is_probe:
+                    self.d.breaker.end_probe()
         finally:
-            if is_probe:
-                breaker.end_probe()
+            self.limiter.release()
 
     async def _take_token(self) -> None:
         if self.bucket is None:

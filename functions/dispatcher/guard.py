@@ -74,10 +74,10 @@ def _non_public_category(address: IPAddress) -> str | None:
         return "multicast"
     if isinstance(address, IPv4Address) and address in CARRIER_GRADE_NAT:
         return "carrier-grade NAT"
-    if address.is_private:
-        return "private"
     if address.is_reserved:
         return "reserved"
+    if address.is_private:
+        return "private"
     if not address.is_global:
         return "non-global"
     return None

@@ -1,0 +1,396 @@
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from dispatcher.delivery import Outcome, parse_retry_after
+from dispatcher.guard import EndpointRefusedError
+from dispatcher.signing import SigningSecretError
+from standardwebhooks.webhooks import Webhook
+
+from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
+from tests.fakes import SECRET, transport_failure
+from tests.unit.conftest import FAST, Harness, failed_ids, subscription
+
+
+def kinesis_id(position: int) -> str:
+    return f"{STREAM}:{sequence_number(position)}"
+
+
+# --- what an endpoint receives -------------------------------------------------------------------
+
+
+async def test_kinesis_record_is_posted_signed_with_ordering_metadata(harness: Harness) -> None:
+    # Given a Kinesis batch of one JSON record
+    report = await harness.dispatch(event(kinesis_record(4, {"type": "order.created"}, partition_key="c-1")))
+    # Then it is delivered and nothing is reported
+    assert report.response() == {"batchItemFailures": []}
+    (request,) = harness.endpoint.requests
+    headers = request.headers
+    assert request.url == "https://ledger.example.com/hooks"
+    assert request.body == b'{"type": "order.created"}'
+    assert headers["Content-Type"] == "application/json"
+    assert headers["webhook-id"] == headers["Idempotency-Key"] == kinesis_id(4)
+    assert Webhook(SECRET).verify(request.body, headers) == {"type": "order.created"}
+    assert headers["dispatch-source"] == STREAM
+    assert headers["dispatch-partition-key"] == "c-1"
+    assert headers["dispatch-sequence"] == sequence_number(4)
+    assert headers["dispatch-produced-at"] == "2023-11-14T22:13:24.500Z"
+    assert headers["dispatch-attempt"] == "1"
+
+
+async def test_standard_queue_record_has_no_partition_or_sequence_headers(harness: Harness) -> None:
+    await harness.dispatch(event(sqs_record("m-1", b"plain text")))
+    (request,) = harness.endpoint.requests
+    assert request.headers["webhook-id"] == "m-1"
+    assert request.headers["Content-Type"] == "application/octet-stream"
+    assert request.headers["dispatch-source"] == "billing-callbacks"
+    assert request.headers["dispatch-produced-at"] == "2023-11-14T22:13:20.123Z"
+    assert "dispatch-partition-key" not in request.headers
+    assert "dispatch-sequence" not in request.headers
+
+
+async def test_fifo_record_names_its_group_and_sequence(harness: Harness) -> None:
+    await harness.dispatch(event(sqs_record("m-1", {"a": 1}, queue="jobs.fifo", group="g-7", sequence=3)))
+    (request,) = harness.endpoint.requests
+    assert request.headers["webhook-id"] == "jobs.fifo:dedup-m-1"
+    assert request.headers["dispatch-partition-key"] == "g-7"
+    assert request.headers["dispatch-sequence"] == str(18_800_000_000_000_000_003)
+
+
+# --- response classes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429, 599])
+async def test_transient_status_is_retried_until_delivered(harness: Harness, status: int) -> None:
+    # Given an endpoint that fails once with a transient status, then accepts
+    harness.endpoint.answers[kinesis_id(1)] = [status, 200]
+    # When the record is dispatched
+    report = await harness.dispatch(event(kinesis_record(1, {})))
+    # Then it is retried with the attempt number, each attempt signed afresh, and delivered
+    assert failed_ids(report) == []
+    attempts = [request.headers["dispatch-attempt"] for request in harness.endpoint.requests]
+    assert attempts == ["1", "2"]
+    assert report.results[0].outcome is Outcome.DELIVERED
+    assert report.stats.retried == 1
+    assert report.stats.status_classes[f"{status // 100}xx"] == 1
+
+
+async def test_transient_failure_after_max_attempts_is_reported(harness: Harness) -> None:
+    harness.endpoint.answers[kinesis_id(1)] = [503, 503, 503]
+    report = await harness.dispatch(event(kinesis_record(1, {}), kinesis_record(2, {}, partition_key="other")))
+    assert failed_ids(report) == [sequence_number(1)]
+    assert report.results[0] == replace(report.results[0], outcome=Outcome.FAILED, attempts=3, last_status=503)
+    assert len(harness.parking) == 0
+    assert report.stats.failed == 1
+    assert report.stats.delivered == 1
+
+
+async def test_connection_errors_are_transient(harness: Harness) -> None:
+    harness.endpoint.answers[kinesis_id(1)] = [transport_failure(), transport_failure(), transport_failure()]
+    report = await harness.dispatch(event(kinesis_record(1, {})))
+    assert failed_ids(report) == [sequence_number(1)]
+    assert report.results[0].reason == "no response: connection refused"
+    assert report.stats.status_classes["network"] == 3
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 408, 410, 422, 301, 302, 307])
+async def test_permanent_status_parks_the_record_and_does_not_report_it(harness: Harness, status: int) -> None:
+    # Given an endpoint that will never take this record
+    harness.endpoint.answers["evt-1"] = [status]
+    # When it is dispatched
+    report = await harness.dispatch(event(kinesis_record(9, {"id": "evt-1", "n": 1}, partition_key="p")))
+    # Then it is not retried, not reported, and parked with its payload and position
+    assert failed_ids(report) == []
+    assert len(harness.endpoint.requests) == 1
+    (parked,) = harness.parking.messages
+    assert parked["subscription"] == "orders-to-ledger"
+    assert parked["webhook_id"] == "evt-1"
+    assert base64.b64decode(parked["payload_base64"]) == b'{"id": "evt-1", "n": 1}'
+    assert parked["source"] == {
+        "type": "kinesis",
+        "name": STREAM,
+        "arn": "arn:aws:kinesis:eu-west-1:123456789012:stream/orders",
+        "shard_id": "shardId-000000000000",
+        "sequence_number": sequence_number(9),
+        "partition_key": "p",
+    }
+    assert parked["last_status"] == status
+    assert parked["attempts"] == 1
+    assert parked["reason"].startswith(f"HTTP {status}")
+    assert datetime.fromisoformat(parked["parked_at"]).tzinfo is not None
+    assert report.stats.dead_lettered == 1
+
+
+async def test_endpoint_refused_by_the_guard_is_parked_naming_the_address(harness: Harness) -> None:
+    harness.endpoint.default = EndpointRefusedError("10.0.0.5 is a private address and not in allow_private_cidrs")
+    report = await harness.dispatch(event(sqs_record("m-1", {})))
+    assert failed_ids(report) == []
+    (parked,) = harness.parking.messages
+    assert parked["reason"] == (
+        "endpoint refused by the SSRF guard: 10.0.0.5 is a private address and not in allow_private_cidrs"
+    )
+    assert parked["last_status"] is None
+
+
+async def test_unreadable_record_is_parked_and_the_batch_goes_on(harness: Harness) -> None:
+    report = await harness.dispatch(event(kinesis_record(1, None, raw_data="%%%"), kinesis_record(2, {"ok": 1})))
+    assert failed_ids(report) == []
+    assert harness.endpoint.ids_posted() == [kinesis_id(2)]
+    (parked,) = harness.parking.messages
+    assert "not valid base64" in parked["reason"]
+    assert base64.b64decode(parked["payload_base64"]) == b"%%%"
+    assert parked["attempts"] == 0
+
+
+async def test_record_that_cannot_be_parked_is_reported_instead(harness: Harness) -> None:
+    # Given a DLQ that refuses the message
+    harness.parking.refuse = True
+    harness.endpoint.answers[kinesis_id(1)] = [404]
+    report = await harness.dispatch(event(kinesis_record(1, {})))
+    # Then the record is never dropped: Lambda will send it again
+    assert failed_ids(report) == [sequence_number(1)]
+    assert report.results[0].reason == "could not park (HTTP 404 Not Found)"
+
+
+# --- Retry-After and the deadline --------------------------------------------------------------------
+
+
+async def test_retry_after_seconds_is_honoured(harness: Harness) -> None:
+    harness.endpoint.answers[kinesis_id(1)] = [(429, "7"), 200]
+    report = await harness.dispatch(event(kinesis_record(1, {})), remaining_seconds=60)
+    assert failed_ids(report) == []
+    assert harness.sleeps == [7.0]
+
+
+async def test_retry_after_past_the_deadline_is_not_waited_for(harness: Harness) -> None:
+    harness.endpoint.answers[kinesis_id(1)] = [(503, "120"), 200]
+    report = await harness.dispatch(event(kinesis_record(1, {})), remaining_seconds=30)
+    assert failed_ids(report) == [sequence_number(1)]
+    assert harness.sleeps == []
+    assert len(harness.endpoint.requests) == 1
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    now = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC).timestamp()
+    assert parse_retry_after("30", now) == 30.0
+    assert parse_retry_after("Fri, 27 Nov 2026 12:00:45 GMT", now) == 45.0
+    assert parse_retry_after("Fri, 27 Nov 2026 11:00:00 GMT", now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+async def test_nothing_is_sent_without_time_left() -> None:
+    # Given an invocation whose remaining time is all needed to finish up
+    harness = Harness(subscription(), replace(FAST, finish_reserve_seconds=3.0))
+    report = await harness.dispatch(event(kinesis_record(1, {}), kinesis_record(2, {})), remaining_seconds=3.1)
+    # Then nothing is attempted and everything is reported for a later invocation
+    assert harness.endpoint.requests == []
+    assert failed_ids(report) == [sequence_number(1), sequence_number(2)]
+
+
+async def test_request_timeout_is_cut_to_the_time_left() -> None:
+    harness = Harness(subscription(request_timeout_seconds=10), replace(FAST, finish_reserve_seconds=1.0))
+    await harness.dispatch(event(kinesis_record(1, {})), remaining_seconds=3.0)
+    assert harness.endpoint.requests[0].timeout <= 2.0
+
+
+# --- ordering ------------------------------------------------------------------------------------------
+
+
+async def test_failure_holds_back_later_records_of_its_key_only(harness: Harness) -> None:
+    # Given records of two partition keys, the second record of key A failing
+    harness.endpoint.answers[kinesis_id(2)] = [500, 500, 500]
+    records = [kinesis_record(i, {"i": i}, partition_key="A" if i % 2 == 0 else "B") for i in range(8)]
+    # When dispatched with ordering by partition key
+    report = await harness.dispatch(event(*records))
+    # Then key A stops at the failure, key B is delivered in full and in order
+    assert failed_ids(report) == [sequence_number(2), sequence_number(4), sequence_number(6)]
+    posted = harness.endpoint.ids_posted()
+    assert kinesis_id(4) not in posted
+    assert kinesis_id(6) not in posted
+    b_posted = [webhook_id for webhook_id in posted if webhook_id in {kinesis_id(i) for i in (1, 3, 5, 7)}]
+    assert b_posted == [kinesis_id(1), kinesis_id(3), kinesis_id(5), kinesis_id(7)]
+
+
+async def test_records_of_a_key_go_out_one_after_another() -> None:
+    harness = Harness(subscription(max_in_flight=8))
+    harness.endpoint.latency_seconds = 0.001
+    await harness.dispatch(event(*[kinesis_record(i, {}, partition_key="same") for i in range(6)]))
+    assert harness.endpoint.max_in_flight_seen == 1
+    assert harness.endpoint.ids_posted() == [kinesis_id(i) for i in range(6)]
+
+
+async def test_parked_record_does_not_hold_back_its_key(harness: Harness) -> None:
+    harness.endpoint.answers[kinesis_id(1)] = [410]
+    report = await harness.dispatch(event(*[kinesis_record(i, {}, partition_key="A") for i in range(3)]))
+    assert failed_ids(report) == []
+    assert harness.endpoint.ids_posted() == [kinesis_id(0), kinesis_id(1), kinesis_id(2)]
+
+
+async def test_ordering_none_attempts_every_record() -> None:
+    harness = Harness(subscription(ordering="none"))
+    harness.endpoint.answers[kinesis_id(0)] = [500, 500, 500]
+    report = await harness.dispatch(event(*[kinesis_record(i, {}, partition_key="A") for i in range(3)]))
+    assert failed_ids(report) == [sequence_number(0)]
+    assert {kinesis_id(1), kinesis_id(2)} <= set(harness.endpoint.ids_posted())
+
+
+async def test_fifo_groups_stay_ordered_whatever_the_subscription_says() -> None:
+    # Given a FIFO batch and a subscription that asks for no ordering
+    harness = Harness(subscription(ordering="none"))
+    harness.endpoint.answers["jobs.fifo:dedup-m-1"] = [500, 500, 500]
+    records = [
+        sqs_record(f"m-{i}", {"i": i}, queue="jobs.fifo", group="g-1" if i < 3 else "g-2", sequence=i) for i in range(5)
+    ]
+    report = await harness.dispatch(event(*records))
+    # Then the group of the failure stops there and reports the rest; the other group is delivered
+    assert failed_ids(report) == ["m-1", "m-2"]
+    assert "jobs.fifo:dedup-m-2" not in harness.endpoint.ids_posted()
+    assert report.results[3].outcome is report.results[4].outcome is Outcome.DELIVERED
+
+
+async def test_in_flight_requests_never_exceed_max_in_flight() -> None:
+    harness = Harness(subscription(ordering="none", max_in_flight=4))
+    harness.endpoint.latency_seconds = 0.002
+    report = await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(40)]))
+    assert failed_ids(report) == []
+    assert harness.endpoint.max_in_flight_seen == 4
+
+
+# --- duplicates ------------------------------------------------------------------------------------------
+
+
+async def test_records_sharing_a_webhook_id_are_posted_once(harness: Harness) -> None:
+    records = [kinesis_record(1, {"id": "evt-1"}, "A"), kinesis_record(2, {"id": "evt-1"}, "B")]
+    report = await harness.dispatch(event(*records))
+    assert harness.endpoint.ids_posted() == ["evt-1"]
+    assert failed_ids(report) == []
+    assert report.stats.duplicates_skipped == 1
+
+
+async def test_duplicate_of_a_failed_record_is_reported_too(harness: Harness) -> None:
+    harness.endpoint.answers["evt-1"] = [500, 500, 500]
+    records = [kinesis_record(1, {"id": "evt-1"}, "A"), kinesis_record(2, {"id": "evt-1"}, "B")]
+    report = await harness.dispatch(event(*records))
+    assert failed_ids(report) == [sequence_number(1), sequence_number(2)]
+    assert len(harness.endpoint.requests) == 3
+
+
+async def test_kinesis_partial_failure_records_what_lambda_will_resend(harness: Harness) -> None:
+    # Given a batch whose third record fails
+    harness.endpoint.answers[kinesis_id(2)] = [500, 500, 500]
+    records = [kinesis_record(i, {}, partition_key=f"k{i}") for i in range(6)]
+    report = await harness.dispatch(event(*records))
+    assert failed_ids(report) == [sequence_number(2)]
+    # Then one marker, keyed by the checkpoint, lists the delivered records after it
+    checkpoint_key = f"orders-to-ledger#kinesis#{STREAM}#shardId-000000000000#{sequence_number(2)}"
+    assert harness.store.saves == [{checkpoint_key: frozenset(sequence_number(i) for i in (3, 4, 5))}]
+    # When Lambda re-sends from the checkpoint on, with the endpoint healthy again
+    harness.endpoint.requests.clear()
+    resent = await harness.dispatch(event(*records[2:]))
+    # Then only the record that failed is POSTed; the others are skipped and counted
+    assert harness.endpoint.ids_posted() == [kinesis_id(2)]
+    assert failed_ids(resent) == []
+    assert resent.stats.duplicates_skipped == 3
+    assert harness.store.fetches[-1] == [checkpoint_key]
+
+
+async def test_fully_delivered_batch_reads_once_and_writes_nothing(harness: Harness) -> None:
+    await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(100)]))
+    assert len(harness.store.fetches) == 1
+    assert harness.store.saves == []
+
+
+async def test_sqs_looks_up_only_messages_received_before(harness: Harness) -> None:
+    harness.store.markers["orders-to-ledger#sqs#billing-callbacks#m-2"] = frozenset({"m-2"})
+    report = await harness.dispatch(event(sqs_record("m-1", {}), sqs_record("m-2", {}, receive_count=2)))
+    assert harness.store.fetches == [["orders-to-ledger#sqs#billing-callbacks#m-2"]]
+    assert harness.endpoint.ids_posted() == ["m-1"]
+    assert report.stats.duplicates_skipped == 1
+
+
+async def test_sqs_partial_failure_writes_no_marker(harness: Harness) -> None:
+    harness.endpoint.answers["m-1"] = [500, 500, 500]
+    report = await harness.dispatch(event(sqs_record("m-1", {}), sqs_record("m-2", {})))
+    assert failed_ids(report) == ["m-1"]
+    assert harness.store.saves == []
+
+
+async def test_marker_write_failure_does_not_change_the_report(harness: Harness) -> None:
+    harness.store.fail_saves = True
+    harness.endpoint.answers[kinesis_id(0)] = [500, 500, 500]
+    report = await harness.dispatch(event(kinesis_record(0, {}, "a"), kinesis_record(1, {}, "b")))
+    assert failed_ids(report) == [sequence_number(0)]
+
+
+async def test_long_invocation_checkpoints_its_progress() -> None:
+    # Given a slow endpoint and a short checkpoint interval
+    harness = Harness(subscription(ordering="none", max_in_flight=1), replace(FAST, checkpoint_interval_seconds=0.01))
+    harness.endpoint.latency_seconds = 0.005
+    await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(10)]))
+    # Then progress markers of delivered records were written under the batch's first record
+    key = f"orders-to-ledger#kinesis#{STREAM}#shardId-000000000000#{sequence_number(0)}"
+    assert harness.store.saves
+    assert all(set(save) == {key} for save in harness.store.saves)
+    assert sequence_number(0) in harness.store.saves[-1][key]
+
+
+# --- circuit breaker and throttling --------------------------------------------------------------------
+
+
+async def test_circuit_opens_after_five_consecutive_transient_failures() -> None:
+    # Given an endpoint that is down and one attempt per record
+    harness = Harness(subscription(ordering="none", max_in_flight=1, max_attempts=1))
+    harness.endpoint.default = 503
+    report = await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(20)]))
+    # Then after five failures the rest is reported without a request
+    assert len(harness.endpoint.requests) == 5
+    assert len(failed_ids(report)) == 20
+    assert "circuit open" in report.results[19].reason
+
+
+async def test_next_invocation_probes_with_one_request_first() -> None:
+    harness = Harness(subscription(ordering="none", max_in_flight=8, max_attempts=1))
+    harness.endpoint.default = 503
+    await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(8)]))
+    # When the next invocation finds the endpoint still down
+    harness.endpoint.requests.clear()
+    still_down = await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(10, 20)]))
+    # Then a single probe is sent and everything is reported
+    assert len(harness.endpoint.requests) == 1
+    assert len(failed_ids(still_down)) == 10
+    # When the endpoint has recovered
+    harness.endpoint.default = 200
+    harness.endpoint.requests.clear()
+    recovered = await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(10, 20)]))
+    # Then the probe succeeds and the rest follows
+    assert failed_ids(recovered) == []
+    assert len(harness.endpoint.requests) == 10
+
+
+async def test_rate_limit_spaces_requests_after_a_one_second_burst() -> None:
+    harness = Harness(subscription(ordering="none", rate_limit_per_second=5))
+    started = time.monotonic()
+    await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(10)]))
+    elapsed = time.monotonic() - started
+    # The first five go at once (the burst); the next five wait for tokens at 5 per second
+    assert len(harness.sleeps) == 5
+    assert max(harness.sleeps) == pytest.approx(1.0 - elapsed, abs=0.05)
+
+
+async def test_malformed_signing_secret_fails_the_invocation_before_sending(harness: Harness) -> None:
+    harness.secret.value = "not-a-webhook-secret"
+    with pytest.raises(SigningSecretError):
+        await harness.dispatch(event(kinesis_record(1, {})))
+    assert harness.endpoint.requests == []
+
+
+async def test_secret_is_parsed_again_only_when_it_changes(harness: Harness) -> None:
+    keys = harness.dispatcher.signing_keys()
+    assert harness.dispatcher.signing_keys() is keys
+    harness.secret.value = SECRET + " " + SECRET.replace("a", "b")
+    assert harness.dispatcher.signing_keys() is not keys

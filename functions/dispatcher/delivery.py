@@ -408,7 +408,7 @@ class _BatchRun:
                     "record parked in the dead-letter queue",
                     extra={
                         "webhook_id": record.webhook_id,
-                        "source": record.position(),
+                        "source_position": record.position(),
                         "reason": result.reason,
                     },
                 )
@@ -481,7 +481,7 @@ class _BatchRun:
                         "record not delivered; reported for retry",
                         extra={
                             "webhook_id": record.webhook_id,
-                            "source": record.position(),
+                            "source_position": record.position(),
                             "reason": result.reason,
                         },
                     )

@@ -1,0 +1,95 @@
+"""The Lambda entry point: cold-start configuration, the partial-batch response and EMF metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+import pytest
+from dispatcher.config import ConfigurationError
+from dispatcher.records import UnsupportedEventError
+
+from tests.events import event, kinesis_record, sequence_number
+from tests.unit.conftest import Harness, subscription
+
+
+class Context:
+    function_name = "dev-orders-to-ledger"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:dev-orders-to-ledger"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+SUBSCRIPTION = {"name": "orders-to-ledger", "endpoint": "https://ledger.example.com/h", "signing_secret": "s"}
+
+
+def fresh_handler_module() -> ModuleType:
+    sys.modules.pop("dispatcher.handler", None)
+    return importlib.import_module("dispatcher.handler")
+
+
+@pytest.fixture
+def handler_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, Harness]]:
+    monkeypatch.setenv("DISPATCHER_SUBSCRIPTION", json.dumps(SUBSCRIPTION))
+    monkeypatch.setenv("DISPATCHER_IDEMPOTENCY_TABLE", "delivered-ids")
+    monkeypatch.setenv("DISPATCHER_DLQ_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/parked")
+    module = fresh_handler_module()
+    harness = Harness(subscription(name="orders-to-ledger"))
+    loop = asyncio.new_event_loop()
+    monkeypatch.setattr(module, "_runtime", (loop, harness.dispatcher))
+    yield module, harness
+    loop.close()
+    sys.modules.pop("dispatcher.handler", None)
+
+
+def test_invalid_configuration_fails_the_cold_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPATCHER_SUBSCRIPTION", json.dumps(SUBSCRIPTION | {"max_in_flight": "many"}))
+    monkeypatch.setenv("DISPATCHER_IDEMPOTENCY_TABLE", "delivered-ids")
+    monkeypatch.setenv("DISPATCHER_DLQ_URL", "https://sqs/parked")
+    with pytest.raises(ConfigurationError, match=r"DISPATCHER_SUBSCRIPTION\.max_in_flight"):
+        fresh_handler_module()
+    sys.modules.pop("dispatcher.handler", None)
+
+
+def test_import_builds_no_aws_client_or_http_session(handler_module: tuple[ModuleType, Harness]) -> None:
+    module, _ = handler_module
+    assert "boto3" not in vars(module)
+    assert "aiohttp" not in vars(module)
+    assert not any(name.startswith("dispatcher.adapters.") for name in vars(module))
+
+
+def test_handler_reports_partial_failures_and_emits_metrics(
+    handler_module: tuple[ModuleType, Harness], capsys: pytest.CaptureFixture[str]
+) -> None:
+    module, harness = handler_module
+    harness.endpoint.answers["orders:" + sequence_number(1)] = [500, 500, 500]
+    harness.endpoint.answers["orders:" + sequence_number(2)] = [404]
+    response = module.handler(
+        event(kinesis_record(0, {}, "a"), kinesis_record(1, {}, "b"), kinesis_record(2, {}, "c")), Context()
+    )
+    assert response == {"batchItemFailures": [{"itemIdentifier": sequence_number(1)}]}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    metrics = {key: value for blob in emf for key, value in blob.items() if not key.startswith("_")}
+    assert metrics["Delivered"] == [1.0]
+    assert metrics["DeliveryFailed"] == [1.0]
+    assert metrics["DeadLettered"] == [1.0]
+    assert metrics["Retried"] == [2.0]
+    assert metrics["subscription"] == "orders-to-ledger"
+    assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CallbackDispatcher"
+    (dimension_set,) = emf[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert sorted(dimension_set) == ["service", "subscription"]
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_event_that_is_not_a_batch_raises(handler_module: tuple[ModuleType, Harness]) -> None:
+    module, _ = handler_module
+    with pytest.raises(UnsupportedEventError):
+        module.handler({"source": "aws.events"}, Context())

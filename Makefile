@@ -10,7 +10,7 @@ CONSTRAINTS := requirements/constraints.txt
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[infra,dev]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[infra,local,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,7 +45,7 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip
-	.lock-venv/bin/pip install --quiet '.[infra,dev]'
+	.lock-venv/bin/pip install --quiet '.[infra,local,dev]'
 	.lock-venv/bin/pip freeze --exclude callback-dispatcher > $(CONSTRAINTS)
 	rm -rf .lock-venv
 

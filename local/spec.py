@@ -1,0 +1,95 @@
+"""What the local runtime needs to know about each deployed function and its event source mapping.
+
+Read from the synthesized CloudFormation template (local/template.py), so what runs locally is what
+`cdk deploy` would create. Defaults are Lambda's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_HANDLER = "dispatcher.handler.handler"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One deployed consumer function."""
+
+    name: str  # the function name, environment-prefixed
+    subscription: str  # the registry's subscription name
+    environment: dict[str, str]  # the function's environment variables from the template
+    timeout_seconds: float
+    reserved_concurrency: int  # caps the number of concurrent workers
+    memory_mb: int = 512
+    handler: str = DEFAULT_HANDLER
+
+
+@dataclass(frozen=True)
+class KinesisMappingSpec:
+    stream_name: str
+    stream_arn: str
+    batch_size: int = 100
+    batching_window_seconds: float = 0.0
+    parallelization_factor: int = 1
+    bisect_on_error: bool = False
+    maximum_retry_attempts: int = -1  # -1: until the record expires
+    maximum_record_age_seconds: int = -1  # -1: until the record expires
+    starting_position: str = "TRIM_HORIZON"
+    on_failure_bucket: str | None = None  # S3 on-failure destination: keeps the records themselves
+    filter_patterns: tuple[dict[str, Any], ...] = ()
+    report_batch_item_failures: bool = True
+
+
+@dataclass(frozen=True)
+class SqsMappingSpec:
+    queue_name: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int = 10
+    batching_window_seconds: float = 0.0
+    maximum_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency
+    filter_patterns: tuple[dict[str, Any], ...] = ()
+    report_batch_item_failures: bool = True
+
+    @property
+    def is_fifo(self) -> bool:
+        return self.queue_name.endswith(".fifo")
+
+
+MappingSpec = KinesisMappingSpec | SqsMappingSpec
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A function and the mapping that feeds it: one per registered subscription."""
+
+    function: FunctionSpec
+    mapping: MappingSpec
+
+
+@dataclass
+class ConsumerStats:
+    """Live counters of one consumer, for the status table and the demo report.
+
+    Delivery counts come from the function's own EMF metrics (parsed from the worker's output), so
+    they are what CloudWatch would show; the rest is what the mapping itself measures.
+    """
+
+    invocations: int = 0
+    function_errors: int = 0  # invocations that raised or timed out (whole-batch failures)
+    timeouts: int = 0
+    records_in_flight: int = 0
+    records_reported_failed: int = 0  # batchItemFailures entries
+    delivered: int = 0  # EMF Delivered
+    delivery_failed: int = 0  # EMF DeliveryFailed
+    dead_lettered: int = 0  # EMF DeadLettered
+    retried: int = 0  # EMF Retried
+    duplicates_skipped: int = 0  # EMF DuplicatesSkipped
+    sent_to_on_failure: int = 0  # Kinesis records written to the on-failure destination
+    redriven_to_dlq: int = 0  # SQS messages moved to the source queue's DLQ after maxReceiveCount
+    filtered_out: int = 0  # records a FilterCriteria pattern rejected
+    iterator_age_ms: float = 0.0  # Kinesis: last record of the last batch, as AWS defines IteratorAge
+    max_iterator_age_ms: float = 0.0
+    oldest_message_age_seconds: float = 0.0  # SQS ApproximateAgeOfOldestMessage
+    extra: dict[str, float] = field(default_factory=dict)

@@ -50,6 +50,7 @@ EVENT_TYPE_FIELD: Final = "type"
 SOURCE_QUEUE_RETENTION: Final = Duration.days(4)  # SQS default; long enough to outlast a weekend outage
 DEAD_LETTER_RETENTION: Final = Duration.days(14)  # SQS maximum: parked records wait for a human
 FAILED_BATCH_RETENTION: Final = Duration.days(30)  # stream on-failure records in S3
+ACCESS_LOG_RETENTION: Final = Duration.days(90)  # S3 server access logs
 LOG_RETENTION: Final[dict[Environment, logs.RetentionDays]] = {
     "dev": logs.RetentionDays.ONE_WEEK,
     "staging": logs.RetentionDays.ONE_MONTH,
@@ -67,5 +68,6 @@ STATEFUL_REMOVAL_POLICY: Final[dict[Environment, RemovalPolicy]] = {
 ALARM_PERIOD: Final = Duration.minutes(5)
 ALARM_EVALUATION_PERIODS: Final = 1  # periods; every alarm here is on a condition that needs a human now
 DELIVERY_SUCCESS_RATE_ALARM_PERCENT: Final = 95  # %, delivered / (delivered + failed + dead-lettered)
+DASHBOARD_HEADER_HEIGHT: Final = 2  # grid units
 DASHBOARD_WIDGET_HEIGHT: Final = 6  # grid units
 DASHBOARD_WIDTH: Final = 24  # grid units, CloudWatch's full width

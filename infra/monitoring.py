@@ -1,0 +1,242 @@
+"""Alarms per subscription, mailed to the owning team, and one dashboard per environment.
+
+Every alarm watches a condition a team must act on: a backlog growing older than the registry allows,
+a function failing or throttled, records parked or dead-lettered, or deliveries failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as sns_subscriptions
+from constructs import Construct
+
+from infra import constants
+from infra.naming import ResourceNames
+from infra.source_queue import SourceQueue
+from infra.subscription_consumer import SubscriptionConsumer
+
+MILLISECONDS_PER_SECOND = 1_000
+
+
+class DispatcherMonitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        consumers: Sequence[SubscriptionConsumer],
+        alert_emails: Mapping[str, str],
+        names: ResourceNames,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.names = names
+        self.topic_key = self._build_topic_key(removal_policy)
+        self.team_topics = {team: self._build_team_topic(team, email) for team, email in sorted(alert_emails.items())}
+        self.alarms: dict[str, list[cloudwatch.Alarm]] = {}
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=names.name(constants.SERVICE_NAME))
+        for consumer in consumers:
+            self.alarms[consumer.subscription.name] = self._build_alarms(consumer)
+            header, graphs = self._dashboard_rows(consumer)
+            self.dashboard.add_widgets(header)
+            self.dashboard.add_widgets(*graphs)
+
+    def _build_topic_key(self, removal_policy: RemovalPolicy) -> kms.Key:
+        key = kms.Key(
+            self,
+            "AlertTopicsKey",
+            description=f"{self.names.name('alerts')}: encrypts the dispatcher's alarm topics",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
+        # CloudWatch alarms publish to an encrypted topic only if they may use its key; the AWS-managed
+        # SNS key cannot grant that, hence a customer-managed one.
+        key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        return key
+
+    def _build_team_topic(self, team: str, email: str) -> sns.Topic:
+        topic = sns.Topic(
+            self,
+            f"Alerts-{team}",
+            topic_name=self.names.name("dispatcher-alerts", team),
+            display_name=f"Callback dispatcher alerts ({team})",
+            master_key=self.topic_key,
+            enforce_ssl=True,
+        )
+        topic.add_subscription(sns_subscriptions.EmailSubscription(email))
+        return topic
+
+    def _delivery_metric(self, consumer: SubscriptionConsumer, metric_name: str, statistic: str) -> cloudwatch.Metric:
+        """An EMF metric of the function; its dimensions are exactly service and subscription."""
+        return cloudwatch.Metric(
+            namespace=constants.METRICS_NAMESPACE,
+            metric_name=metric_name,
+            dimensions_map={"service": constants.SERVICE_NAME, "subscription": consumer.subscription.name},
+            statistic=statistic,
+            period=constants.ALARM_PERIOD,
+        )
+
+    def _success_rate(self, consumer: SubscriptionConsumer) -> cloudwatch.MathExpression:
+        # No deliveries at all divides by zero, which CloudWatch drops: missing data, not a breach.
+        return cloudwatch.MathExpression(
+            expression="100 * delivered / (delivered + failed + parked)",
+            using_metrics={
+                "delivered": self._delivery_metric(consumer, constants.METRIC_DELIVERED, "Sum"),
+                "failed": self._delivery_metric(consumer, constants.METRIC_DELIVERY_FAILED, "Sum"),
+                "parked": self._delivery_metric(consumer, constants.METRIC_DEAD_LETTERED, "Sum"),
+            },
+            label="Delivery success rate (%)",
+            period=constants.ALARM_PERIOD,
+        )
+
+    def _backlog_age(self, consumer: SubscriptionConsumer) -> tuple[cloudwatch.IMetric, float]:
+        """How old the oldest undelivered record is, and the threshold in the metric's own unit."""
+        limit_seconds = consumer.subscription.alarm_iterator_age_seconds
+        if isinstance(consumer.source, SourceQueue):
+            metric = consumer.source.queue.metric_approximate_age_of_oldest_message(
+                statistic="Maximum", period=constants.ALARM_PERIOD
+            )
+            return metric, limit_seconds
+        # IteratorAge is in milliseconds.
+        iterator_age = consumer.function.metric("IteratorAge", statistic="Maximum", period=constants.ALARM_PERIOD)
+        return iterator_age, limit_seconds * MILLISECONDS_PER_SECOND
+
+    def _build_alarms(self, consumer: SubscriptionConsumer) -> list[cloudwatch.Alarm]:
+        name = consumer.subscription.name
+        backlog_age, backlog_threshold = self._backlog_age(consumer)
+        above = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+        specifications: list[tuple[str, cloudwatch.IMetric, float, cloudwatch.ComparisonOperator, str]] = [
+            (
+                "backlog-age",
+                backlog_age,
+                backlog_threshold,
+                above,
+                f"The oldest undelivered record is older than {consumer.subscription.alarm_iterator_age_seconds} s: "
+                "the endpoint is slow or down, or reserved concurrency is too low for the load.",
+            ),
+            (
+                "errors",
+                consumer.function.metric_errors(statistic="Sum", period=constants.ALARM_PERIOD),
+                0,
+                above,
+                "Invocations failed as a whole (not single deliveries): check the function's logs.",
+            ),
+            (
+                "throttles",
+                consumer.function.metric_throttles(statistic="Sum", period=constants.ALARM_PERIOD),
+                0,
+                above,
+                "Invocations were throttled at the reserved concurrency: the backlog grows while this lasts.",
+            ),
+            (
+                "parked-records",
+                consumer.parked_records.metric_approximate_number_of_messages_visible(
+                    statistic="Maximum", period=constants.ALARM_PERIOD
+                ),
+                0,
+                above,
+                "Records the function gave up on are waiting in the parked-records queue for a redrive.",
+            ),
+            (
+                "delivery-success-rate",
+                self._success_rate(consumer),
+                constants.DELIVERY_SUCCESS_RATE_ALARM_PERCENT,
+                cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                f"Fewer than {constants.DELIVERY_SUCCESS_RATE_ALARM_PERCENT}% of delivery attempts succeeded.",
+            ),
+        ]
+        if isinstance(consumer.source, SourceQueue):
+            specifications.append(
+                (
+                    "source-dead-letters",
+                    consumer.source.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                        statistic="Maximum", period=constants.ALARM_PERIOD
+                    ),
+                    0,
+                    above,
+                    "Messages exhausted their receives on the source queue and moved to its dead-letter queue.",
+                )
+            )
+
+        action = cloudwatch_actions.SnsAction(self.team_topics[consumer.team])
+        alarms = []
+        for suffix, metric, threshold, comparison, description in specifications:
+            alarm = cloudwatch.Alarm(
+                consumer,
+                f"Alarm-{suffix}",
+                alarm_name=self.names.name(name, suffix),
+                alarm_description=f"{name} ({consumer.team}): {description}",
+                metric=metric,
+                threshold=threshold,
+                comparison_operator=comparison,
+                evaluation_periods=constants.ALARM_EVALUATION_PERIODS,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            alarm.add_alarm_action(action)
+            alarm.add_ok_action(action)
+            alarms.append(alarm)
+        return alarms
+
+    def _dashboard_rows(
+        self, consumer: SubscriptionConsumer
+    ) -> tuple[cloudwatch.TextWidget, list[cloudwatch.GraphWidget]]:
+        """A header naming the subscription, then one row of graphs."""
+        subscription = consumer.subscription
+        backlog_age, _ = self._backlog_age(consumer)
+        dead_letter_depths: list[cloudwatch.IMetric] = [
+            consumer.parked_records.metric_approximate_number_of_messages_visible(label="Parked records")
+        ]
+        if isinstance(consumer.source, SourceQueue):
+            dead_letter_depths.append(
+                consumer.source.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    label="Source dead letters"
+                )
+            )
+        graphs: list[tuple[str, list[cloudwatch.IMetric]]] = [
+            (
+                "Deliveries",
+                [
+                    self._delivery_metric(consumer, metric_name, "Sum")
+                    for metric_name in (
+                        constants.METRIC_DELIVERED,
+                        constants.METRIC_DELIVERY_FAILED,
+                        constants.METRIC_DEAD_LETTERED,
+                    )
+                ],
+            ),
+            ("Delivery success rate (%)", [self._success_rate(consumer)]),
+            (
+                "Delivery latency (ms)",
+                [
+                    self._delivery_metric(consumer, constants.METRIC_DELIVERY_LATENCY, statistic)
+                    for statistic in ("p50", "p99")
+                ],
+            ),
+            ("Oldest undelivered record", [backlog_age]),
+            (
+                "Invocations",
+                [
+                    consumer.function.metric_invocations(statistic="Sum"),
+                    consumer.function.metric_errors(statistic="Sum"),
+                    consumer.function.metric_throttles(statistic="Sum"),
+                ],
+            ),
+            ("Dead letters", dead_letter_depths),
+        ]
+        width = constants.DASHBOARD_WIDTH // len(graphs)
+        header = cloudwatch.TextWidget(
+            markdown=f"### {subscription.name} ({consumer.team})  \n{subscription.source} → {subscription.endpoint}",
+            width=constants.DASHBOARD_WIDTH,
+            height=constants.DASHBOARD_HEADER_HEIGHT,
+        )
+        return header, [
+            cloudwatch.GraphWidget(title=title, left=metrics, width=width, height=constants.DASHBOARD_WIDGET_HEIGHT)
+            for title, metrics in graphs
+        ]

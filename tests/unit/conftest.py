@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from dispatcher.config import SubscriptionConfig
 from dispatcher.delivery import BatchReport, DeliveryTuning, Dispatcher
 from dispatcher.records import parse_event
-
 from tests.fakes import FakeEndpoint, FakeParkingLot, FakeSecret, FakeStore
 
 # No real sleeping in unit tests: backoff waits are recorded instead.

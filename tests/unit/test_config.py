@@ -4,6 +4,7 @@ import json
 from typing import Any
 
 import pytest
+
 from dispatcher.config import (
     DLQ_URL_ENV,
     IDEMPOTENCY_TABLE_ENV,

@@ -6,11 +6,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from standardwebhooks.webhooks import Webhook
+
 from dispatcher.delivery import Outcome, parse_retry_after
 from dispatcher.guard import EndpointRefusedError
 from dispatcher.signing import SigningSecretError
-from standardwebhooks.webhooks import Webhook
-
 from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.fakes import SECRET, transport_failure
 from tests.unit.conftest import FAST, Harness, failed_ids, subscription

@@ -3,6 +3,7 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_network
 
 import pytest
+
 from dispatcher.guard import AddressPolicy
 
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
+
 from dispatcher.config import ConfigurationError
 from dispatcher.records import UnsupportedEventError
-
 from tests.events import event, kinesis_record, sequence_number
 from tests.unit.conftest import Harness, subscription
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from dispatcher.records import SourceKind, UnsupportedEventError, header_safe, parse_event
 
+from dispatcher.records import SourceKind, UnsupportedEventError, header_safe, parse_event
 from tests.events import SHARD, STREAM, event, kinesis_record, sequence_number, sqs_record
 
 

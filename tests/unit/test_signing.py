@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from dispatcher.signing import SigningKeys, SigningSecretError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from dispatcher.signing import SigningKeys, SigningSecretError
 from tests.fakes import OLD_SECRET, SECRET
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from dispatcher.throttle import AdaptiveLimiter, BreakerState, CircuitBreaker, CircuitOpenError, TokenBucket
 
 

@@ -1,0 +1,63 @@
+"""The demo receiver does what the contract asks of every receiver: verify, dedupe, spot stale events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from dispatcher.signing import SigningKeys
+from local.receiver import DemoReceiver, FaultKnobs
+from tests.fakes import OLD_SECRET, SECRET
+
+
+@pytest.fixture
+def receiver() -> Iterator[DemoReceiver]:
+    server = DemoReceiver({"orders": SECRET}, {"orders": True}, seed=1)
+    server.start()
+    yield server
+    server.stop()
+
+
+def post(receiver: DemoReceiver, webhook_id: str, body: bytes, sequence: int, secret: str = SECRET) -> int:
+    timestamp = int(time.time())
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": SigningKeys.parse(secret).signature_header(webhook_id, timestamp, body),
+        "dispatch-source": "orders",
+        "dispatch-partition-key": "customer-1",
+        "dispatch-sequence": str(sequence),
+    }
+    return httpx.post(receiver.url("orders"), content=body, headers=headers).status_code
+
+
+def test_duplicates_are_absorbed_and_stale_events_counted(receiver: DemoReceiver) -> None:
+    # Given an event, its duplicate, and an older event of the same key arriving after it
+    statuses = [post(receiver, "evt-2", b"{}", 2), post(receiver, "evt-2", b"{}", 2), post(receiver, "evt-1", b"{}", 1)]
+    # Then all are answered 2xx, the duplicate is not accepted twice and the stale one is counted
+    assert statuses == [204, 204, 204]
+    assert receiver.totals() == {"accepted": 2, "duplicates": 1, "out_of_order": 1, "refused_signature": 0}
+
+
+def test_bad_signature_is_refused(receiver: DemoReceiver) -> None:
+    assert post(receiver, "evt-1", b"{}", 1, secret=OLD_SECRET) == 401
+    assert receiver.totals()["refused_signature"] == 1
+    assert receiver.totals()["accepted"] == 0
+
+
+def test_poison_events_are_refused_for_good(receiver: DemoReceiver) -> None:
+    assert post(receiver, "evt-1", b'{"poison": true}', 1) == 422
+    assert receiver.totals()["accepted"] == 0
+
+
+def test_fail_rate_answers_500() -> None:
+    server = DemoReceiver({"orders": SECRET}, {"orders": False}, FaultKnobs(fail_rate=1.0), seed=1)
+    server.start()
+    try:
+        assert post(server, "evt-1", b"{}", 1) == 500
+        assert server.totals()["accepted"] == 0
+    finally:
+        server.stop()

@@ -1,0 +1,1 @@
+"""CDK assertion tests: the synthesized templates, read as CloudFormation properties."""

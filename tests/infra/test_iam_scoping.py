@@ -1,0 +1,114 @@
+"""Each function's own role reaches only its own source, items, secret, parked records and failed batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Resources
+
+ALL_SUBSCRIPTIONS = (
+    "events-to-alpha",
+    "events-to-beta",
+    "events-to-gamma",
+    "audit-to-beta",
+    "jobs-to-beta",
+    "payouts-to-alpha",
+)
+
+
+def statements_with(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for statement in statements
+        if action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    ]
+
+
+@pytest.mark.parametrize("name", ALL_SUBSCRIPTIONS)
+def test_a_function_reads_and_writes_only_its_own_items_in_the_delivered_ids_table(
+    resources: Resources, name: str
+) -> None:
+    # Given the subscription's role
+    statements = resources.policy_statements_of(name)
+
+    # When the statements touching DynamoDB are read
+    dynamodb = [statement for statement in statements if any("dynamodb:" in a for a in statement["Action"])]
+
+    # Then one statement grants the item calls the function makes, on keys "<name>#..." only
+    assert len(dynamodb) == 1
+    assert sorted(dynamodb[0]["Action"]) == [
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    ]
+    assert dynamodb[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{name}#*"]}}
+
+
+@pytest.mark.parametrize("name", ALL_SUBSCRIPTIONS)
+def test_a_function_may_send_only_to_its_own_parked_records_queue(resources: Resources, name: str) -> None:
+    parked_id, _ = resources.named("AWS::SQS::Queue", "QueueName", f"prod-{name}-parked")
+
+    senders = statements_with(resources.policy_statements_of(name), "sqs:SendMessage")
+
+    assert [statement["Resource"] for statement in senders] == [{"Fn::GetAtt": [parked_id, "Arn"]}]
+
+
+def test_a_function_may_read_only_its_own_signing_secret(resources: Resources) -> None:
+    # Given one secret named in the registry and one given as a full ARN
+    by_name = statements_with(resources.policy_statements_of("events-to-alpha"), "secretsmanager:GetSecretValue")
+    by_arn = statements_with(resources.policy_statements_of("payouts-to-alpha"), "secretsmanager:GetSecretValue")
+
+    # Then a name matches exactly that secret's ARN (six random characters), and an ARN is used as given
+    assert len(by_name) == 1
+    assert by_name[0]["Action"] == "secretsmanager:GetSecretValue"
+    assert by_name[0]["Resource"]["Fn::Join"][1][-1] == ":secret:alpha/events-hook-??????"
+    assert by_arn[0]["Resource"] == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:alpha/payouts-AbCdEf"
+
+
+def test_a_stream_function_reads_only_its_own_stream_and_consumer(resources: Resources) -> None:
+    events_stream_id, _ = resources.named("AWS::Kinesis::Stream", "Name", "prod-events")
+    consumer_id = resources.mapping_of("events-to-alpha")["EventSourceArn"]["Fn::GetAtt"][0]
+
+    statements = resources.policy_statements_of("events-to-alpha")
+    readers = statements_with(statements, "kinesis:SubscribeToShard")
+
+    assert sorted(str(statement["Resource"]) for statement in readers) == sorted(
+        [str({"Fn::GetAtt": [events_stream_id, "Arn"]}), str({"Fn::GetAtt": [consumer_id, "ConsumerARN"]})]
+    )
+
+
+def test_a_stream_function_may_write_failed_batches_but_never_read_or_delete_them(resources: Resources) -> None:
+    statements = resources.policy_statements_of("events-to-alpha")
+    bucket_id = resources.mapping_of("events-to-alpha")["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][
+        0
+    ]
+
+    s3_actions = sorted(
+        action
+        for statement in statements
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        if action.startswith("s3:")
+    )
+    writers = statements_with(statements, "s3:PutObject")
+
+    assert s3_actions == ["s3:ListBucket", "s3:PutObject"]
+    assert writers[0]["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/*"]]}
+
+
+def test_a_queue_function_consumes_only_its_own_queue(resources: Resources) -> None:
+    queue_id, _ = resources.named("AWS::SQS::Queue", "QueueName", "prod-jobs")
+
+    consumers = statements_with(resources.policy_statements_of("jobs-to-beta"), "sqs:ReceiveMessage")
+
+    assert [statement["Resource"] for statement in consumers] == [{"Fn::GetAtt": [queue_id, "Arn"]}]
+
+
+@pytest.mark.parametrize("name", ALL_SUBSCRIPTIONS)
+def test_no_statement_grants_every_action_or_every_resource(resources: Resources, name: str) -> None:
+    for statement in resources.policy_statements_of(name):
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        assert all(not action.endswith("*") for action in actions), statement
+        assert statement["Resource"] != "*", statement

@@ -1,0 +1,179 @@
+"""The embedded AWS: moto in server mode on 127.0.0.1, holding the data plane of the synthesized template.
+
+Any AWS SDK or the AWS CLI reaches it with `--endpoint-url` (or AWS_ENDPOINT_URL) and any credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from local.template import BUCKET, QUEUE, STREAM, TABLE, IntrinsicResolver, PhysicalResources, StackTemplate
+
+DEFAULT_PORT = 4566  # the port local AWS emulators conventionally use
+LOCAL_REGION = "us-east-1"
+LOCAL_ACCOUNT = "123456789012"  # moto's account
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+SIGNING_SECRET_BYTES = 32
+# Queue attributes CloudFormation sets that SQS's SetQueueAttributes takes as strings.
+QUEUE_ATTRIBUTES = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+)
+
+
+class EmbeddedAws:
+    def __init__(self, port: int = DEFAULT_PORT) -> None:
+        self.port = port
+        self._server: ThreadedMotoServer | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """What a process needs to talk to this AWS with the standard SDK variables."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": LOCAL_REGION,
+            "AWS_REGION": LOCAL_REGION,
+            **LOCAL_CREDENTIALS,
+        }
+
+    def start(self) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        if self.port == 0:
+            self.port = self._server.get_host_and_port()[1]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def client(self, service: str) -> Any:
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=LOCAL_REGION,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def pseudo_parameters(self) -> dict[str, str]:
+        return {
+            "AWS::Region": LOCAL_REGION,
+            "AWS::AccountId": LOCAL_ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+    def create(self, template: StackTemplate, name_prefix: str) -> tuple[PhysicalResources, IntrinsicResolver]:
+        """Create the template's streams, buckets, tables and queues (redrive policies included)."""
+        physical = PhysicalResources()
+        resolve = IntrinsicResolver(physical, self.pseudo_parameters())
+        for resource in template.of_type(STREAM):
+            self._create_stream(resource.logical_id, resource.properties, name_prefix, physical)
+        for resource in template.of_type(BUCKET):
+            name = _physical_name(resource.properties.get("BucketName"), name_prefix, resource.logical_id)
+            self.client("s3").create_bucket(Bucket=name)
+            physical.refs[resource.logical_id] = name
+            physical.attributes[(resource.logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+        for resource in template.of_type(TABLE):
+            self._create_table(resource.logical_id, resource.properties, name_prefix, physical)
+        sqs = self.client("sqs")
+        queues = template.of_type(QUEUE)
+        for resource in queues:
+            name = _physical_name(resource.properties.get("QueueName"), name_prefix, resource.logical_id)
+            if resource.properties.get("FifoQueue") and not name.endswith(".fifo"):
+                name += ".fifo"
+            attributes = {
+                key: _attribute_text(resource.properties[key]) for key in QUEUE_ATTRIBUTES if key in resource.properties
+            }
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            physical.refs[resource.logical_id] = url
+            physical.attributes[(resource.logical_id, "Arn")] = arn
+            physical.attributes[(resource.logical_id, "QueueName")] = name
+            physical.attributes[(resource.logical_id, "QueueUrl")] = url
+        # Redrive policies name other queues' ARNs: set once every queue exists.
+        for resource in queues:
+            policy = resource.properties.get("RedrivePolicy")
+            if policy:
+                sqs.set_queue_attributes(
+                    QueueUrl=physical.refs[resource.logical_id],
+                    Attributes={"RedrivePolicy": json.dumps(resolve(policy))},
+                )
+        return physical, resolve
+
+    def _create_stream(
+        self, logical_id: str, properties: Mapping[str, Any], prefix: str, physical: PhysicalResources
+    ) -> None:
+        kinesis = self.client("kinesis")
+        name = _physical_name(properties.get("Name"), prefix, logical_id)
+        if properties.get("StreamModeDetails", {}).get("StreamMode") == "ON_DEMAND":
+            kinesis.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        else:
+            kinesis.create_stream(StreamName=name, ShardCount=int(properties.get("ShardCount", 1)))
+        if "RetentionPeriodHours" in properties:
+            hours = int(properties["RetentionPeriodHours"])
+            if hours > 24:
+                kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=hours)
+        summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        physical.refs[logical_id] = name
+        physical.attributes[(logical_id, "Arn")] = summary["StreamARN"]
+
+    def _create_table(
+        self, logical_id: str, properties: Mapping[str, Any], prefix: str, physical: PhysicalResources
+    ) -> None:
+        dynamodb = self.client("dynamodb")
+        name = _physical_name(properties.get("TableName"), prefix, logical_id)
+        description = dynamodb.create_table(
+            TableName=name,
+            KeySchema=properties["KeySchema"],
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            BillingMode="PAY_PER_REQUEST",
+        )["TableDescription"]
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
+        physical.refs[logical_id] = name
+        physical.attributes[(logical_id, "Arn")] = description["TableArn"]
+
+    def create_signing_secrets(self, secret_ids: set[str]) -> dict[str, str]:
+        """A fresh local `whsec_` secret for every secret the subscriptions name; returns their values."""
+        client = self.client("secretsmanager")
+        values = {}
+        for secret_id in sorted(secret_ids):
+            value = "whsec_" + base64.b64encode(secrets.token_bytes(SIGNING_SECRET_BYTES)).decode()
+            client.create_secret(Name=secret_id, SecretString=value)
+            values[secret_id] = value
+        return values
+
+
+def _physical_name(declared: Any, prefix: str, logical_id: str) -> str:
+    """The template's own name when it sets one (as CDK does for named resources), else one made
+    from the logical id, lowercased for S3."""
+    if isinstance(declared, str):
+        return declared
+    return f"{prefix}-{logical_id}".lower()[:63]
+
+
+def _attribute_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

@@ -1,0 +1,195 @@
+"""Reading the synthesized CloudFormation template: what to create locally and what each consumer is.
+
+Only the data plane is created locally (streams, queues with their redrive policies, the delivered-ids
+table, the on-failure buckets); functions and event source mappings become ConsumerSpecs that the
+local workers and pollers run, with every setting taken from the template.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dispatcher.config import SUBSCRIPTION_ENV
+from local.spec import ConsumerSpec, FunctionSpec, KinesisMappingSpec, MappingSpec, SqsMappingSpec
+
+STREAM = "AWS::Kinesis::Stream"
+STREAM_CONSUMER = "AWS::Kinesis::StreamConsumer"
+QUEUE = "AWS::SQS::Queue"
+TABLE = "AWS::DynamoDB::Table"
+BUCKET = "AWS::S3::Bucket"
+FUNCTION = "AWS::Lambda::Function"
+MAPPING = "AWS::Lambda::EventSourceMapping"
+LAMBDA_DEFAULT_TIMEOUT_SECONDS = 3
+LAMBDA_DEFAULT_MEMORY_MB = 128
+
+
+class TemplateError(ValueError):
+    """The template lacks something the local runtime needs; names the resource."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    logical_id: str
+    type: str
+    properties: dict[str, Any]
+
+
+@dataclass
+class PhysicalResources:
+    """What the local AWS answered for each created resource: its Ref value and attributes."""
+
+    refs: dict[str, str] = field(default_factory=dict)
+    attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackTemplate:
+    resources: dict[str, Resource]
+
+    @classmethod
+    def load(cls, path: Path) -> StackTemplate:
+        return cls.parse(json.loads(path.read_text()))
+
+    @classmethod
+    def parse(cls, document: Mapping[str, Any]) -> StackTemplate:
+        resources = {
+            logical_id: Resource(logical_id, body["Type"], dict(body.get("Properties", {})))
+            for logical_id, body in document.get("Resources", {}).items()
+        }
+        return cls(resources)
+
+    def of_type(self, resource_type: str) -> list[Resource]:
+        return [resource for resource in self.resources.values() if resource.type == resource_type]
+
+    def consumers(self, physical: PhysicalResources, resolve: Callable[[Any], Any]) -> list[ConsumerSpec]:
+        """One ConsumerSpec per event source mapping, its function and settings resolved."""
+        specs = []
+        for mapping in self.of_type(MAPPING):
+            function_id = _referenced_id(mapping.properties.get("FunctionName"))
+            function = self.resources.get(function_id or "")
+            if function is None or function.type != FUNCTION:
+                raise TemplateError(f"{mapping.logical_id}: FunctionName does not reference a function")
+            specs.append(
+                ConsumerSpec(
+                    function=_function_spec(function, resolve),
+                    mapping=self._mapping_spec(mapping, physical, resolve),
+                )
+            )
+        return specs
+
+    def _mapping_spec(
+        self, mapping: Resource, physical: PhysicalResources, resolve: Callable[[Any], Any]
+    ) -> MappingSpec:
+        properties = mapping.properties
+        source_id = _referenced_id(properties.get("EventSourceArn"))
+        source = self.resources.get(source_id or "")
+        if source is not None and source.type == STREAM_CONSUMER:
+            # Enhanced fan-out: locally the consumer reads its stream directly.
+            source = self.resources.get(_referenced_id(source.properties.get("StreamARN")) or "")
+        if source is None or source.type not in (STREAM, QUEUE):
+            raise TemplateError(f"{mapping.logical_id}: EventSourceArn is not a stream or queue of this template")
+        filters = tuple(json.loads(item["Pattern"]) for item in properties.get("FilterCriteria", {}).get("Filters", []))
+        report_failures = "ReportBatchItemFailures" in properties.get("FunctionResponseTypes", [])
+        window = float(properties.get("MaximumBatchingWindowInSeconds", 0))
+        if source.type == STREAM:
+            on_failure = properties.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            bucket_id = _referenced_id(on_failure)
+            return KinesisMappingSpec(
+                stream_name=physical.refs[source.logical_id],
+                stream_arn=physical.attributes[(source.logical_id, "Arn")],
+                batch_size=int(properties.get("BatchSize", 100)),
+                batching_window_seconds=window,
+                parallelization_factor=int(properties.get("ParallelizationFactor", 1)),
+                bisect_on_error=bool(properties.get("BisectBatchOnFunctionError", False)),
+                maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", -1)),
+                maximum_record_age_seconds=int(properties.get("MaximumRecordAgeInSeconds", -1)),
+                starting_position=str(properties.get("StartingPosition", "TRIM_HORIZON")),
+                on_failure_bucket=physical.refs[bucket_id] if bucket_id else None,
+                filter_patterns=filters,
+                report_batch_item_failures=report_failures,
+            )
+        return SqsMappingSpec(
+            queue_name=physical.attributes[(source.logical_id, "QueueName")],
+            queue_url=physical.refs[source.logical_id],
+            queue_arn=physical.attributes[(source.logical_id, "Arn")],
+            batch_size=int(properties.get("BatchSize", 10)),
+            batching_window_seconds=window,
+            maximum_concurrency=properties.get("ScalingConfig", {}).get("MaximumConcurrency"),
+            filter_patterns=filters,
+            report_batch_item_failures=report_failures,
+        )
+
+
+def _function_spec(function: Resource, resolve: Callable[[Any], Any]) -> FunctionSpec:
+    properties = function.properties
+    environment = {
+        name: str(resolve(value)) for name, value in properties.get("Environment", {}).get("Variables", {}).items()
+    }
+    if SUBSCRIPTION_ENV not in environment:
+        raise TemplateError(f"{function.logical_id}: no {SUBSCRIPTION_ENV} in its environment")
+    reserved = properties.get("ReservedConcurrentExecutions")
+    if reserved is None:
+        raise TemplateError(f"{function.logical_id}: no reserved concurrency (every consumer must have one)")
+    return FunctionSpec(
+        name=str(resolve(properties.get("FunctionName", function.logical_id))),
+        subscription=json.loads(environment[SUBSCRIPTION_ENV])["name"],
+        environment=environment,
+        timeout_seconds=float(properties.get("Timeout", LAMBDA_DEFAULT_TIMEOUT_SECONDS)),
+        reserved_concurrency=int(reserved),
+        memory_mb=int(properties.get("MemorySize", LAMBDA_DEFAULT_MEMORY_MB)),
+        handler=str(properties.get("Handler")),
+    )
+
+
+def _referenced_id(value: Any) -> str | None:
+    """The logical id a {"Ref": id} or {"Fn::GetAtt": [id, attribute]} points at."""
+    if isinstance(value, Mapping):
+        if "Ref" in value:
+            return str(value["Ref"])
+        if "Fn::GetAtt" in value:
+            return str(value["Fn::GetAtt"][0])
+    return None
+
+
+class IntrinsicResolver:
+    """Resolves the intrinsic functions CDK emits for names, URLs and ARNs against local resources."""
+
+    def __init__(self, physical: PhysicalResources, pseudo_parameters: Mapping[str, str]) -> None:
+        self._physical = physical
+        self._pseudo = pseudo_parameters
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self(item) for item in value]
+        if not isinstance(value, Mapping):
+            return value
+        if len(value) != 1:
+            return {key: self(item) for key, item in value.items()}
+        ((function, argument),) = value.items()
+        if function == "Ref":
+            if argument in self._pseudo:
+                return self._pseudo[argument]
+            return self._lookup(self._physical.refs, argument, f"Ref {argument}")
+        if function == "Fn::GetAtt":
+            logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
+            return self._lookup(self._physical.attributes, (logical_id, attribute), f"GetAtt {logical_id}.{attribute}")
+        if function == "Fn::Join":
+            delimiter, parts = argument
+            return str(delimiter).join(str(self(part)) for part in parts)
+        if function == "Fn::Select":
+            index, items = argument
+            return self(items)[int(index)]
+        if function == "Fn::Split":
+            delimiter, text = argument
+            return str(self(text)).split(delimiter)
+        return {function: self(argument)}
+
+    @staticmethod
+    def _lookup(table: Mapping[Any, str], key: Any, description: str) -> str:
+        if key not in table:
+            raise TemplateError(f"{description}: not a resource the local runtime creates")
+        return table[key]

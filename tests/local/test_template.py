@@ -1,0 +1,165 @@
+"""The local AWS is built from the synthesized template: data plane created, consumers read from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.request import Request, urlopen
+
+import pytest
+
+from local.aws import EmbeddedAws
+from local.spec import KinesisMappingSpec, SqsMappingSpec
+from local.template import StackTemplate, TemplateError
+
+SUBSCRIPTION = {"name": "orders-to-ledger", "endpoint": "https://ledger.example.com/h", "signing_secret": "p/ledger"}
+
+
+def function(name: str, dlq: str, reserved: int | None = 3) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "FunctionName": name,
+        "Handler": "dispatcher.handler.handler",
+        "Timeout": 40,
+        "MemorySize": 512,
+        "Environment": {
+            "Variables": {
+                "DISPATCHER_SUBSCRIPTION": json.dumps(SUBSCRIPTION | {"name": name.removeprefix("dev-")}),
+                "DISPATCHER_IDEMPOTENCY_TABLE": {"Ref": "DeliveredIds"},
+                "DISPATCHER_DLQ_URL": {"Ref": dlq},
+            }
+        },
+    }
+    if reserved is not None:
+        properties["ReservedConcurrentExecutions"] = reserved
+    return {"Type": "AWS::Lambda::Function", "Properties": properties}
+
+
+TEMPLATE: dict[str, Any] = {
+    "Resources": {
+        "Orders": {
+            "Type": "AWS::Kinesis::Stream",
+            "Properties": {"Name": "dev-orders", "StreamModeDetails": {"StreamMode": "ON_DEMAND"}},
+        },
+        "Billing": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": "dev-billing",
+                "VisibilityTimeout": 240,
+                "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["BillingDlq", "Arn"]}, "maxReceiveCount": 5},
+            },
+        },
+        "BillingDlq": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "dev-billing-dlq"}},
+        "ParkedA": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "dev-a-parked"}},
+        "ParkedB": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "dev-b-parked"}},
+        "FailedBatches": {"Type": "AWS::S3::Bucket", "Properties": {}},
+        "DeliveredIds": {
+            "Type": "AWS::DynamoDB::Table",
+            "Properties": {
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "BillingMode": "PAY_PER_REQUEST",
+                "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+            },
+        },
+        "FunctionA": function("dev-a", "ParkedA"),
+        "FunctionB": function("dev-b", "ParkedB"),
+        "MappingA": {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {
+                "FunctionName": {"Ref": "FunctionA"},
+                "EventSourceArn": {"Fn::GetAtt": ["Orders", "Arn"]},
+                "BatchSize": 250,
+                "MaximumBatchingWindowInSeconds": 2,
+                "ParallelizationFactor": 3,
+                "BisectBatchOnFunctionError": True,
+                "MaximumRetryAttempts": 4,
+                "MaximumRecordAgeInSeconds": 3600,
+                "StartingPosition": "TRIM_HORIZON",
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                "DestinationConfig": {"OnFailure": {"Destination": {"Fn::GetAtt": ["FailedBatches", "Arn"]}}},
+                "FilterCriteria": {"Filters": [{"Pattern": '{"data":{"type":["order.created"]}}'}]},
+            },
+        },
+        "MappingB": {
+            "Type": "AWS::Lambda::EventSourceMapping",
+            "Properties": {
+                "FunctionName": {"Ref": "FunctionB"},
+                "EventSourceArn": {"Fn::GetAtt": ["Billing", "Arn"]},
+                "BatchSize": 10,
+                "ScalingConfig": {"MaximumConcurrency": 2},
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            },
+        },
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def local_aws() -> Iterator[EmbeddedAws]:
+    aws = EmbeddedAws(port=0)
+    aws.start()
+    yield aws
+    aws.stop()
+
+
+def test_data_plane_and_consumers_come_from_the_template(local_aws: EmbeddedAws) -> None:
+    # Given a synthesized template with a stream consumer and a queue consumer
+    template = StackTemplate.parse(TEMPLATE)
+    # When the local AWS creates it
+    physical, resolve = local_aws.create(template, "dev-test")
+    consumers = {spec.function.subscription: spec for spec in template.consumers(physical, resolve)}
+    # Then the queue's redrive policy points at its DLQ
+    sqs = local_aws.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=physical.refs["Billing"], AttributeNames=["All"])["Attributes"]
+    assert json.loads(attributes["RedrivePolicy"]) == {
+        "deadLetterTargetArn": physical.attributes[("BillingDlq", "Arn")],
+        "maxReceiveCount": 5,
+    }
+    assert attributes["VisibilityTimeout"] == "240"
+    # And each function's environment is resolved to the local resources
+    stream_consumer = consumers["a"]
+    assert stream_consumer.function.environment["DISPATCHER_DLQ_URL"] == physical.refs["ParkedA"]
+    assert stream_consumer.function.environment["DISPATCHER_IDEMPOTENCY_TABLE"] == physical.refs["DeliveredIds"]
+    assert (stream_consumer.function.timeout_seconds, stream_consumer.function.reserved_concurrency) == (40.0, 3)
+    # And every mapping setting is read from the template
+    assert stream_consumer.mapping == KinesisMappingSpec(
+        stream_name="dev-orders",
+        stream_arn=physical.attributes[("Orders", "Arn")],
+        batch_size=250,
+        batching_window_seconds=2.0,
+        parallelization_factor=3,
+        bisect_on_error=True,
+        maximum_retry_attempts=4,
+        maximum_record_age_seconds=3600,
+        on_failure_bucket=physical.refs["FailedBatches"],
+        filter_patterns=({"data": {"type": ["order.created"]}},),
+    )
+    assert consumers["b"].mapping == SqsMappingSpec(
+        queue_name="dev-billing",
+        queue_url=physical.refs["Billing"],
+        queue_arn=physical.attributes[("Billing", "Arn")],
+        batch_size=10,
+        maximum_concurrency=2,
+    )
+    # And the table and bucket exist
+    local_aws.client("dynamodb").describe_table(TableName=physical.refs["DeliveredIds"])
+    local_aws.client("s3").head_bucket(Bucket=physical.refs["FailedBatches"])
+
+
+def test_consumer_without_reserved_concurrency_is_refused(local_aws: EmbeddedAws) -> None:
+    # moto keeps one state per process, shared by its servers: start this template afresh
+    urlopen(Request(f"{local_aws.endpoint_url}/moto-api/reset", method="POST")).close()
+    document = json.loads(json.dumps(TEMPLATE))
+    document["Resources"]["FunctionA"] = function("dev-a", "ParkedA", reserved=None)
+    template = StackTemplate.parse(document)
+    physical, resolve = local_aws.create(template, "dev-test")
+    with pytest.raises(TemplateError, match="FunctionA: no reserved concurrency"):
+        template.consumers(physical, resolve)
+
+
+def test_signing_secrets_are_created_locally(local_aws: EmbeddedAws) -> None:
+    values = local_aws.create_signing_secrets({"payments/ledger-hook"})
+    stored = local_aws.client("secretsmanager").get_secret_value(SecretId="payments/ledger-hook")["SecretString"]
+    assert stored == values["payments/ledger-hook"]
+    assert stored.startswith("whsec_")

@@ -1,0 +1,271 @@
+"""How each class of response from a real endpoint on 127.0.0.1 is treated: delivered, parked in the real
+SQS dead-letter queue (moto), or retried and then reported as a batch item failure."""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from dispatcher.delivery import Outcome
+from dispatcher.records import parse_event
+from tests.events import SHARD, STREAM, event, kinesis_record, sequence_number, sqs_record
+from tests.fakes import SECRET
+from tests.integration.conftest import AwsResources, DispatcherFactory
+from tests.integration.support import LoopbackEndpoint, Reply
+
+pytestmark = pytest.mark.integration
+
+PAYLOAD = b'{"id": "evt-42", "amount": 10.00}'
+WEBHOOK_ID = "evt-42"
+
+
+def assert_parked_at_about_now(document: dict[str, Any], started: float, finished: float) -> None:
+    parked_at = datetime.fromisoformat(document["parked_at"])
+    assert parked_at.tzinfo is not None
+    assert started - 1 <= parked_at.astimezone(UTC).timestamp() <= finished + 1
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+async def test_2xx_is_delivered_once(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory, status: int
+) -> None:
+    # Given an endpoint answering with a 2xx
+    endpoint.default = Reply(status)
+    dispatcher = make_dispatcher()
+
+    # When a record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then it was POSTed once and is neither reported nor parked
+    assert report.response() == {"batchItemFailures": []}
+    assert endpoint.hits() == {WEBHOOK_ID: 1}
+    assert report.stats.delivered == 1
+    assert aws.dead_letters() == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_redirect_is_not_followed_and_the_record_is_parked(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory, status: int
+) -> None:
+    # Given an endpoint redirecting to another path of the same server
+    endpoint.default = Reply(status, {"Location": endpoint.url("/redirect-target")})
+    dispatcher = make_dispatcher()
+
+    # When a record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then the redirect target received nothing, the record was tried once and parked, not reported
+    assert endpoint.to("/redirect-target") == []
+    assert len(endpoint.to("/hook")) == 1
+    assert report.response() == {"batchItemFailures": []}
+    (parked,) = aws.dead_letters()
+    assert parked["webhook_id"] == WEBHOOK_ID
+    assert parked["last_status"] == status
+    assert parked["attempts"] == 1
+    assert str(status) in parked["reason"]
+
+
+@pytest.mark.parametrize("status", [400, 404, 410, 422])
+async def test_4xx_is_parked_in_the_dead_letter_queue_with_its_payload_and_not_reported(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory, status: int
+) -> None:
+    # Given an endpoint that will never take one record, and a delivered record after it on the same key
+    endpoint.always(WEBHOOK_ID, status)
+    dispatcher = make_dispatcher()
+    batch = event(kinesis_record(0, PAYLOAD, "acct-7"), kinesis_record(1, b'{"id": "evt-43"}', "acct-7"))
+
+    # When the batch is dispatched
+    started = time.time()
+    report = await dispatcher.dispatch(parse_event(batch), 30)
+    finished = time.time()
+
+    # Then the record was tried once, nothing is reported, the next record of its key was delivered
+    assert report.response() == {"batchItemFailures": []}
+    assert endpoint.hits() == {WEBHOOK_ID: 1, "evt-43": 1}
+    assert report.stats.dead_lettered == 1
+    # and the dead-letter queue holds one message in the documented format
+    (parked,) = aws.dead_letters()
+    assert parked["subscription"] == "it-orders"
+    assert parked["webhook_id"] == WEBHOOK_ID
+    assert base64.b64decode(parked["payload_base64"]) == PAYLOAD
+    assert parked["source"] == {
+        "type": "kinesis",
+        "name": STREAM,
+        "arn": batch["Records"][0]["eventSourceARN"],
+        "shard_id": SHARD,
+        "sequence_number": sequence_number(0),
+        "partition_key": "acct-7",
+    }
+    assert str(status) in parked["reason"]
+    assert parked["last_status"] == status
+    assert parked["attempts"] == 1
+    assert_parked_at_about_now(parked, started, finished)
+
+
+async def test_410_of_an_sqs_message_is_parked_with_the_message_position(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given a standard-queue message the endpoint answers 410 Gone for
+    endpoint.default = Reply(410)
+    dispatcher = make_dispatcher()
+    body = b"not json \x00 but kept"
+
+    # When it is dispatched
+    report = await dispatcher.dispatch(parse_event(event(sqs_record("msg-1", body))), 30)
+
+    # Then it is parked (not reported) with its payload and messageId
+    assert report.response() == {"batchItemFailures": []}
+    (parked,) = aws.dead_letters()
+    assert base64.b64decode(parked["payload_base64"]) == body
+    assert parked["webhook_id"] == "msg-1"
+    assert parked["source"]["type"] == "sqs"
+    assert parked["source"]["name"] == "billing-callbacks"
+    assert parked["source"]["message_id"] == "msg-1"
+    assert parked["last_status"] == 410
+    assert "Gone" in parked["reason"]
+
+
+async def test_record_whose_data_is_not_base64_is_parked_and_the_batch_goes_on(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given a Kinesis batch with one record whose data field is not valid base64
+    dispatcher = make_dispatcher()
+    batch = event(kinesis_record(0, None, raw_data="%%% not base64 %%%"), kinesis_record(1, PAYLOAD))
+
+    # When it is dispatched
+    report = await dispatcher.dispatch(parse_event(batch), 30)
+
+    # Then the unreadable record is parked with the raw field and a reason; the other is delivered
+    assert report.response() == {"batchItemFailures": []}
+    assert endpoint.hits() == {WEBHOOK_ID: 1}
+    (parked,) = aws.dead_letters()
+    assert base64.b64decode(parked["payload_base64"]) == b"%%% not base64 %%%"
+    assert "base64" in parked["reason"]
+    assert parked["last_status"] is None
+    assert parked["source"]["sequence_number"] == sequence_number(0)
+
+
+@pytest.mark.parametrize(("first", "second"), [(500, 503), (502, 504)])
+async def test_5xx_is_retried_with_the_attempt_counted_until_delivered(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory, first: int, second: int
+) -> None:
+    # Given an endpoint failing twice before it takes the record
+    endpoint.script(WEBHOOK_ID, first, second, 200)
+    dispatcher = make_dispatcher(max_attempts=3)
+
+    # When the record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then it is delivered on the third attempt, each attempt numbered, signed afresh and verifiable
+    assert report.response() == {"batchItemFailures": []}
+    attempts = endpoint.for_id(WEBHOOK_ID)
+    assert [request.headers["dispatch-attempt"] for request in attempts] == ["1", "2", "3"]
+    assert {request.headers["idempotency-key"] for request in attempts} == {WEBHOOK_ID}
+    for request in attempts:
+        assert request.body == PAYLOAD
+        Webhook(SECRET).verify(request.body, request.headers)
+    assert report.stats.retried == 2
+    assert aws.dead_letters() == []
+
+
+async def test_5xx_on_every_attempt_is_reported_and_not_parked(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given an endpoint answering 500 every time
+    endpoint.always(WEBHOOK_ID, 500)
+    dispatcher = make_dispatcher(max_attempts=2)
+    batch = event(kinesis_record(0, PAYLOAD))
+
+    # When the record is dispatched
+    report = await dispatcher.dispatch(parse_event(batch), 30)
+
+    # Then it was tried max_attempts times and is reported for Lambda to retry, not parked
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": sequence_number(0)}]}
+    assert endpoint.hits() == {WEBHOOK_ID: 2}
+    assert aws.dead_letters() == []
+
+
+async def test_429_retry_after_is_honoured(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given an endpoint that throttles the first request with Retry-After: 1
+    endpoint.script(WEBHOOK_ID, Reply(429, {"Retry-After": "1"}), 200)
+    dispatcher = make_dispatcher(max_attempts=2)
+
+    # When the record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then it is delivered by the second attempt, which came no earlier than a second after the 429
+    # (a lower bound on the order of events; the backoff alone would have waited at most 0.2 s)
+    assert report.response() == {"batchItemFailures": []}
+    first, second = endpoint.for_id(WEBHOOK_ID)
+    assert first.responded_at is not None
+    assert second.received_at - first.responded_at >= 0.95
+    assert second.headers["dispatch-attempt"] == "2"
+    # and the retry was signed afresh with its own, later timestamp
+    assert int(second.headers["webhook-timestamp"]) > int(first.headers["webhook-timestamp"])
+    Webhook(SECRET).verify(second.body, second.headers)
+
+
+async def test_timeout_is_retried_then_reported(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given an endpoint that answers only after 3 s, and a 0.5 s request timeout
+    endpoint.default = Reply(200, delay_seconds=3.0)
+    dispatcher = make_dispatcher(request_timeout_seconds=0.5, max_attempts=2)
+    batch = event(kinesis_record(0, PAYLOAD))
+
+    # When the record is dispatched
+    report = await dispatcher.dispatch(parse_event(batch), 30)
+
+    # Then both attempts reached the endpoint, neither was answered in time, and the record is reported
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": sequence_number(0)}]}
+    assert [request.headers["dispatch-attempt"] for request in endpoint.for_id(WEBHOOK_ID)] == ["1", "2"]
+    (result,) = report.results
+    assert result.outcome is Outcome.FAILED
+    assert "timed out" in result.reason
+    assert aws.dead_letters() == []
+
+
+async def test_connection_refused_is_retried_then_reported(
+    aws: AwsResources, make_dispatcher: DispatcherFactory, refusing_port: int
+) -> None:
+    # Given an endpoint on a closed port of 127.0.0.1
+    dispatcher = make_dispatcher(endpoint=f"http://127.0.0.1:{refusing_port}/hook", max_attempts=2)
+    batch = event(kinesis_record(0, PAYLOAD), kinesis_record(1, b"second", "pk-2"))
+
+    # When a batch is dispatched
+    report = await dispatcher.dispatch(parse_event(batch), 30)
+
+    # Then every record is reported after its attempts, none parked
+    assert report.response() == {
+        "batchItemFailures": [{"itemIdentifier": sequence_number(0)}, {"itemIdentifier": sequence_number(1)}]
+    }
+    assert report.stats.status_classes["network"] == 4
+    assert all("no response" in result.reason for result in report.results)
+    assert aws.dead_letters() == []
+
+
+async def test_record_that_cannot_be_parked_is_reported_never_dropped(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given a dead-letter queue that does not exist, and an endpoint answering 404
+    endpoint.default = Reply(404)
+    missing_queue = aws.dlq_url.rsplit("/", 1)[0] + "/no-such-queue"
+    dispatcher = make_dispatcher(dlq_url=missing_queue)
+    batch = event(kinesis_record(0, PAYLOAD))
+
+    # When the record is dispatched
+    report = await dispatcher.dispatch(parse_event(batch), 30)
+
+    # Then it is reported for Lambda to retry, since it could not be parked
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": sequence_number(0)}]}
+    (result,) = report.results
+    assert result.outcome is Outcome.FAILED
+    assert "could not park" in result.reason
+    assert aws.dead_letters() == []

@@ -1,0 +1,98 @@
+"""The SSRF guard end to end, in the real aiohttp connector: refused endpoints are parked in the real DLQ
+with a reason naming the refused address, and no connection is opened to them.
+
+The autouse `only_loopback` fixture refuses and flags any connection to an address other than
+127.0.0.1, so a guard that let the metadata address through would fail these tests without a single
+packet leaving the machine."""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+
+import pytest
+
+from dispatcher.records import parse_event
+from tests.events import event, kinesis_record
+from tests.integration.conftest import AwsResources, DispatcherFactory
+from tests.integration.support import LoopbackEndpoint
+
+pytestmark = pytest.mark.integration
+
+PAYLOAD = b'{"id": "evt-ssrf"}'
+
+
+async def test_loopback_host_name_without_allow_list_is_parked_naming_the_address(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given a subscription whose endpoint host name resolves to loopback, with no private range allowed
+    dispatcher = make_dispatcher(endpoint=f"http://localhost:{endpoint.port}/hook", allow_private_cidrs=[])
+
+    # When a record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then the endpoint received nothing and the record is parked (not reported) naming 127.0.0.1
+    assert endpoint.received == []
+    assert report.response() == {"batchItemFailures": []}
+    (parked,) = aws.dead_letters()
+    assert parked["webhook_id"] == "evt-ssrf"
+    assert "127.0.0.1" in parked["reason"]
+    assert "SSRF" in parked["reason"]
+    assert parked["last_status"] is None
+
+
+async def test_loopback_host_name_inside_the_allow_list_is_delivered(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given the same host name with 127.0.0.0/8 allowed
+    dispatcher = make_dispatcher(endpoint=f"http://localhost:{endpoint.port}/hook")
+
+    # When a record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then it is delivered, to the host the subscription names
+    assert report.response() == {"batchItemFailures": []}
+    (request,) = endpoint.received
+    assert request.headers["host"] == f"localhost:{endpoint.port}"
+    assert aws.dead_letters() == []
+
+
+async def test_loopback_literal_without_allow_list_is_parked(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given an IP-literal loopback endpoint (aiohttp skips the resolver for literals) and no allow list
+    dispatcher = make_dispatcher(allow_private_cidrs=[])
+
+    # When a record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then nothing was sent and the record is parked naming the address
+    assert endpoint.received == []
+    assert report.response() == {"batchItemFailures": []}
+    (parked,) = aws.dead_letters()
+    assert "127.0.0.1" in parked["reason"]
+
+
+@pytest.mark.parametrize(
+    ("url", "refused_address"),
+    [
+        ("http://169.254.169.254/latest/meta-data/iam/security-credentials/", "169.254.169.254"),
+        ("http://[fd00:ec2::254]/latest/meta-data/", "fd00:ec2::254"),
+        # named in canonical IPv6 form: ::ffff:a9fe:a9fe
+        ("http://[::ffff:169.254.169.254]/latest/meta-data/", str(ip_address("::ffff:169.254.169.254"))),
+    ],
+)
+async def test_metadata_address_is_refused_even_when_everything_is_allowed(
+    aws: AwsResources, make_dispatcher: DispatcherFactory, url: str, refused_address: str
+) -> None:
+    # Given a subscription allowing every address, pointed at a cloud metadata address
+    dispatcher = make_dispatcher(endpoint=url, allow_private_cidrs=["0.0.0.0/0", "::/0"])
+
+    # When a record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then the guard refused before connecting (only_loopback saw no attempt) and the record is parked
+    assert report.response() == {"batchItemFailures": []}
+    (parked,) = aws.dead_letters()
+    assert refused_address in parked["reason"]
+    assert "metadata" in parked["reason"]
+    assert parked["attempts"] == 1

@@ -14,8 +14,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from dispatcher.config import DLQ_URL_ENV, IDEMPOTENCY_TABLE_ENV, SUBSCRIPTION_ENV
 
+from dispatcher.config import DLQ_URL_ENV, IDEMPOTENCY_TABLE_ENV, SUBSCRIPTION_ENV
 from infra import constants
 from infra.compliance import acknowledge
 from infra.delivered_ids_table import DeliveredIdsTable

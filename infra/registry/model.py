@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from dispatcher.config import SubscriptionConfig
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatcher.config import SubscriptionConfig
 from infra.registry import limits
 from infra.registry.timing import required_timeout_seconds
 

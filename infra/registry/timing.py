@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 from dispatcher.config import SubscriptionConfig
-
 from infra.registry import limits
 
 CONCURRENCY_BOUND_FORMULA = "ceil(batch_size / max_in_flight) x max_attempts x request_timeout_seconds"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ipaddress import ip_network
 
 import pytest
-from dispatcher.config import DLQ_URL_ENV, IDEMPOTENCY_TABLE_ENV, SUBSCRIPTION_ENV, SubscriptionConfig, load_settings
 
+from dispatcher.config import DLQ_URL_ENV, IDEMPOTENCY_TABLE_ENV, SUBSCRIPTION_ENV, SubscriptionConfig, load_settings
 from infra.registry import RegisteredSubscription, load_registry
 from infra.registry.limits import Environment
 from tests.registry.builders import fifo_subscription, queue_subscription, stream_subscription, team

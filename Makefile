@@ -28,7 +28,8 @@ unit: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest
 
-# Regenerate registry/*.schema.json after changing the registry models (a test fails while they are stale).
+# Regenerate registry/*.schema.json and the field reference in docs/registry.md after changing the
+# registry models (a test fails while they are stale).
 schema: $(STAMP)
 	$(BIN)/python -m infra.registry schema
 

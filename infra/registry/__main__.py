@@ -1,4 +1,7 @@
-"""Registry tooling: `python -m infra.registry validate --env prod` and `python -m infra.registry schema`."""
+"""Registry tooling: `python -m infra.registry validate --env prod` and `python -m infra.registry schema`.
+
+Run from the repository root (the default paths are relative to it).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ from pathlib import Path
 from infra.registry import limits
 from infra.registry.loader import load_registry
 from infra.registry.problems import RegistryError
-from infra.registry.schema import write_schema_files
+from infra.registry.schema import write_generated_files
 
 DEFAULT_ROOT = Path("registry")
+FIELD_REFERENCE = Path("docs/registry.md")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,11 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check every registry file; exit 1 listing every error")
     validate.add_argument("--env", choices=limits.ENVIRONMENTS, required=True)
-    commands.add_parser("schema", help="regenerate the JSON Schemas of the registry files")
+    commands.add_parser("schema", help="regenerate the registry's JSON Schemas and docs/registry.md's field reference")
     arguments = parser.parse_args(argv)
 
     if arguments.command == "schema":
-        for path in write_schema_files(arguments.root):
+        for path in write_generated_files(arguments.root, FIELD_REFERENCE):
             print(f"wrote {path}")
         return 0
     try:

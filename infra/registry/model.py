@@ -175,7 +175,8 @@ class RegisteredSubscription(SubscriptionConfig):
         int,
         Field(
             description="Streams only: a record older than this leaves the stream for the failed-batch "
-            "bucket; -1: until it expires from the stream."
+            f"bucket; -1: until it expires from the stream. Allowed: -1, or {limits.MAX_RECORD_AGE_MIN_SECONDS} "
+            f"to {limits.MAX_RECORD_AGE_MAX_SECONDS}."
         ),
     ] = 86_400
     max_retry_attempts: Annotated[

@@ -8,17 +8,19 @@ import pytest
 
 from infra.registry import load_registry
 from infra.registry.limits import ENVIRONMENTS, Environment
-from infra.registry.schema import stale_schema_files
+from infra.registry.schema import stale_generated_files
 
-REGISTRY_ROOT = Path(__file__).resolve().parents[2] / "registry"
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+REGISTRY_ROOT = REPOSITORY_ROOT / "registry"
+FIELD_REFERENCE = REPOSITORY_ROOT / "docs" / "registry.md"
 
 
-def test_the_committed_json_schemas_match_the_models() -> None:
-    # When the schemas are generated from the models
-    stale = stale_schema_files(REGISTRY_ROOT)
+def test_the_committed_json_schemas_and_field_reference_match_the_models() -> None:
+    # When the schemas and the field reference are generated from the models
+    stale = stale_generated_files(REGISTRY_ROOT, FIELD_REFERENCE)
 
     # Then the committed files are identical (regenerate with `make schema`)
-    assert stale == [], f"stale registry schemas, run `make schema`: {[path.name for path in stale]}"
+    assert stale == [], f"stale generated files, run `make schema`: {[path.name for path in stale]}"
 
 
 def test_every_registry_file_points_editors_at_its_schema() -> None:

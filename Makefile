@@ -56,6 +56,8 @@ $(NODE_STAMP): package.json package-lock.json
 
 # `cdk synth` for every environment (cdk-nag fails it on any unacknowledged finding), then cfn-lint.
 # The stacks are environment-agnostic and nothing is looked up, so no AWS credentials are needed.
+# cfn-lint skips W3005: the CDK pairs a function's GetAtt on its role with an explicit DependsOn
+# (redundant, harmless).
 ENVIRONMENTS := dev staging prod
 CDK := AWS_EC2_METADATA_DISABLED=true node_modules/.bin/cdk
 synth: $(STAMP) $(NODE_STAMP) $(ASSET_STAMP)
@@ -64,7 +66,6 @@ synth: $(STAMP) $(NODE_STAMP) $(ASSET_STAMP)
 		$(CDK) synth --quiet --no-notices --no-version-reporting -c env=$$env -c lambda_asset=$(ASSET_DIR) \
 			--output cdk.out/$$env || exit 1; \
 	done
-	# W3005: the CDK pairs a function's GetAtt on its role with an explicit DependsOn; redundant, harmless.
 	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*/*.template.json
 	$(BIN)/python -m infra.lambda_asset size $(ASSET_DIR)
 

@@ -201,7 +201,7 @@ class SubscriptionConsumer(Construct):
             max_batching_window=Duration.seconds(window) if window else None,
             report_batch_item_failures=True,
             # The mapping does not know the reserved concurrency: above it, it would invoke into throttles.
-            max_concurrency=min(subscription.reserved_concurrency, limits.SQS_MAXIMUM_CONCURRENCY_MAX),
+            max_concurrency=subscription.reserved_concurrency,
             filters=self._filters("body"),
         )
 

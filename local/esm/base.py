@@ -1,0 +1,131 @@
+"""What the Kinesis and SQS pollers share: the function they invoke, how a response is judged, the counters
+an invocation updates, and the AWS clients (always pointed at the local AWS endpoint given to the poller)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from local.spec import ConsumerStats
+from local.workers import LOCAL_ACCOUNT_ID, InvocationResult
+
+# Lambda's cap on a synchronous invocation's request payload: a batch stops growing before it.
+INVOCATION_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+# The local AWS answers in milliseconds; a call slower than this means it is gone, not busy.
+AWS_CONNECT_TIMEOUT_SECONDS = 2
+AWS_READ_TIMEOUT_SECONDS = 30  # above the longest SQS long poll the pollers ask for
+AWS_MAX_ATTEMPTS = 3
+# EMF metric names the dispatcher function publishes -> the ConsumerStats counter each one adds to.
+EMF_METRIC_COUNTERS = {
+    "Delivered": "delivered",
+    "DeliveryFailed": "delivery_failed",
+    "DeadLettered": "dead_lettered",
+    "Retried": "retried",
+    "DuplicatesSkipped": "duplicates_skipped",
+}
+
+
+class Invoker(Protocol):
+    """What a poller invokes: a FunctionRunner, or a scripted fake in tests."""
+
+    async def invoke(self, event: dict[str, Any]) -> InvocationResult: ...
+
+
+@dataclass(frozen=True)
+class BatchVerdict:
+    """How the mapping reads one invocation: whole batch failed, some items reported failed, or success."""
+
+    whole_batch_failed: bool = False
+    reported_failures: frozenset[str] = frozenset()
+    reason: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.whole_batch_failed and not self.reported_failures
+
+
+SUCCESS = BatchVerdict()
+
+
+def judge(result: InvocationResult, identifiers: Collection[str], report_batch_item_failures: bool) -> BatchVerdict:
+    """Apply Lambda's partial-batch-response rules to one invocation of a batch whose item identifiers are
+    `identifiers` (Kinesis sequence numbers or SQS message ids).
+
+    A function error (exception, timeout, crash) fails the whole batch. Without ReportBatchItemFailures the
+    response is ignored. With it: a null or empty response or batchItemFailures list is full success; a
+    response that is not an object, a batchItemFailures that is not a list, an item without the
+    `itemIdentifier` key, an empty or null identifier, or one that is not in the batch fails the whole batch.
+    """
+    if result.failed:
+        return BatchVerdict(whole_batch_failed=True, reason=result.error)
+    if not report_batch_item_failures or result.response is None:
+        return SUCCESS
+    response = result.response
+    if not isinstance(response, dict):
+        return BatchVerdict(whole_batch_failed=True, reason=f"response is not a JSON object: {response!r}")
+    failures = response.get("batchItemFailures")
+    if failures is None:
+        return SUCCESS
+    if not isinstance(failures, list):
+        return BatchVerdict(whole_batch_failed=True, reason=f"batchItemFailures is not a list: {failures!r}")
+    reported: set[str] = set()
+    for item in failures:
+        if not isinstance(item, dict) or "itemIdentifier" not in item:
+            return BatchVerdict(whole_batch_failed=True, reason=f"batch item failure without itemIdentifier: {item!r}")
+        identifier = item["itemIdentifier"]
+        if not isinstance(identifier, str) or not identifier:
+            return BatchVerdict(whole_batch_failed=True, reason=f"empty or null itemIdentifier: {identifier!r}")
+        if identifier not in identifiers:
+            return BatchVerdict(whole_batch_failed=True, reason=f"itemIdentifier not in the batch: {identifier!r}")
+        reported.add(identifier)
+    return BatchVerdict(reported_failures=frozenset(reported))
+
+
+def record_invocation(stats: ConsumerStats, result: InvocationResult, verdict: BatchVerdict) -> None:
+    """Count one invocation: its errors, the items it reported failed, and the function's own EMF metrics."""
+    stats.invocations += 1
+    if result.failed:
+        stats.function_errors += 1
+    if result.timed_out:
+        stats.timeouts += 1
+    stats.records_reported_failed += len(verdict.reported_failures)
+    for name, value in result.metrics.items():
+        counter = EMF_METRIC_COUNTERS.get(name)
+        if counter is None:
+            stats.extra[name] = stats.extra.get(name, 0.0) + value
+        else:
+            setattr(stats, counter, getattr(stats, counter) + int(value))
+
+
+def take_within_payload_limit(event_records: list[dict[str, Any]], batch_size: int) -> int:
+    """How many of the leading records fit one invocation: at most `batch_size`, and under Lambda's payload
+    cap (always at least one, so an oversize record still reaches the function and fails there)."""
+    size = 0
+    for count, record in enumerate(event_records[:batch_size]):
+        size += len(json.dumps(record))
+        if size > INVOCATION_PAYLOAD_LIMIT_BYTES and count > 0:
+            return count
+    return min(batch_size, len(event_records))
+
+
+def aws_client(service: str, endpoint_url: str, region: str) -> Any:
+    """A boto3 client for the local AWS. Credentials come from the environment as usual (any value works
+    against moto); the endpoint is always the one given, so nothing can reach real AWS by accident."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        connect_timeout=AWS_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=AWS_READ_TIMEOUT_SECONDS,
+        retries={"mode": "standard", "max_attempts": AWS_MAX_ATTEMPTS},
+    )
+    return boto3.session.Session().client(  # type: ignore[call-overload]
+        service, endpoint_url=endpoint_url, region_name=region, config=config
+    )
+
+
+def execution_role_arn(function_name: str) -> str:
+    """The function's execution role, as Kinesis events name it in invokeIdentityArn."""
+    return f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{function_name}-role"

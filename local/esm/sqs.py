@@ -1,0 +1,287 @@
+"""The SQS event source mapping, emulated over the local AWS's SQS API.
+
+A number of concurrent pollers (ScalingConfig.MaximumConcurrency, never above the function's reserved
+concurrency, which is also the default) each long-poll ReceiveMessage, gather a batch (BatchSize, and
+MaximumBatchingWindowInSeconds for standard queues), drop what FilterCriteria rejects (those messages are
+deleted, as Lambda deletes them), invoke the function and then delete only the messages that succeeded:
+
+- full success: every message is deleted;
+- ReportBatchItemFailures: every message but the reported ones is deleted;
+- a function error (exception, timeout, crash) or an invalid partial response (not an object, an empty, null
+  or unknown itemIdentifier, a wrong key): nothing is deleted.
+
+Undeleted messages come back when their visibility timeout ends; the queue itself counts receives
+(ApproximateReceiveCount) and moves a message to its dead-letter queue after maxReceiveCount - the local AWS
+implements those, as SQS does. FIFO queues: SQS hands out a message group's messages only while none of the
+group is in flight, so a group has at most one batch in flight and its order holds; FIFO ignores the batching
+window, as Lambda does.
+
+ApproximateAgeOfOldestMessage is approximated from what the pollers have seen: now minus the oldest
+SentTimestamp among the messages received and not yet deleted, leaving out those received three times or more
+(as AWS does) and those expected in the dead-letter queue. Messages no poller has received yet (a backlog
+deeper than the pollers' batches) are not seen, so under a deep backlog the figure runs low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from local.esm.base import Invoker, aws_client, judge, record_invocation
+from local.esm.filters import matches_any, validate_patterns
+from local.spec import ConsumerSpec, ConsumerStats, SqsMappingSpec
+
+logger = logging.getLogger(__name__)
+
+# Lambda long-polls for 20 s. Locally 1 s: boto3 calls run in threads that cancellation cannot interrupt, and a
+# stopping runtime must not wait out a 20 s poll.
+LONG_POLL_SECONDS = 1
+RECEIVE_LIMIT = 10  # SQS' maximum messages per ReceiveMessage and per DeleteMessageBatch
+MESSAGE_MAX_BYTES = 1024 * 1024  # SQS' maximum message size
+BATCH_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda's cap on a synchronous invocation's payload
+RECEIVE_ERROR_PAUSE_SECONDS = 1.0  # after a failed ReceiveMessage (the local AWS restarting), before the next
+AGE_REPORT_INTERVAL_SECONDS = 1.0
+RECEIVES_AFTER_WHICH_AGE_STOPS_COUNTING = 3  # AWS leaves such messages out of ApproximateAgeOfOldestMessage
+# The system attributes Lambda puts in an SQS record's `attributes`, in its order (all strings).
+LAMBDA_RECORD_ATTRIBUTES = (
+    "ApproximateReceiveCount",
+    "AWSTraceHeader",
+    "SentTimestamp",
+    "SequenceNumber",
+    "MessageGroupId",
+    "SenderId",
+    "MessageDeduplicationId",
+    "ApproximateFirstReceiveTimestamp",
+    "DeadLetterQueueSourceArn",
+)
+
+
+class OldestMessageTracker:
+    """The approximation of ApproximateAgeOfOldestMessage described in the module docstring."""
+
+    def __init__(self) -> None:
+        self._sent_at: dict[str, float] = {}  # message id -> SentTimestamp, epoch seconds
+
+    def received(self, message_id: str, sent_at: float, receive_count: int) -> None:
+        if receive_count >= RECEIVES_AFTER_WHICH_AGE_STOPS_COUNTING:
+            self._sent_at.pop(message_id, None)
+        else:
+            self._sent_at[message_id] = sent_at
+
+    def gone(self, message_id: str) -> None:
+        self._sent_at.pop(message_id, None)
+
+    def oldest_age_seconds(self, now: float) -> float:
+        return max(0.0, now - min(self._sent_at.values())) if self._sent_at else 0.0
+
+
+class SqsPoller:
+    """The event source mapping of one consumer whose source is an SQS queue.
+
+    `await run()` polls until cancelled; `started` is set once the pollers are running. `clock` (epoch seconds)
+    is what message ages are measured against. Counters go to `stats`.
+    """
+
+    def __init__(
+        self,
+        consumer: ConsumerSpec,
+        function: Invoker,
+        *,
+        endpoint_url: str,
+        region: str,
+        stats: ConsumerStats | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(consumer.mapping, SqsMappingSpec):
+            raise TypeError(f"{consumer.function.name}: not an SQS mapping: {consumer.mapping!r}")
+        validate_patterns(consumer.mapping.filter_patterns)
+        self.mapping: SqsMappingSpec = consumer.mapping
+        self.function_spec = consumer.function
+        self.stats = stats or ConsumerStats()
+        self.started = asyncio.Event()
+        self.oldest_messages = OldestMessageTracker()
+        reserved = consumer.function.reserved_concurrency
+        self.concurrency = min(self.mapping.maximum_concurrency or reserved, reserved)
+        self._function = function
+        self._region = region
+        self._clock = clock
+        self._sqs = aws_client("sqs", endpoint_url, region)
+        self._max_receive_count: int | None = None
+
+    async def run(self) -> None:
+        self._max_receive_count = await self._redrive_max_receive_count()
+        async with asyncio.TaskGroup() as tasks:
+            for _ in range(self.concurrency):
+                tasks.create_task(self._poll())
+            tasks.create_task(self._report_oldest_message_age())
+            self.started.set()
+
+    async def _redrive_max_receive_count(self) -> int | None:
+        response = await asyncio.to_thread(
+            self._sqs.get_queue_attributes, QueueUrl=self.mapping.queue_url, AttributeNames=["RedrivePolicy"]
+        )
+        policy = response.get("Attributes", {}).get("RedrivePolicy")
+        return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+
+    async def _poll(self) -> None:
+        while True:
+            messages = await self._receive_batch()
+            if messages:
+                await self._handle(messages)
+
+    async def _receive_batch(self) -> list[dict[str, Any]]:
+        """Long-poll until a message arrives, then keep receiving until the batch is full, the batching window
+        has closed, or one more receive could push the batch over Lambda's payload cap."""
+        window = 0.0 if self.mapping.is_fifo else self.mapping.batching_window_seconds
+        batch: list[dict[str, Any]] = []
+        window_closes = 0.0
+        payload_bytes = 0
+        while len(batch) < self.mapping.batch_size:
+            if batch:
+                remaining = window_closes - time.monotonic()
+                if remaining <= 0 or payload_bytes + RECEIVE_LIMIT * MESSAGE_MAX_BYTES > BATCH_PAYLOAD_LIMIT_BYTES:
+                    break
+                wait_seconds = min(LONG_POLL_SECONDS, int(remaining))  # WaitTimeSeconds takes whole seconds
+            else:
+                wait_seconds = LONG_POLL_SECONDS
+            received = await self._receive(min(RECEIVE_LIMIT, self.mapping.batch_size - len(batch)), wait_seconds)
+            if received and not batch:
+                window_closes = time.monotonic() + window
+            batch.extend(received)
+            payload_bytes += sum(len(message["Body"]) for message in received)
+            if batch and not received and wait_seconds == 0:
+                await asyncio.sleep(window_closes - time.monotonic())  # the window's last fraction of a second
+        return batch
+
+    async def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
+        try:
+            response = await asyncio.to_thread(
+                self._sqs.receive_message,
+                QueueUrl=self.mapping.queue_url,
+                MaxNumberOfMessages=count,
+                WaitTimeSeconds=wait_seconds,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("%s: ReceiveMessage failed: %s", self._name, error)
+            await asyncio.sleep(RECEIVE_ERROR_PAUSE_SECONDS)
+            return []
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        for message in messages:
+            attributes = message.get("Attributes", {})
+            self.oldest_messages.received(
+                message["MessageId"],
+                int(attributes.get("SentTimestamp", "0")) / 1000,
+                int(attributes.get("ApproximateReceiveCount", "1")),
+            )
+        return messages
+
+    async def _handle(self, messages: list[dict[str, Any]]) -> None:
+        event_records = [self._event_record(message) for message in messages]
+        passes = [matches_any(self.mapping.filter_patterns, _filter_document(record)) for record in event_records]
+        passed = [record for record, passing in zip(event_records, passes, strict=True) if passing]
+        rejected = [record for record, passing in zip(event_records, passes, strict=True) if not passing]
+        if rejected:
+            self.stats.filtered_out += len(rejected)
+            await self._delete(rejected)
+        if not passed:
+            return
+        self.stats.records_in_flight += len(passed)
+        try:
+            result = await self._function.invoke({"Records": passed})
+        finally:
+            self.stats.records_in_flight -= len(passed)
+        verdict = judge(result, {record["messageId"] for record in passed}, self.mapping.report_batch_item_failures)
+        record_invocation(self.stats, result, verdict)
+        if verdict.whole_batch_failed:
+            logger.info("%s: batch of %d failed: %s", self._name, len(passed), verdict.reason)
+        kept_ids = (
+            {record["messageId"] for record in passed} if verdict.whole_batch_failed else verdict.reported_failures
+        )
+        kept = [record for record in passed if record["messageId"] in kept_ids]
+        await self._delete([record for record in passed if record["messageId"] not in kept_ids])
+        for record in kept:
+            if self._goes_to_dead_letter_queue(record):
+                self.stats.redriven_to_dlq += 1
+                self.oldest_messages.gone(record["messageId"])
+        self.stats.oldest_message_age_seconds = self.oldest_messages.oldest_age_seconds(self._clock())
+
+    def _goes_to_dead_letter_queue(self, record: dict[str, Any]) -> bool:
+        """A failed message the queue will move to its DLQ instead of delivering again."""
+        receive_count = int(record["attributes"].get("ApproximateReceiveCount", "1"))
+        return self._max_receive_count is not None and receive_count >= self._max_receive_count
+
+    async def _delete(self, records: list[dict[str, Any]]) -> None:
+        for start in range(0, len(records), RECEIVE_LIMIT):
+            chunk = records[start : start + RECEIVE_LIMIT]
+            entries = [
+                {"Id": str(index), "ReceiptHandle": record["receiptHandle"]} for index, record in enumerate(chunk)
+            ]
+            try:
+                response = await asyncio.to_thread(
+                    self._sqs.delete_message_batch, QueueUrl=self.mapping.queue_url, Entries=entries
+                )
+            except (BotoCoreError, ClientError) as error:
+                # Like Lambda: the messages come back after their visibility timeout and are delivered again.
+                logger.warning("%s: DeleteMessageBatch failed: %s", self._name, error)
+                continue
+            for failure in response.get("Failed", []):
+                logger.warning("%s: could not delete a message: %s", self._name, failure)
+            for record in chunk:
+                self.oldest_messages.gone(record["messageId"])
+
+    def _event_record(self, message: dict[str, Any]) -> dict[str, Any]:
+        attributes = message.get("Attributes", {})
+        record: dict[str, Any] = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {name: attributes[name] for name in LAMBDA_RECORD_ATTRIBUTES if name in attributes},
+            "messageAttributes": {
+                name: _lambda_message_attribute(value) for name, value in message.get("MessageAttributes", {}).items()
+            },
+            "md5OfBody": message["MD5OfBody"],
+        }
+        if "MD5OfMessageAttributes" in message:
+            record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+        return record | {"eventSource": "aws:sqs", "eventSourceARN": self.mapping.queue_arn, "awsRegion": self._region}
+
+    async def _report_oldest_message_age(self) -> None:
+        while True:
+            self.stats.oldest_message_age_seconds = self.oldest_messages.oldest_age_seconds(self._clock())
+            await asyncio.sleep(AGE_REPORT_INTERVAL_SECONDS)
+
+    @property
+    def _name(self) -> str:
+        return f"{self.function_spec.name} <- {self.mapping.queue_name}"
+
+
+def _lambda_message_attribute(value: dict[str, Any]) -> dict[str, Any]:
+    """An SQS message attribute in the shape Lambda's SQS event gives it (binary values base64-encoded)."""
+    attribute: dict[str, Any] = {}
+    if "StringValue" in value:
+        attribute["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        attribute["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode("ascii")
+    return attribute | {
+        "stringListValues": list(value.get("StringListValues", [])),
+        "binaryListValues": [base64.b64encode(item).decode("ascii") for item in value.get("BinaryListValues", [])],
+        "dataType": value["DataType"],
+    }
+
+
+def _filter_document(record: dict[str, Any]) -> dict[str, Any]:
+    """What FilterCriteria patterns see: the record, with a JSON body as an object (a plain body stays a string)."""
+    try:
+        body = json.loads(record["body"])
+    except ValueError:
+        return record
+    return record | {"body": body}

@@ -1,0 +1,427 @@
+"""The Kinesis event source mapping, rule by rule, against moto with a scripted function."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+
+from local.esm.kinesis import RECORD_AGE_EXCEEDED, RETRY_ATTEMPTS_EXHAUSTED
+from tests.local.conftest import (
+    REGION,
+    TIMED_OUT,
+    FunctionError,
+    LocalAws,
+    ScriptedFunction,
+    eventually,
+    item_failures,
+    kinesis_poller,
+    raising,
+    running,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def data_of(record: dict[str, Any]) -> bytes:
+    return base64.b64decode(record["kinesis"]["data"])
+
+
+def fail_records_with(marker: bytes) -> Any:
+    """A function that raises whenever its batch holds a record whose data contains `marker`."""
+
+    def script(records: list[dict[str, Any]], invocation: int) -> object:
+        if any(marker in data_of(record) for record in records):
+            raise FunctionError("poison record")
+        return None
+
+    return script
+
+
+async def test_event_has_the_lambda_kinesis_record_shape(aws: LocalAws) -> None:
+    # Given a stream holding one record
+    stream = aws.create_stream()
+    (sequence_number,) = aws.put_records(stream[0], [("customer-7", b'{"type": "order.created"}')])
+    function = ScriptedFunction()
+    # When the mapping delivers it
+    async with running(kinesis_poller(aws, stream, function)):
+        await eventually(lambda: len(function.events) == 1)
+    # Then the function receives exactly the record Lambda would send
+    (record,) = function.events[0]["Records"]
+    arrival = record["kinesis"].pop("approximateArrivalTimestamp")
+    assert isinstance(arrival, float)
+    assert abs(arrival - time.time()) < 60
+    assert record == {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": "customer-7",
+            "sequenceNumber": sequence_number,
+            "data": base64.b64encode(b'{"type": "order.created"}').decode(),
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"shardId-000000000000:{sequence_number}",
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/consumer-fn-role",
+        "awsRegion": REGION,
+        "eventSourceARN": stream[1],
+    }
+
+
+async def test_batches_hold_at_most_batch_size_records_in_shard_order(aws: LocalAws) -> None:
+    # Given five records on one shard and BatchSize 2
+    stream = aws.create_stream()
+    sequence_numbers = aws.put_records(stream[0], [("key", f"r{index}".encode()) for index in range(5)])
+    function = ScriptedFunction()
+    # When the mapping delivers them
+    async with running(kinesis_poller(aws, stream, function, batch_size=2)):
+        await eventually(lambda: sum(map(len, function.batches)) == 5)
+    # Then the batches are consecutive runs of the shard, two records at most
+    assert function.batches == [sequence_numbers[0:2], sequence_numbers[2:4], sequence_numbers[4:5]]
+
+
+async def test_batching_window_gathers_records_that_arrive_apart(aws: LocalAws) -> None:
+    # Given a 2 s batching window and BatchSize 10
+    stream = aws.create_stream()
+    function = ScriptedFunction()
+    async with running(kinesis_poller(aws, stream, function, batch_size=10, batching_window_seconds=2.0)):
+        # When two records arrive, then three more a little later, within the window
+        first = aws.put_records(stream[0], [("key", b"1"), ("key", b"2")])
+        await asyncio.sleep(0.5)
+        second = aws.put_records(stream[0], [("key", b"3"), ("key", b"4"), ("key", b"5")])
+        await eventually(lambda: sum(map(len, function.batches)) == 5)
+    # Then they reach the function in one batch
+    assert function.batches == [first + second]
+
+
+async def test_starting_position_latest_skips_records_already_in_the_stream(aws: LocalAws) -> None:
+    # Given a record put before the mapping starts at LATEST
+    stream = aws.create_stream()
+    aws.put_records(stream[0], [("key", b"old")])
+    function = ScriptedFunction()
+    async with running(kinesis_poller(aws, stream, function, starting_position="LATEST")):
+        # When another record arrives after it started
+        (new,) = aws.put_records(stream[0], [("key", b"new")])
+        await eventually(lambda: bool(function.events))
+    # Then only the new record is delivered
+    assert function.batches == [[new]]
+
+
+async def test_one_batch_per_shard_is_in_flight(aws: LocalAws) -> None:
+    # Given two shards with several records each and a slow function
+    stream = aws.create_stream(shards=2)
+    aws.put_records(stream[0], [(f"key-{index}", b"x") for index in range(8)])
+    function = ScriptedFunction(delay_seconds=0.2)
+    shards_in_flight: list[list[str]] = []
+
+    def script(records: list[dict[str, Any]], invocation: int) -> object:
+        shards_in_flight.append([batch[0]["eventID"].split(":")[0] for batch in function.in_flight])
+        return None
+
+    function.script = script
+    # When the mapping delivers them with BatchSize 1
+    async with running(kinesis_poller(aws, stream, function, batch_size=1)):
+        await eventually(lambda: len(function.events) == 8)
+    # Then no shard ever has two batches in flight
+    assert all(len(shards) == len(set(shards)) for shards in shards_in_flight)
+    assert function.peak_concurrency <= 2
+
+
+async def test_parallelization_factor_runs_batches_concurrently_keeping_each_key_in_order(aws: LocalAws) -> None:
+    # Given one shard with two records for each of twelve partition keys, and ParallelizationFactor 3
+    stream = aws.create_stream()
+    keys = [f"customer-{index}" for index in range(12)]
+    aws.put_records(stream[0], [(key, f"{key}/{step}".encode()) for step in range(2) for key in keys])
+    function = ScriptedFunction(delay_seconds=0.2)
+    keys_in_flight: list[list[str]] = []
+
+    def script(records: list[dict[str, Any]], invocation: int) -> object:
+        keys_in_flight.append([record["kinesis"]["partitionKey"] for batch in function.in_flight for record in batch])
+        return None
+
+    function.script = script
+    # When the mapping delivers them, one record per batch
+    async with running(kinesis_poller(aws, stream, function, batch_size=1, parallelization_factor=3)):
+        await eventually(lambda: len(function.events) == 24)
+    # Then several batches of the shard were in flight at once, never more than the factor
+    assert 1 < function.peak_concurrency <= 3
+    # And a partition key never had two batches in flight, and its records arrived in order
+    assert all(len(keys) == len(set(keys)) for keys in keys_in_flight)
+    delivered = [data_of(event["Records"][0]).decode() for event in function.events]
+    for key in keys:
+        assert [item for item in delivered if item.startswith(f"{key}/")] == [f"{key}/0", f"{key}/1"]
+
+
+async def test_partial_failure_checkpoints_at_the_lowest_sequence_number_compared_as_integers(aws: LocalAws) -> None:
+    # Given twelve records: moto numbers them "1".."12", where "10" < "9" as strings
+    stream = aws.create_stream()
+    sequence_numbers = aws.put_records(stream[0], [("key", f"r{index}".encode()) for index in range(12)])
+    assert [int(number) for number in sequence_numbers] == sorted(int(number) for number in sequence_numbers)
+
+    # When the function reports the 10th and the 9th records failed, then succeeds
+    def script(records: list[dict[str, Any]], invocation: int) -> object:
+        return item_failures(sequence_numbers[9], sequence_numbers[8]) if invocation == 1 else None
+
+    function = ScriptedFunction(script)
+    async with running(kinesis_poller(aws, stream, function, batch_size=12)):
+        await eventually(lambda: len(function.events) == 2)
+    # Then the mapping re-sends from the 9th record (the lowest as an integer), including the 10th onwards
+    assert function.batches == [sequence_numbers, sequence_numbers[8:]]
+
+
+@pytest.mark.parametrize(
+    "response",
+    [None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}],
+    ids=["null-response", "empty-response", "empty-list", "null-list"],
+)
+async def test_empty_or_null_responses_are_full_success(aws: LocalAws, response: object) -> None:
+    # Given two records, one per batch
+    stream = aws.create_stream()
+    sequence_numbers = aws.put_records(stream[0], [("key", b"1"), ("key", b"2")])
+    function = ScriptedFunction(lambda records, invocation: response)
+    # When the function answers each batch with an empty or null response
+    async with running(kinesis_poller(aws, stream, function, batch_size=1)):
+        await eventually(lambda: len(function.events) == 2)
+    # Then each batch is done: the second follows the first, nothing is re-sent
+    assert function.batches == [[sequence_numbers[0]], [sequence_numbers[1]]]
+
+
+@pytest.mark.parametrize(
+    "bad_response",
+    [
+        {"batchItemFailures": [{"itemIdentifier": ""}]},
+        {"batchItemFailures": [{"itemIdentifier": None}]},
+        {"batchItemFailures": [{"itemId": "1"}]},
+        {"batchItemFailures": [{"itemIdentifier": "999999"}]},
+        {"batchItemFailures": "1"},
+        ["not", "an", "object"],
+    ],
+    ids=["empty-identifier", "null-identifier", "wrong-key", "unknown-identifier", "not-a-list", "not-an-object"],
+)
+async def test_invalid_partial_responses_fail_the_whole_batch(aws: LocalAws, bad_response: object) -> None:
+    # Given a batch of three records
+    stream = aws.create_stream()
+    sequence_numbers = aws.put_records(stream[0], [("key", b"1"), ("key", b"2"), ("key", b"3")])
+    function = ScriptedFunction(lambda records, invocation: bad_response if invocation == 1 else None)
+    # When the function's first answer is not a valid partial response
+    async with running(kinesis_poller(aws, stream, function, batch_size=3)):
+        await eventually(lambda: len(function.events) == 2)
+    # Then the whole batch is sent again
+    assert function.batches == [sequence_numbers, sequence_numbers]
+
+
+@pytest.mark.parametrize("failure", ["exception", "timeout"])
+async def test_a_function_error_fails_the_whole_batch(aws: LocalAws, failure: str) -> None:
+    # Given a batch of two records
+    stream = aws.create_stream()
+    sequence_numbers = aws.put_records(stream[0], [("key", b"1"), ("key", b"2")])
+
+    def script(records: list[dict[str, Any]], invocation: int) -> object:
+        if invocation == 1 and failure == "exception":
+            raise FunctionError("boom")
+        return TIMED_OUT if invocation == 1 else None
+
+    function = ScriptedFunction(script)
+    poller = kinesis_poller(aws, stream, function, batch_size=2)
+    # When the first invocation raises or times out
+    async with running(poller):
+        await eventually(lambda: len(function.events) == 2)
+    # Then the whole batch is retried, and the error is counted
+    assert function.batches == [sequence_numbers, sequence_numbers]
+    assert (poller.stats.function_errors, poller.stats.timeouts) == (1, 1 if failure == "timeout" else 0)
+
+
+async def test_without_report_batch_item_failures_the_response_is_ignored(aws: LocalAws) -> None:
+    # Given a mapping without ReportBatchItemFailures
+    stream = aws.create_stream()
+    sequence_numbers = aws.put_records(stream[0], [("key", b"1"), ("key", b"2")])
+    function = ScriptedFunction(lambda records, invocation: item_failures(records[0]["kinesis"]["sequenceNumber"]))
+    poller = kinesis_poller(aws, stream, function, batch_size=1, report_batch_item_failures=False)
+    # When the function returns item failures (without raising)
+    async with running(poller):
+        await eventually(lambda: len(function.events) == 2)
+    # Then every batch counts as a success
+    assert function.batches == [[sequence_numbers[0]], [sequence_numbers[1]]]
+    assert poller.stats.records_reported_failed == 0
+
+
+async def test_exhausted_retries_send_the_batch_with_its_records_to_the_on_failure_bucket(aws: LocalAws) -> None:
+    # Given a poison record followed by a good one, MaximumRetryAttempts 2 and an S3 on-failure destination
+    stream = aws.create_stream()
+    bucket = aws.create_bucket()
+    poison, good = aws.put_records(stream[0], [("key", b"poison"), ("key", b"good")])
+    function = ScriptedFunction(fail_records_with(b"poison"))
+    poller = kinesis_poller(aws, stream, function, batch_size=1, maximum_retry_attempts=2, on_failure_bucket=bucket)
+    # When the function keeps failing on the poison record
+    async with running(poller):
+        await eventually(lambda: [good] in function.batches, "the shard to move on")
+        await eventually(lambda: bool(aws.objects(bucket)), "the on-failure record")
+    # Then it was invoked once and retried twice, then the shard moved on
+    assert function.batches == [[poison], [poison], [poison], [good]]
+    # And the on-failure object holds the metadata and the record itself
+    (document,) = aws.objects(bucket)
+    assert document["requestContext"]["condition"] == RETRY_ATTEMPTS_EXHAUSTED
+    assert document["requestContext"]["approximateInvokeCount"] == 3
+    assert document["requestContext"]["functionArn"] == "arn:aws:lambda:eu-west-1:123456789012:function:consumer-fn"
+    assert document["KinesisBatchInfo"] | {"approximateArrivalOfFirstRecord": None} == {
+        "shardId": "shardId-000000000000",
+        "startSequenceNumber": poison,
+        "endSequenceNumber": poison,
+        "approximateArrivalOfFirstRecord": None,
+        "approximateArrivalOfLastRecord": document["KinesisBatchInfo"]["approximateArrivalOfLastRecord"],
+        "batchSize": 1,
+        "streamArn": stream[1],
+    }
+    assert [data_of(record) for record in document["payload"]["Records"]] == [b"poison"]
+    assert poller.stats.sent_to_on_failure == 1
+    assert poller.stats.function_errors == 3
+
+
+async def test_records_older_than_maximum_record_age_go_to_on_failure_without_an_invocation(aws: LocalAws) -> None:
+    # Given MaximumRecordAgeInSeconds 60 and a record that is already two minutes old by the mapping's clock
+    stream = aws.create_stream()
+    bucket = aws.create_bucket()
+    (old,) = aws.put_records(stream[0], [("key", b"stale")])
+    function = ScriptedFunction()
+
+    def two_minutes_later() -> float:
+        return time.time() + 120
+
+    poller = kinesis_poller(
+        aws, stream, function, maximum_record_age_seconds=60, on_failure_bucket=bucket, clock=two_minutes_later
+    )
+    # When the mapping reads it
+    async with running(poller):
+        await eventually(lambda: bool(aws.objects(bucket)), "the on-failure record")
+    # Then it goes to the on-failure destination unsent
+    (document,) = aws.objects(bucket)
+    assert document["requestContext"]["condition"] == RECORD_AGE_EXCEEDED
+    assert document["KinesisBatchInfo"]["startSequenceNumber"] == old
+    assert function.events == []
+
+
+async def test_bisect_splits_a_failing_batch_until_the_poison_record_is_alone(aws: LocalAws) -> None:
+    # Given four records, the third one poison, BisectBatchOnFunctionError and MaximumRetryAttempts 1
+    stream = aws.create_stream()
+    bucket = aws.create_bucket()
+    one, two, three, four = aws.put_records(stream[0], [("k", b"1"), ("k", b"2"), ("k", b"poison"), ("k", b"4")])
+    function = ScriptedFunction(fail_records_with(b"poison"))
+    poller = kinesis_poller(
+        aws,
+        stream,
+        function,
+        batch_size=4,
+        bisect_on_error=True,
+        maximum_retry_attempts=1,
+        on_failure_bucket=bucket,
+    )
+    # When the function raises on every batch holding the poison record
+    async with running(poller):
+        await eventually(lambda: [four] in function.batches, "the last record")
+    # Then the batch is halved (the splits are not retries) until the poison record alone uses up its retries
+    assert function.batches == [[one, two, three, four], [one, two], [three, four], [three], [three], [four]]
+    (document,) = aws.objects(bucket)
+    assert [data_of(record) for record in document["payload"]["Records"]] == [b"poison"]
+
+
+async def test_bisect_with_a_partial_response_splits_at_the_reported_record_without_counting_a_retry(
+    aws: LocalAws,
+) -> None:
+    # Given four records, bisect on and no retries allowed
+    stream = aws.create_stream()
+    bucket = aws.create_bucket()
+    sequence_numbers = aws.put_records(stream[0], [("k", b"1"), ("k", b"2"), ("k", b"3"), ("k", b"4")])
+    function = ScriptedFunction(
+        lambda records, invocation: item_failures(sequence_numbers[2]) if invocation == 1 else None
+    )
+    poller = kinesis_poller(
+        aws, stream, function, batch_size=4, bisect_on_error=True, maximum_retry_attempts=0, on_failure_bucket=bucket
+    )
+    # When the function reports the third record failed, then succeeds
+    async with running(poller):
+        await eventually(lambda: len(function.events) == 2)
+    # Then only the rest of the batch from the reported record is sent again, and nothing is given up
+    assert function.batches == [sequence_numbers, sequence_numbers[2:]]
+    assert aws.objects(bucket) == []
+
+
+async def test_without_bisect_a_partial_failure_counts_as_a_retry(aws: LocalAws) -> None:
+    # Given the same four records, bisect off and no retries allowed
+    stream = aws.create_stream()
+    bucket = aws.create_bucket()
+    sequence_numbers = aws.put_records(stream[0], [("k", b"1"), ("k", b"2"), ("k", b"3"), ("k", b"4")])
+    function = ScriptedFunction(lambda records, invocation: item_failures(sequence_numbers[2]))
+    poller = kinesis_poller(aws, stream, function, batch_size=4, maximum_retry_attempts=0, on_failure_bucket=bucket)
+    # When the function reports the third record failed
+    async with running(poller):
+        await eventually(lambda: bool(aws.objects(bucket)), "the on-failure record")
+    # Then the records from the reported one on are given up at once, the ones before it were delivered
+    assert function.batches == [sequence_numbers]
+    (document,) = aws.objects(bucket)
+    assert [record["kinesis"]["sequenceNumber"] for record in document["payload"]["Records"]] == sequence_numbers[2:]
+
+
+async def test_filter_criteria_drop_records_whose_json_data_does_not_match(aws: LocalAws) -> None:
+    # Given a filter on data.type and records of several types, one of them not JSON
+    stream = aws.create_stream()
+    payloads = [
+        json.dumps({"type": "order.created", "id": "a"}).encode(),
+        json.dumps({"type": "order.cancelled", "id": "b"}).encode(),
+        b"not json",
+        json.dumps({"type": "order.created", "id": "c"}).encode(),
+    ]
+    aws.put_records(stream[0], [("k", payload) for payload in payloads])
+    function = ScriptedFunction()
+    poller = kinesis_poller(aws, stream, function, filter_patterns=({"data": {"type": ["order.created"]}},))
+    # When the mapping reads them
+    async with running(poller):
+        await eventually(lambda: poller.stats.filtered_out == 2)
+        await eventually(lambda: sum(map(len, function.batches)) == 2)
+    # Then only the matching records reach the function
+    delivered = [json.loads(data_of(record))["id"] for event in function.events for record in event["Records"]]
+    assert delivered == ["a", "c"]
+
+
+async def test_iterator_age_is_the_age_of_the_last_record_of_the_batch(aws: LocalAws) -> None:
+    # Given a mapping whose clock runs five seconds ahead of the stream's
+    stream = aws.create_stream()
+    aws.put_records(stream[0], [("k", b"1"), ("k", b"2")])
+    function = ScriptedFunction()
+    poller = kinesis_poller(aws, stream, function, clock=lambda: time.time() + 5)
+    # When it sends the batch
+    async with running(poller):
+        await eventually(lambda: bool(function.events))
+    # Then IteratorAge is at least those five seconds, in milliseconds
+    last_arrival = function.events[0]["Records"][-1]["kinesis"]["approximateArrivalTimestamp"]
+    assert poller.stats.iterator_age_ms >= 5000
+    assert poller.stats.max_iterator_age_ms >= poller.stats.iterator_age_ms
+    assert poller.stats.iterator_age_ms <= (time.time() + 5 - last_arrival) * 1000
+
+
+async def test_function_errors_and_invocations_are_counted(aws: LocalAws) -> None:
+    # Given a function that always raises, and one retry allowed
+    stream = aws.create_stream()
+    aws.put_records(stream[0], [("k", b"1")])
+    function = ScriptedFunction(raising())
+    poller = kinesis_poller(aws, stream, function, maximum_retry_attempts=1)
+    # When the mapping gives the record up
+    async with running(poller):
+        await eventually(lambda: poller.stats.extra.get("discarded") == 1, "the record to be given up")
+    # Then both invocations were function errors, and nothing is left in flight
+    assert (poller.stats.invocations, poller.stats.function_errors, poller.stats.records_in_flight) == (2, 2, 0)
+
+
+async def test_cancelling_the_poller_stops_it(aws: LocalAws) -> None:
+    # Given a running poller
+    stream = aws.create_stream(shards=2)
+    task = asyncio.create_task(kinesis_poller(aws, stream, ScriptedFunction()).run())
+    await asyncio.sleep(0.5)
+    # When its task is cancelled
+    task.cancel()
+    # Then it ends (the guard only stops a hang)
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+    assert task.cancelled()

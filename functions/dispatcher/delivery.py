@@ -258,18 +258,32 @@ class _BatchRun:
 
     async def _attempt(self, record: SourceRecord) -> RecordResult:
         attempts = 0
-        retrying = AsyncRetrying(
-            stop=self._should_stop,
-            wait=self._backoff,
-            retry=retry_if_exception_type(_TransientError),
-            sleep=self.d.sleep,
-            reraise=True,
-        )
+        record_headers = self._record_headers(record)
+
+        async def send() -> None:
+            nonlocal attempts
+            attempts += 1
+            await self._send_once(record, attempts, record_headers)
+
         try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts += 1
-                    await self._send_once(record, attempts)
+            try:
+                # Most records are delivered at once: they skip the retry machinery's cost entirely.
+                await send()
+            except _TransientError as failure:
+                wait = self._backoff_seconds(failure, attempts)
+                if self._out_of_attempts(attempts, wait):
+                    raise
+                await self.d.sleep(wait)
+                # tenacity numbers its own attempts from 1; the first one was made above.
+                async for attempt in AsyncRetrying(
+                    stop=lambda state: self._out_of_attempts(state.attempt_number + 1, state.upcoming_sleep),
+                    wait=lambda state: self._backoff_seconds(_failure_of(state), state.attempt_number + 1),
+                    retry=retry_if_exception_type(_TransientError),
+                    sleep=self.d.sleep,
+                    reraise=True,
+                ):
+                    with attempt:
+                        await send()
         except _TransientError as failure:
             self.stats.retried += attempts - 1
             return RecordResult(Outcome.FAILED, attempts, failure.status, failure.reason)
@@ -283,22 +297,19 @@ class _BatchRun:
         self.stats.retried += attempts - 1
         return RecordResult(Outcome.DELIVERED, attempts, 200)
 
-    def _backoff(self, state: RetryCallState) -> float:
-        failure = state.outcome.exception() if state.outcome else None
+    def _backoff_seconds(self, failure: BaseException | None, attempts_made: int) -> float:
+        """Retry-After when the endpoint said so, else full jitter over an exponential ceiling."""
         if isinstance(failure, _TransientError) and failure.retry_after is not None:
             return failure.retry_after
-        ceiling = min(
-            self.d.tuning.backoff_cap_seconds,
-            self.d.tuning.backoff_base_seconds * 2 ** (state.attempt_number - 1),
-        )
+        tuning = self.d.tuning
+        ceiling = min(tuning.backoff_cap_seconds, tuning.backoff_base_seconds * 2 ** (attempts_made - 1))
         return random.uniform(0, ceiling)
 
-    def _should_stop(self, state: RetryCallState) -> bool:
-        if state.attempt_number >= self.config.max_attempts:
+    def _out_of_attempts(self, attempts_made: int, upcoming_sleep: float) -> bool:
+        if attempts_made >= self.config.max_attempts:
             return True
-        # tenacity computes the upcoming sleep before asking stop: a wait (Retry-After included)
-        # that would end past the deadline is not waited for.
-        return state.upcoming_sleep + self.d.tuning.min_attempt_seconds > self.deadline - time.monotonic()
+        # A wait (Retry-After included) that would end past the deadline is not waited for.
+        return upcoming_sleep + self.d.tuning.min_attempt_seconds > self.deadline - time.monotonic()
 
     def _time_left(self) -> float:
         remaining = self.deadline - time.monotonic()
@@ -306,7 +317,7 @@ class _BatchRun:
             raise _DeadlineReachedError
         return remaining
 
-    async def _send_once(self, record: SourceRecord, attempt: int) -> None:
+    async def _send_once(self, record: SourceRecord, attempt: int, record_headers: dict[str, str]) -> None:
         self._time_left()
         await self.limiter.acquire()
         try:
@@ -315,7 +326,7 @@ class _BatchRun:
             is_probe = await self.d.breaker.admit()
             try:
                 await self._take_token()
-                await self._post(record, attempt, is_probe)
+                await self._post(record, attempt, record_headers, is_probe)
             finally:
                 if is_probe:
                     self.d.breaker.end_probe()
@@ -332,9 +343,9 @@ class _BatchRun:
         if wait > 0:
             await self.d.sleep(wait)
 
-    async def _post(self, record: SourceRecord, attempt: int, is_probe: bool) -> None:
+    async def _post(self, record: SourceRecord, attempt: int, record_headers: dict[str, str], is_probe: bool) -> None:
         timeout = min(self.config.request_timeout_seconds, self._time_left())
-        headers = self._headers(record, attempt)
+        headers = self._attempt_headers(record, attempt, record_headers)
         started = time.monotonic()
         try:
             response = await self.d.sender.post(self.config.endpoint, record.payload, headers, timeout)
@@ -365,24 +376,28 @@ class _BatchRun:
         self.d.breaker.record_success()
         raise _PermanentError(f"HTTP {status} {_phrase(status)}".rstrip(), status)
 
-    def _headers(self, record: SourceRecord, attempt: int) -> dict[str, str]:
-        timestamp = int(self.d.wall_clock())  # each attempt is signed with its own timestamp
-        webhook_id = record.webhook_id
+    def _record_headers(self, record: SourceRecord) -> dict[str, str]:
+        """The headers that are the same on every attempt of a record."""
         headers = {
             "Content-Type": "application/json" if record.is_json else "application/octet-stream",
             "User-Agent": USER_AGENT,
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": self.keys.signature_header(webhook_id, timestamp, record.payload),
-            "Idempotency-Key": webhook_id,
+            "webhook-id": record.webhook_id,
+            "Idempotency-Key": record.webhook_id,
             "dispatch-source": record.source_name,
             "dispatch-produced-at": rfc3339(record.produced_at),
-            "dispatch-attempt": str(attempt),
         }
         if record.partition_key is not None:
             headers["dispatch-partition-key"] = header_safe(record.partition_key)
         if record.sequence is not None:
             headers["dispatch-sequence"] = record.sequence
+        return headers
+
+    def _attempt_headers(self, record: SourceRecord, attempt: int, record_headers: dict[str, str]) -> dict[str, str]:
+        timestamp = int(self.d.wall_clock())  # each attempt is signed with its own timestamp
+        headers = dict(record_headers)
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = self.keys.signature_header(record.webhook_id, timestamp, record.payload)
+        headers["dispatch-attempt"] = str(attempt)
         return headers
 
     def _park(self) -> None:
@@ -487,6 +502,10 @@ class _BatchRun:
                     )
         if self.stats.failed > MAX_FAILURES_LOGGED:
             logger.warning("%d records not delivered in all; reported for retry", self.stats.failed)
+
+
+def _failure_of(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome is not None else None
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from functools import lru_cache
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
@@ -59,6 +58,8 @@ class AiohttpSender:
         self._policy = policy
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._literal_refusals: dict[str, str | None] = {}
+        self._timeout = aiohttp.ClientTimeout()
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -74,16 +75,18 @@ class AiohttpSender:
         return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> HttpResponse:
-        refusal = _literal_refusal(self._policy, url)
+        if url not in self._literal_refusals:
+            # aiohttp connects to an IP literal without asking the resolver, so literals are checked here.
+            self._literal_refusals[url] = self._policy.check_literal(urlsplit(url).hostname or "")
+        refusal = self._literal_refusals[url]
         if refusal is not None:
             raise EndpointRefusedError(refusal)
+        if self._timeout.total != timeout_seconds:
+            # Nearly every request uses the configured timeout; only the last ones before the deadline differ.
+            self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         try:
             async with self._open_session().post(
-                url,
-                data=body,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout_seconds),
-                allow_redirects=False,
+                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
                 await _drain(response)
                 return HttpResponse(response.status, response.headers.get("Retry-After"))
@@ -102,15 +105,13 @@ class AiohttpSender:
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:
+    length = response.content_length
+    if length is not None and length <= MAX_RESPONSE_BYTES:
+        await response.read()
+        return
     remaining = MAX_RESPONSE_BYTES
     while remaining > 0:
         chunk = await response.content.read(remaining)
         if not chunk:
             return
         remaining -= len(chunk)
-
-
-@lru_cache(maxsize=16)
-def _literal_refusal(policy: AddressPolicy, url: str) -> str | None:
-    # aiohttp connects to an IP literal without asking the resolver, so literals are checked here.
-    return policy.check_literal(urlsplit(url).hostname or "")

@@ -211,14 +211,19 @@ def emf_documents(stdout: str) -> Iterator[dict[str, Any]]:
             yield document
 
 
-def emf_metric(stdout: str, name: str) -> float:
-    """The sum of every value of metric `name` in the printed EMF documents (0 when never emitted)."""
-    total = 0.0
+def emf_values(stdout: str, name: str) -> list[float]:
+    """Every value of metric `name` in the printed EMF documents, in order."""
+    values: list[float] = []
     for document in emf_documents(stdout):
         declared = {
             metric["Name"] for directive in document["_aws"]["CloudWatchMetrics"] for metric in directive["Metrics"]
         }
         if name in declared:
             value = document[name]
-            total += sum(value) if isinstance(value, list) else value
-    return total
+            values.extend(value if isinstance(value, list) else [value])
+    return values
+
+
+def emf_metric(stdout: str, name: str) -> float:
+    """The sum of the values of metric `name` in the printed EMF documents (0 when never emitted)."""
+    return sum(emf_values(stdout, name))

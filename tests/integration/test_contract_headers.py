@@ -205,3 +205,24 @@ async def test_records_sharing_a_webhook_id_are_posted_once(
     assert report.response() == {"batchItemFailures": []}
     assert endpoint.hits() == {"evt-0001": 1, f"{STREAM}:{sequence_number(2)}": 1}
     assert report.stats.duplicates_skipped == 1
+
+
+async def test_unsafe_ids_and_keys_cannot_inject_headers(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given a payload whose id carries CR/LF and a partition key that is not ASCII
+    body = b'{"id": "evt-1\\r\\nX-Injected: yes"}'
+    dispatcher = make_dispatcher()
+
+    # When it is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, body, "cl\u00e9 \u00e0 1"))), 30)
+
+    # Then the values arrive percent-encoded, no header is injected, and the signature still verifies
+    assert report.response() == {"batchItemFailures": []}
+    (request,) = endpoint.received
+    assert "x-injected" not in request.headers
+    assert request.headers["webhook-id"] == "evt-1%0D%0AX-Injected%3A%20yes"
+    assert request.headers["idempotency-key"] == request.headers["webhook-id"]
+    assert request.headers["dispatch-partition-key"] == "cl%C3%A9%20%C3%A0%201"
+    assert request.body == body
+    Webhook(SECRET).verify(request.body, request.headers)

@@ -136,3 +136,40 @@ async def test_sqs_partial_failure_needs_no_dynamodb_write_and_the_retry_is_deli
     assert second.response() == {"batchItemFailures": []}
     assert endpoint.hits() == {"msg-1": 1, "msg-2": 2, "msg-3": 1}
     assert second.stats.duplicates_skipped == 0
+
+
+def small_sequence_record(sequence: int) -> dict[str, object]:
+    """A record numbered as moto numbers them ("8", "9", "10"...): string order differs from number order."""
+    record = kinesis_record(0, payload(sequence), f"pk-{sequence}")
+    record["kinesis"]["sequenceNumber"] = str(sequence)
+    record["eventID"] = f"{record['eventID'].split(':')[0]}:{sequence}"
+    return record
+
+
+async def test_failures_over_several_resends_never_post_a_delivered_record_twice(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given records 8..12 with short sequence numbers, and records 9 and 11 failing
+    endpoint.always("evt-9", 500)
+    endpoint.always("evt-11", 500)
+    dispatcher = make_dispatcher(max_attempts=1)
+
+    def batch(*sequences: int) -> dict[str, object]:
+        return event(*(small_sequence_record(sequence) for sequence in sequences))
+
+    # When the batch is dispatched, then re-sent from 9 with only record 11 still failing,
+    # then re-sent from 11 with the endpoint healthy
+    first = await dispatcher.dispatch(parse_event(batch(8, 9, 10, 11, 12)), 30)
+    endpoint.heal()
+    endpoint.always("evt-11", 500)
+    second = await dispatcher.dispatch(parse_event(batch(9, 10, 11, 12)), 30)
+    endpoint.heal()
+    third = await dispatcher.dispatch(parse_event(batch(11, 12)), 30)
+
+    # Then each invocation reports exactly what is still undelivered, compared as numbers ("9" < "10")
+    assert first.response() == {"batchItemFailures": [{"itemIdentifier": "9"}, {"itemIdentifier": "11"}]}
+    assert second.response() == {"batchItemFailures": [{"itemIdentifier": "11"}]}
+    assert third.response() == {"batchItemFailures": []}
+    # and every record was delivered exactly once (failed attempts aside)
+    assert endpoint.hits() == {"evt-8": 1, "evt-9": 2, "evt-10": 1, "evt-11": 3, "evt-12": 1}
+    assert (second.stats.duplicates_skipped, third.stats.duplicates_skipped) == (2, 1)

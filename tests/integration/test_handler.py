@@ -19,7 +19,7 @@ from dispatcher.config import ConfigurationError, SubscriptionConfig
 from dispatcher.delivery import Dispatcher
 from dispatcher.guard import AddressPolicy
 from dispatcher.records import UnsupportedEventError, parse_event
-from tests.events import event, kinesis_record, sequence_number
+from tests.events import STREAM, event, kinesis_record, sequence_number
 from tests.fakes import OLD_SECRET, SECRET
 from tests.integration.conftest import (
     AwsResources,
@@ -27,7 +27,7 @@ from tests.integration.conftest import (
     HandlerLoader,
     subscription,
 )
-from tests.integration.support import LoopbackEndpoint, Reply, emf_documents, emf_metric
+from tests.integration.support import LoopbackEndpoint, Reply, emf_documents, emf_metric, emf_values
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +67,24 @@ def test_handler_delivers_parks_and_reports_and_publishes_metrics(
     (document,) = emf_documents(stdout)
     assert document["subscription"] == "it-orders"
     assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CallbackDispatcher"
+
+
+def test_metrics_of_a_batch_larger_than_one_emf_document_are_all_published(
+    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the function and a healthy endpoint
+    module = load_handler(ordering="none", max_in_flight=32)
+
+    # When a 120-record batch is delivered (more latency values than one EMF document holds)
+    response = module.handler(kinesis_batch(range(120)), FakeLambdaContext())
+
+    # Then every delivery is counted and every latency published
+    assert response == {"batchItemFailures": []}
+    stdout = capsys.readouterr().out
+    assert emf_metric(stdout, "Delivered") == 120
+    assert emf_metric(stdout, "Status2xx") == 120
+    assert len(emf_values(stdout, "DeliveryLatency")) == 120
+    assert all(document["subscription"] == "it-orders" for document in emf_documents(stdout))
 
 
 def test_handler_resend_skips_duplicates_and_counts_them(
@@ -234,3 +252,29 @@ def test_event_that_is_neither_kinesis_nor_sqs_raises_a_clear_error(
     with pytest.raises(UnsupportedEventError, match="unsupported eventSource"):
         module.handler(sns, FakeLambdaContext())
     assert endpoint.received == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnsupportedEventError,
+    reason="records.py:117 _required(kinesis, 'data', str) rejects data == '' (a valid empty Kinesis record), "
+    "so parse_event raises and the whole batch fails",
+)
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_empty_kinesis_record_is_delivered_and_does_not_crash_the_batch(
+    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+) -> None:
+    # Given a Kinesis batch holding an empty record (PutRecord accepts a zero-length data blob)
+    module = load_handler()
+    batch = event(kinesis_record(0, payload(0)), kinesis_record(1, b""), kinesis_record(2, payload(2)))
+
+    # When Lambda invokes the function
+    response = module.handler(batch, FakeLambdaContext())
+
+    # Then nothing is reported, and the empty record arrived as an empty, signed octet-stream body
+    assert response == {"batchItemFailures": []}
+    (empty,) = endpoint.for_id(f"{STREAM}:{sequence_number(1)}")
+    assert empty.body == b""
+    assert empty.headers["content-type"] == "application/octet-stream"
+    Webhook(SECRET).verify(empty.body, empty.headers, json_parse=False)
+    assert endpoint.hits()["evt-0"] == endpoint.hits()["evt-2"] == 1

@@ -4,6 +4,7 @@ SQS dead-letter queue (moto), or retried and then reported as a batch item failu
 from __future__ import annotations
 
 import base64
+import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +31,7 @@ def assert_parked_at_about_now(document: dict[str, Any], started: float, finishe
     assert started - 1 <= parked_at.astimezone(UTC).timestamp() <= finished + 1
 
 
-@pytest.mark.parametrize("status", [200, 201, 202, 204])
+@pytest.mark.parametrize("status", [200, 204])
 async def test_2xx_is_delivered_once(
     aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory, status: int
 ) -> None:
@@ -48,7 +49,7 @@ async def test_2xx_is_delivered_once(
     assert aws.dead_letters() == []
 
 
-@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("status", [302, 308])
 async def test_redirect_is_not_followed_and_the_record_is_parked(
     aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory, status: int
 ) -> None:
@@ -70,7 +71,7 @@ async def test_redirect_is_not_followed_and_the_record_is_parked(
     assert str(status) in parked["reason"]
 
 
-@pytest.mark.parametrize("status", [400, 404, 410, 422])
+@pytest.mark.parametrize("status", [400, 404, 410])
 async def test_4xx_is_parked_in_the_dead_letter_queue_with_its_payload_and_not_reported(
     aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory, status: int
 ) -> None:
@@ -269,3 +270,22 @@ async def test_record_that_cannot_be_parked_is_reported_never_dropped(
     assert result.outcome is Outcome.FAILED
     assert "could not park" in result.reason
     assert aws.dead_letters() == []
+
+
+async def test_fifo_dead_letter_queue_receives_parked_records(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given a FIFO dead-letter queue and an endpoint answering 410
+    name = aws.dlq_url.rsplit("/", 1)[1] + ".fifo"
+    fifo_dlq = aws.sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    endpoint.default = Reply(410)
+    dispatcher = make_dispatcher(dlq_url=fifo_dlq)
+
+    # When two records are dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD), kinesis_record(1, b"two"))), 30)
+
+    # Then both are parked there and not reported
+    assert report.response() == {"batchItemFailures": []}
+    messages = aws.sqs.receive_message(QueueUrl=fifo_dlq, MaxNumberOfMessages=10)["Messages"]
+    parked = sorted(base64.b64decode(json.loads(message["Body"])["payload_base64"]) for message in messages)
+    assert parked == sorted([PAYLOAD, b"two"])

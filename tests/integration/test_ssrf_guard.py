@@ -7,6 +7,7 @@ packet leaving the machine."""
 
 from __future__ import annotations
 
+import socket
 from ipaddress import ip_address
 
 import pytest
@@ -96,3 +97,14 @@ async def test_metadata_address_is_refused_even_when_everything_is_allowed(
     assert refused_address in parked["reason"]
     assert "metadata" in parked["reason"]
     assert parked["attempts"] == 1
+
+
+def test_the_safety_net_refuses_connections_outside_127_0_0_1(only_loopback: list[str]) -> None:
+    # Given the autouse safety net; When something connects to another loopback address (harmless if
+    # the net failed: 127.0.0.2 never leaves the machine)
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError, match=r"127\.0\.0\.1"):
+        sock.connect(("127.0.0.2", 9))
+
+    # Then the attempt was refused before any packet and flagged (cleared here, as it was on purpose)
+    assert only_loopback == ["127.0.0.2"]
+    only_loopback.clear()

@@ -11,13 +11,13 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 
+from dispatcher import config as function_contract
 from infra.registry.limits import Environment
 
-SERVICE_NAME: Final = "callback-dispatcher"
-
 # --- The function contract (must match functions/dispatcher) ------------------------------------------
+SERVICE_NAME: Final = function_contract.SERVICE_NAME
+METRICS_NAMESPACE: Final = function_contract.METRICS_NAMESPACE
 HANDLER: Final = "dispatcher.handler.handler"
-METRICS_NAMESPACE: Final = "CallbackDispatcher"
 # EMF metric names emitted by the function; dimensions are exactly {service, subscription}.
 METRIC_DELIVERED: Final = "Delivered"
 METRIC_DELIVERY_FAILED: Final = "DeliveryFailed"

@@ -23,6 +23,11 @@ Ordering = Literal["partition-key", "none"]
 
 # Subscription names become part of function, queue and alarm names and of the delivered-ids key prefix.
 SUBSCRIPTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}$"
+DEFAULT_SIGNING_SECRET_PREFIX = "callback-dispatcher/"
+
+# How the function's logs and EMF metrics are labelled; alarms and dashboards select on exactly these.
+SERVICE_NAME = "callback-dispatcher"
+METRICS_NAMESPACE = "CallbackDispatcher"
 
 
 class ConfigurationError(ValueError):
@@ -52,7 +57,13 @@ class SubscriptionConfig(BaseModel):
         float | None, Field(gt=0, le=100_000, description="Requests per second to the endpoint; null: none.")
     ] = None
     signing_secret: Annotated[
-        str, Field(min_length=1, description="Secrets Manager secret id or ARN holding whsec_ secrets.")
+        str,
+        Field(
+            min_length=1,
+            default_factory=lambda fields: f"{DEFAULT_SIGNING_SECRET_PREFIX}{fields.get('name', '')}",
+            description="Secrets Manager secret name or ARN holding the whsec_ signing secrets "
+            f"(created outside this app). Default: {DEFAULT_SIGNING_SECRET_PREFIX}<subscription name>.",
+        ),
     ]
     allow_private_cidrs: Annotated[
         tuple[IPv4Network | IPv6Network, ...],

@@ -16,18 +16,15 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dispatcher.config import FunctionSettings, load_settings
+from dispatcher.config import METRICS_NAMESPACE, SERVICE_NAME, FunctionSettings, load_settings
 from dispatcher.delivery import DeliveryStats, Dispatcher
 from dispatcher.records import parse_event
 
-SERVICE = "callback-dispatcher"
-METRICS_NAMESPACE = "CallbackDispatcher"
-
 settings = load_settings(os.environ)
-logger = Logger(service=SERVICE)
+logger = Logger(service=SERVICE_NAME)
 logger.append_keys(subscription=settings.subscription.name)
 copy_config_to_registered_loggers(source_logger=logger, include={"dispatcher"})
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 metrics.set_default_dimensions(subscription=settings.subscription.name)
 
 _runtime: tuple[asyncio.AbstractEventLoop, Dispatcher] | None = None

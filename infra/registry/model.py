@@ -27,7 +27,6 @@ STREAM_PREFIX = "stream/"
 QUEUE_PREFIX = "queue/"
 DEFAULT_STREAM_BATCH_SIZE = 100  # records, Lambda's default for Kinesis
 DEFAULT_QUEUE_BATCH_SIZE = 10  # messages, Lambda's default for SQS (the largest without a batching window)
-DEFAULT_SIGNING_SECRET_PREFIX = "callback-dispatcher/"
 
 
 class _RegistryModel(BaseModel):
@@ -104,24 +103,9 @@ def _default_batch_size(fields: dict[str, Any]) -> int:
     )
 
 
-def _default_signing_secret(fields: dict[str, Any]) -> str:
-    # A missing name is reported on its own; the default just must not raise.
-    return f"{DEFAULT_SIGNING_SECRET_PREFIX}{fields.get('name', '')}"
-
-
 class RegisteredSubscription(SubscriptionConfig):
     """One callback endpoint fed by one source: the delivery settings plus how it is deployed."""
 
-    # SubscriptionConfig requires signing_secret; a registration may omit it and get a per-name secret.
-    signing_secret: Annotated[
-        str,
-        Field(
-            min_length=1,
-            default_factory=_default_signing_secret,
-            description="Secrets Manager secret name or ARN holding the whsec_ signing secrets "
-            f"(created outside this app). Default: {DEFAULT_SIGNING_SECRET_PREFIX}<subscription name>.",
-        ),
-    ]
     source: Annotated[
         str,
         Field(

@@ -88,3 +88,9 @@ def test_several_bad_fields_are_reported_together() -> None:
         load_settings(environ(VALID | {"max_attempts": 0, "max_in_flight": 0}))
     assert "max_attempts" in str(error.value)
     assert "max_in_flight" in str(error.value)
+
+
+def test_signing_secret_defaults_to_one_per_subscription() -> None:
+    fields = {key: value for key, value in VALID.items() if key != "signing_secret"}
+    settings = load_settings(environ(fields))
+    assert settings.subscription.signing_secret == "callback-dispatcher/orders-to-ledger"

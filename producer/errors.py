@@ -50,7 +50,7 @@ class RecordsRefusedError(ProducerError, ValueError):
         self.problems = tuple(problems)
         self.total = total
         super().__init__(
-            f"{len(self.problems)} of {total} records refused; nothing was sent:\n" + _listing(self.problems)
+            f"{len(self.problems)} of {total} records refused; nothing was sent:\n" + indented_listing(self.problems)
         )
 
 
@@ -63,11 +63,12 @@ class UnsentRecordsError(ProducerError):
         self.total = total
         super().__init__(
             f"{len(self.failures)} of {total} records could not be put on {result.destination} "
-            f"({result.count} were):\n" + _listing(self.failures)
+            f"({result.count} were):\n" + indented_listing(self.failures)
         )
 
 
-def _listing(items: Sequence[RecordProblem | RecordFailure]) -> str:
+def indented_listing(items: Sequence[object]) -> str:
+    """One indented line per item, the first MAX_LINES_IN_MESSAGE of them, then how many were left out."""
     lines = [f"  {item}" for item in items[:MAX_LINES_IN_MESSAGE]]
     if len(items) > MAX_LINES_IN_MESSAGE:
         lines.append(f"  ... and {len(items) - MAX_LINES_IN_MESSAGE} more")

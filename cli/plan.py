@@ -1,0 +1,213 @@
+"""`dispatcher plan`: the seed's capacity model for one subscription, every subscription, or the flags alone."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+
+from capacity import (
+    DEFAULT_INVOKE_OVERHEAD_SECONDS,
+    DEFAULT_RECORD_LATENCY_SECONDS,
+    Adjustment,
+    Forecast,
+    Overrides,
+    PlannedConsumer,
+    ad_hoc_consumer,
+    forecast,
+    subscription_consumer,
+)
+from cli import registry_access
+from cli.terminal import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    Terminal,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
+from infra.registry import limits
+
+if TYPE_CHECKING:
+    from cli.terminal import Subcommands
+
+DESCRIPTION = """\
+How many records per second a subscription's consumer delivers (the seed's model):
+
+  records/s = concurrency x batch_size / (invoke_overhead + ceil(batch_size / max_in_flight) x record_latency)
+
+capped by the endpoint's rate_limit_per_second. With --rate, whether the backlog (and so IteratorAge)
+grows, how fast, and the smallest batch_size, concurrency or max_in_flight that would keep up.
+
+Which consumer: --subscription NAME plans that one from the registry; --registry DIR alone plans every
+subscription in it; neither: the flags alone describe the consumer (unset ones take the registry's
+defaults: batch 100, concurrency 5, max_in_flight 16). Flags override the registry's values.
+"""
+EXAMPLES = """examples:
+  dispatcher plan --batch-size 10 --concurrency 5 --max-in-flight 1       # the seed's 21.74 rec/s
+  dispatcher plan --subscription order-created-to-ledger --rate 80
+  dispatcher plan --registry registry --rate 40 --record-latency 0.35
+"""
+# Planning reads the registry's values, not its environment warnings: any environment will do.
+PLANNING_ENVIRONMENT: limits.Environment = limits.PERMISSIVE_ENVIRONMENT
+
+
+def register(subcommands: Subcommands) -> None:
+    parser = subcommands.add_parser(
+        "plan",
+        help="records per second a subscription delivers, and whether it keeps up with an incoming rate",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    registry_access.add_registry_option(parser, default=None)
+    parser.add_argument("--subscription", metavar="NAME", help="plan this subscription (registry: default registry/)")
+    parser.add_argument(
+        "--invoke-overhead",
+        type=non_negative_float,
+        default=DEFAULT_INVOKE_OVERHEAD_SECONDS,
+        metavar="SECONDS",
+        help=f"time to invoke the function for a batch (default: {DEFAULT_INVOKE_OVERHEAD_SECONDS}, the seed's)",
+    )
+    parser.add_argument(
+        "--record-latency",
+        type=positive_float,
+        default=DEFAULT_RECORD_LATENCY_SECONDS,
+        metavar="SECONDS",
+        help=f"time to deliver one record to the endpoint (default: {DEFAULT_RECORD_LATENCY_SECONDS}, the seed's)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, metavar="N", help="records per invocation")
+    parser.add_argument(
+        "--concurrency", type=positive_int, metavar="N", help="invocations at once (reserved_concurrency)"
+    )
+    parser.add_argument("--max-in-flight", type=positive_int, metavar="N", help="requests at once within an invocation")
+    parser.add_argument(
+        "--rate-limit", type=positive_float, metavar="PER_SECOND", help="the endpoint's rate_limit_per_second"
+    )
+    parser.add_argument("--rate", type=non_negative_float, metavar="R", help="incoming events per second")
+    parser.add_argument(
+        "--chart", type=Path, metavar="FILE.png", help="draw throughput against batch size and concurrency"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
+    overrides = Overrides(
+        batch_size=arguments.batch_size,
+        concurrency=arguments.concurrency,
+        max_in_flight=arguments.max_in_flight,
+        rate_limit_per_second=arguments.rate_limit,
+        invoke_overhead_seconds=arguments.invoke_overhead,
+        record_latency_seconds=arguments.record_latency,
+    )
+    planned = _consumers(arguments, overrides)
+    if arguments.chart is not None and len(planned) != 1:
+        raise CommandError("--chart draws one consumer: add --subscription NAME", EXIT_USAGE)
+    forecasts = [
+        forecast(plan.consumer, arguments.rate, plan.bounds) if arguments.rate is not None else None for plan in planned
+    ]
+    terminal.out.print(_table(planned, forecasts, arguments.rate))
+    for plan, outlook in zip(planned, forecasts, strict=True):
+        for note in plan.notes:
+            terminal.out.print(Text(f"{plan.name}: {note}", style="dim"))
+        if outlook is not None:
+            terminal.out.print(_advice(plan, outlook))
+    if arguments.chart is not None:
+        _draw(planned[0], arguments.chart, arguments.rate)
+        terminal.out.print(Text(f"chart written to {arguments.chart}"))
+    return EXIT_OK
+
+
+def _consumers(arguments: argparse.Namespace, overrides: Overrides) -> list[PlannedConsumer]:
+    if arguments.subscription is None and arguments.registry is None:
+        return [ad_hoc_consumer(overrides)]
+    registry = registry_access.load(
+        arguments.registry or registry_access.DEFAULT_REGISTRY, PLANNING_ENVIRONMENT
+    ).registry
+    subscriptions = [subscription for _, subscription in registry.registrations()]
+    if arguments.subscription is not None:
+        subscriptions = [subscription for subscription in subscriptions if subscription.name == arguments.subscription]
+        if not subscriptions:
+            known = ", ".join(subscription.name for _, subscription in registry.registrations())
+            raise CommandError(
+                f"no subscription {arguments.subscription!r} in the registry; known: {known}", EXIT_USAGE
+            )
+    return [subscription_consumer(subscription, registry.sources, overrides) for subscription in subscriptions]
+
+
+def _table(planned: list[PlannedConsumer], forecasts: list[Forecast | None], rate: float | None) -> Table:
+    table = Table(title="Capacity", title_justify="left")
+    table.add_column("subscription")
+    for column in ("batch", "concurrency", "in flight", "invoke s", "batch s", "records/s", "rate limit/s"):
+        table.add_column(column, justify="right")
+    if rate is not None:
+        table.add_column(f"vs {rate:g}/s in")
+    for plan, outlook in zip(planned, forecasts, strict=True):
+        consumer = plan.consumer
+        limit = consumer.rate_limit_per_second
+        row = [
+            plan.name,
+            str(consumer.batch_size),
+            str(consumer.concurrency),
+            str(consumer.max_in_flight),
+            f"{consumer.invoke_overhead_seconds:g}",
+            f"{consumer.batch_delivery_seconds:.2f}",
+            f"{consumer.sustained_records_per_second:.2f}" + (" (limited)" if consumer.rate_limited else ""),
+            "-" if limit is None else f"{limit:g}",
+        ]
+        if outlook is not None:
+            row.append(
+                f"keeps up ({outlook.utilisation:.0%} used)"
+                if outlook.keeps_up
+                else f"falls behind +{outlook.backlog_growth_per_second:.2f}/s"
+            )
+        table.add_row(*row)
+    return table
+
+
+def _advice(plan: PlannedConsumer, outlook: Forecast) -> Text:
+    rate = f"{outlook.incoming_per_second:g}/s"
+    if outlook.keeps_up:
+        return Text(
+            f"{plan.name} keeps up with {rate}: it sustains {outlook.throughput_per_second:.2f} records/s, so the "
+            "backlog and IteratorAge stay flat.",
+            style="green",
+        )
+    lines = [
+        f"{plan.name} falls behind {rate}: it sustains {outlook.throughput_per_second:.2f} records/s, so the backlog "
+        f"grows by {outlook.backlog_growth_per_second:.2f} records/s and the oldest waiting record (IteratorAge) "
+        f"gets {outlook.backlog_seconds_added_per_minute:.1f} s older every minute."
+    ]
+    if outlook.rate_limit_too_low:
+        lines.append(
+            f"  Even the endpoint's rate limit of {outlook.consumer.rate_limit_per_second:g}/s is below {rate}: no "
+            "batch size, concurrency or max_in_flight keeps up. Agree a higher rate_limit_per_second with the "
+            "endpoint's owners, or deliver fewer events (event_types)."
+        )
+    else:
+        lines.extend(f"  {_proposal(plan, adjustment)}" for adjustment in outlook.adjustments)
+    return Text("\n".join(lines), style="yellow")
+
+
+def _proposal(plan: PlannedConsumer, adjustment: Adjustment) -> str:
+    if adjustment.needed is None or adjustment.records_per_second is None:
+        why = f" ({plan.batch_size_bound_reason})" if adjustment.setting == "batch_size" else ""
+        return f"no {adjustment.setting} up to {adjustment.bound} keeps up{why}"
+    return (
+        f"{adjustment.setting} {adjustment.needed} (now {adjustment.current}) would deliver "
+        f"{adjustment.records_per_second:.2f} records/s"
+    )
+
+
+def _draw(plan: PlannedConsumer, path: Path, rate: float | None) -> None:
+    # Imported on demand: the chart pulls in matplotlib, which only --chart needs.
+    from capacity.chart import draw_throughput_chart
+
+    try:
+        draw_throughput_chart(plan.consumer, path, plan.bounds.batch_size, rate, title=f"{plan.name} throughput")
+    except OSError as error:
+        raise CommandError(f"cannot write the chart to {path}: {error.strerror}", EXIT_USAGE) from None

@@ -1,0 +1,136 @@
+"""`dispatcher plan`: the seed's figures from flags, a registry subscription, --rate advice and the chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from tests.cli.conftest import SHIPPED_REGISTRY
+
+SEED = ["--batch-size", "10", "--concurrency", "5", "--max-in-flight", "1"]
+
+
+def plain(text: str) -> str:
+    """Output with runs of whitespace folded, so table padding and line breaks do not matter."""
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    ("flags", "records_per_second"),
+    [
+        (["--batch-size", "1", "--concurrency", "1", "--max-in-flight", "1"], "2.00"),
+        (["--batch-size", "1", "--concurrency", "5", "--max-in-flight", "1"], "10.00"),
+        (SEED, "21.74"),
+    ],
+)
+def test_the_flags_alone_reproduce_the_seed(
+    flags: list[str], records_per_second: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # When the seed's consumer is described by flags (0.3 s invoke and 0.2 s per record are the defaults)
+    exit_code = main(["plan", *flags])
+
+    # Then its throughput is the seed's
+    out = plain(capsys.readouterr().out)
+    assert exit_code == 0
+    assert f"(flags) │ {flags[1]} │ {flags[3]} │ 1 │ 0.3 │" in out
+    assert f"│ {records_per_second} │" in out
+
+
+def test_with_a_rate_it_says_how_fast_the_backlog_grows_and_what_would_keep_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # When the seed's consumer faces 40 events per second
+    exit_code = main(["plan", *SEED, "--rate", "40"])
+
+    # Then it falls behind by 18.26 records/s, IteratorAge climbs 50.4 s a minute, and two changes would help
+    out = plain(capsys.readouterr().out)
+    assert exit_code == 0
+    assert "falls behind +18.26/s" in out
+    assert "the backlog grows by 18.26 records/s and the oldest waiting record (IteratorAge) gets 50.4 s older" in out
+    assert "concurrency 10 (now 5) would deliver 43.48 records/s" in out
+    assert "max_in_flight 3 (now 1) would deliver 45.45 records/s" in out
+    assert "no batch_size up to 10000 keeps up" in out
+
+
+def test_a_consumer_that_keeps_up_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", *SEED, "--rate", "20"]) == 0
+
+    out = plain(capsys.readouterr().out)
+    assert "keeps up (92% used)" in out
+    assert "the backlog and IteratorAge stay flat" in out
+
+
+def test_a_registry_subscription_brings_its_own_settings_and_rate_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    # When order-created-to-ledger (batch 100, concurrency 5, 16 in flight, 50/s limit) faces 80 events/s
+    exit_code = main(
+        ["plan", "--registry", str(SHIPPED_REGISTRY), "--subscription", "order-created-to-ledger", "--rate", "80"]
+    )
+
+    # Then its throughput is capped at the endpoint's limit, and the limit is named as what cannot keep up
+    out = plain(capsys.readouterr().out)
+    assert exit_code == 0
+    assert "order-created-to-ledger │ 100 │ 5 │ 16 │ 0.3 │ 1.40 │ 50.00 (limited) │ 50 │" in out
+    assert "Even the endpoint's rate limit of 50/s is below 80/s" in out
+
+
+def test_flags_override_the_registry_subscription(capsys: pytest.CaptureFixture[str]) -> None:
+    subscription = ["--registry", str(SHIPPED_REGISTRY), "--subscription", "order-created-to-ledger"]
+
+    exit_code = main(["plan", *subscription, *SEED, "--rate-limit", "1000"])
+
+    assert exit_code == 0
+    assert "order-created-to-ledger │ 10 │ 5 │ 1 │ 0.3 │ 2.00 │ 21.74 │ 1000 │" in plain(capsys.readouterr().out)
+
+
+def test_the_whole_registry_is_planned_with_its_notes(capsys: pytest.CaptureFixture[str]) -> None:
+    # When every subscription is planned, inventory's two shards asked to run five batches at once
+    assert main(["plan", "--registry", str(SHIPPED_REGISTRY), "--concurrency", "5"]) == 0
+
+    # Then all six are listed, and the shard cap is explained
+    out = plain(capsys.readouterr().out)
+    for name in ("orders-to-warehouse", "stock-to-storefront", "invoices-to-ledger", "refunds-to-psp"):
+        assert name in out
+    assert "stock-to-storefront: concurrency 2, not 5: stream inventory has 2 shards x parallelization_factor 1" in out
+
+
+def test_an_unknown_subscription_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--registry", str(SHIPPED_REGISTRY), "--subscription", "nope"]) == 2
+
+    err = plain(capsys.readouterr().err)
+    assert "no subscription 'nope' in" in err
+    assert "known: orders-to-warehouse," in err
+
+
+def test_the_chart_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chart = tmp_path / "throughput.png"
+
+    assert main(["plan", *SEED, "--rate", "40", "--chart", str(chart)]) == 0
+
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    assert f"chart written to {chart}" in plain(capsys.readouterr().out)
+
+
+def test_the_chart_needs_a_single_consumer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chart = tmp_path / "throughput.png"
+
+    assert main(["plan", "--registry", str(SHIPPED_REGISTRY), "--chart", str(chart)]) == 2
+
+    assert "--chart draws one consumer" in capsys.readouterr().err
+    assert not chart.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["--record-latency", "0"], "argument --record-latency: must be above 0, got 0"),
+        (["--rate", "-1"], "argument --rate: must not be negative, got -1"),
+        (["--concurrency", "five"], "argument --concurrency: must be a whole number, got 'five'"),
+        (["--rate", "nan"], "argument --rate: must be a number, got 'nan'"),
+    ],
+)
+def test_bad_numbers_are_usage_errors(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", *flags]) == 2
+    assert message in capsys.readouterr().err

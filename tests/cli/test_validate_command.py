@@ -1,0 +1,93 @@
+"""`dispatcher validate` on the shipped registry and on broken ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from tests.cli.conftest import SHIPPED_REGISTRY, RegistryCopier
+
+BROKEN_TEAM = """\
+team: payments
+alerts_email: payments-oncall@example.com
+subscriptions:
+  - name: ledger-hook
+    source: stream/orders
+    endpoint: https://ledger.example.com/hooks
+    batch_size: 0
+  - name: orphan-hook
+    source: stream/payments
+    endpoint: https://ledger.example.com/orphans
+  - name: Bad_Name
+    source: queue/refunds.fifo
+    endpoint: https://psp.example.com/[refunds]
+"""
+PLAIN_HTTP_TEAM = """\
+team: payments
+alerts_email: payments-oncall@example.com
+subscriptions:
+  - name: ledger-hook
+    source: stream/orders
+    endpoint: http://ledger.example.com/hooks
+    allow_http: true
+"""
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_the_shipped_registry_is_valid(environment: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # When the shipped registry is validated
+    exit_code = main(["validate", "--registry", str(SHIPPED_REGISTRY), "--env", environment])
+
+    # Then it passes, listing its six subscriptions
+    out = capsys.readouterr().out
+    assert exit_code == 0
+    assert f"registry valid for {environment}: 6 subscriptions" in out
+    assert "order-created-to-ledger" in out
+    assert "refunds-to-psp" in out
+
+
+def test_every_error_of_a_broken_registry_is_listed(
+    copy_registry: RegistryCopier, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a team file with an unknown source, a batch size of 0 and a malformed name
+    root = copy_registry({"teams/payments.yaml": BROKEN_TEAM})
+
+    # When it is validated
+    exit_code = main(["validate", "--registry", str(root)])
+
+    # Then it fails with each problem on its own line, brackets and all, and no traceback
+    err = capsys.readouterr().err
+    assert exit_code == 1
+    assert "the registry has 3 errors" in err
+    assert "registry/teams/payments.yaml: subscription 'ledger-hook': batch_size: 0 is out of range" in err
+    assert "subscription 'orphan-hook': source: 'stream/payments' is not declared in registry/sources.yaml" in err
+    assert (
+        "subscription 'Bad_Name': name: 'Bad_Name' has the wrong form; allowed: match ^[a-z0-9][a-z0-9-]{0,47}$" in err
+    )
+    assert "Traceback" not in err
+
+
+def test_warnings_outside_dev_are_printed_but_pass(
+    copy_registry: RegistryCopier, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a plain-http endpoint, allowed explicitly
+    root = copy_registry({"teams/payments.yaml": PLAIN_HTTP_TEAM})
+
+    # When it is validated for prod, then for dev
+    prod_exit_code = main(["validate", "--registry", str(root), "--env", "prod"])
+    prod = capsys.readouterr()
+    dev_exit_code = main(["validate", "--registry", str(root), "--env", "dev"])
+    dev = capsys.readouterr()
+
+    # Then prod warns and still passes; dev says nothing
+    assert (prod_exit_code, dev_exit_code) == (0, 0)
+    assert "warning: registry/teams/payments.yaml: subscription 'ledger-hook': allow_http: is true in prod" in prod.err
+    assert "1 warning" in prod.out
+    assert dev.err == ""
+
+
+def test_a_missing_registry_directory_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--registry", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
@@ -57,12 +56,10 @@ class Terminal:
 
 NumberT = TypeVar("NumberT", int, float)
 
-# What a subcommand module registers as its parser's `run` default.
-CommandRunner = Callable[[argparse.Namespace, Terminal], int]
-
 
 class Subcommand(Protocol):
-    """A subcommand module: `register` adds its parser and sets `run=<CommandRunner>` as its default."""
+    """A subcommand module: `register` adds its parser and sets as its `run` default a function
+    (arguments: argparse.Namespace, terminal: Terminal) -> exit code."""
 
     def register(self, subcommands: Subcommands) -> None: ...
 

@@ -106,11 +106,10 @@ class BatchProducer(ABC, Generic[RequestEntryT, ReceiptT]):
             try:
                 self._send_with_resends(batch, progress, on_progress)
             except (BotoCoreError, ClientError) as error:
-                # botocore has already retried what it could: everything not yet accepted is reported.
+                # botocore has already retried what it could: everything not yet settled is reported.
                 code, message = _describe(error)
-                unsent = [
-                    entry for later in batches[number:] for entry in later if entry.index not in progress.receipts
-                ]
+                settled = progress.receipts.keys() | {failure.index for failure in progress.failures}
+                unsent = [entry for later in batches[number:] for entry in later if entry.index not in settled]
                 progress.failures.extend(RecordFailure(entry.index, code, message) for entry in unsent)
                 break
         result = ProduceResult(self.destination, progress.receipts, progress.requests, progress.resent)

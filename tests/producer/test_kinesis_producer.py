@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
+from botocore.exceptions import ClientError
 
 from producer import (
     KinesisProducer,
@@ -210,3 +211,22 @@ def test_a_stream_arn_is_accepted_in_place_of_a_name(kinesis: KinesisClient) -> 
 
     assert result.count == 2
     assert len(stream_records(kinesis)) == 2
+
+
+def test_a_request_that_fails_outright_reports_everything_not_yet_put(kinesis: KinesisClient) -> None:
+    # Given a stream whose second PutRecords fails as a whole, after botocore's own retries
+    class FailingSecondCall(FlakyKinesis):
+        def put_records(self, **request: Any) -> dict[str, Any]:
+            if self.calls:
+                raise ClientError({"Error": {"Code": "KMSThrottlingException", "Message": "slow down"}}, "PutRecords")
+            return super().put_records(**request)
+
+    flaky = FailingSecondCall(kinesis)
+
+    # When 501 records are sent
+    with pytest.raises(UnsentRecordsError) as raised:
+        producer_over(flaky, partition_key_field="order_id").send(orders(501))
+
+    # Then the first 500 are kept as put and the last one is reported with the request's error
+    assert raised.value.result.count == 500
+    assert [str(failure) for failure in raised.value.failures] == ["record 500: KMSThrottlingException: slow down"]

@@ -54,7 +54,13 @@ class SubscriptionConfig(BaseModel):
     ] = 10.0
     max_attempts: Annotated[int, Field(ge=1, le=20, description="HTTP attempts per record inside one invocation.")] = 5
     rate_limit_per_second: Annotated[
-        float | None, Field(gt=0, le=100_000, description="Requests per second to the endpoint; null: none.")
+        float | None,
+        Field(
+            gt=0,
+            le=100_000,
+            description="Requests per second one invocation sends the endpoint (token bucket, burst of one "
+            "second); the endpoint sees at most reserved_concurrency times this. null: no limit.",
+        ),
     ] = None
     signing_secret: Annotated[
         str,

@@ -5,19 +5,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 from urllib.parse import urlsplit
 
+from dispatcher.guard import AddressPolicy
 from infra.registry import limits
 from infra.registry.model import Queue, RegisteredSubscription, SourcesFile, Stream, TeamFile
 from infra.registry.problems import Problem
 from infra.registry.timing import batch_time_estimate, required_timeout_seconds
 
-# Where the instance, task and container credentials live: never a callback target, whatever the allow-list.
-METADATA_ADDRESSES = frozenset(
-    {ip_address("169.254.169.254"), ip_address("169.254.170.2"), ip_address("fd00:ec2::254")}
-)
 LOOPBACK_HOSTNAMES = ("localhost", "localhost.localdomain")
+LOOPBACK_NAME_ADDRESS = "127.0.0.1"
 STREAM_ONLY_FIELDS = ("parallelization_factor", "max_record_age_seconds", "max_retry_attempts")
 
 
@@ -131,32 +129,21 @@ def _check_one_subscription_per_queue(registrations: Sequence[Registration]) -> 
 
 
 def _check_endpoint_address(registration: Registration) -> Iterator[Problem]:
-    """Literal addresses only: a DNS name is checked by the function against what it resolves to."""
+    """A literal address (or localhost) is judged now, by the function's own SSRF policy: refused unless
+    inside allow_private_cidrs, a metadata address always. A DNS name is checked by the function against
+    what it resolves to, at delivery time."""
     subscription = registration.subscription
     host = urlsplit(subscription.endpoint).hostname or ""
-    if host in LOOPBACK_HOSTNAMES:
-        yield registration.problem("endpoint", f"{host!r} is a loopback address", "a public address or DNS name")
-        return
+    literal = LOOPBACK_NAME_ADDRESS if host in LOOPBACK_HOSTNAMES else host
     try:
-        address: IPv4Address | IPv6Address = ip_address(host)
+        address = ip_address(literal)
     except ValueError:
         return
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    public = "a public address or DNS name"
-    if address in METADATA_ADDRESSES:
-        yield registration.problem("endpoint", f"{host} is a cloud metadata address", public)
-    elif address.is_loopback:
-        yield registration.problem("endpoint", f"{host} is a loopback address", public)
-    elif address.is_link_local:
-        yield registration.problem("endpoint", f"{host} is a link-local address", public)
-    elif address.is_unspecified or address.is_multicast or address.is_reserved:
-        yield registration.problem("endpoint", f"{host} is not a unicast host address", public)
-    elif not address.is_global and not any(address in network for network in subscription.allow_private_cidrs):
+    refusal = AddressPolicy(subscription.allow_private_cidrs).refusal(address)
+    if refusal is not None:
+        named = refusal if literal == host else f"{host!r} resolves to {refusal}"
         yield registration.problem(
-            "endpoint",
-            f"{host} is a private address outside allow_private_cidrs",
-            "a public address, or a private one inside allow_private_cidrs",
+            "endpoint", named, "a public address or DNS name, or a private one inside allow_private_cidrs"
         )
 
 

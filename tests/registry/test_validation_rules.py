@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from infra.registry import load_registry
 from tests.registry.builders import (
     Document,
     fifo_subscription,
@@ -48,46 +49,52 @@ SINGLE_SUBSCRIPTION_CASES: list[tuple[str, Document, str]] = [
     (
         "literal private address",
         stream_subscription(endpoint="https://10.20.0.5/hook"),
-        AT + "endpoint: 10.20.0.5 is a private address outside allow_private_cidrs; "
-        "allowed: a public address, or a private one inside allow_private_cidrs",
+        AT + "endpoint: 10.20.0.5 is a private address and not in allow_private_cidrs; "
+        "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
     ),
     (
         "private address outside the allowed range",
         stream_subscription(endpoint="https://10.20.0.5/hook", allow_private_cidrs=["10.30.0.0/16"]),
-        AT + "endpoint: 10.20.0.5 is a private address outside allow_private_cidrs; "
-        "allowed: a public address, or a private one inside allow_private_cidrs",
+        AT + "endpoint: 10.20.0.5 is a private address and not in allow_private_cidrs; "
+        "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
     ),
     (
         "loopback address",
         stream_subscription(endpoint="https://127.0.0.1:8443/hook"),
-        AT + "endpoint: 127.0.0.1 is a loopback address; allowed: a public address or DNS name",
+        AT + "endpoint: 127.0.0.1 is a loopback address and not in allow_private_cidrs; "
+        "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
     ),
     (
         "loopback name",
         stream_subscription(endpoint="https://localhost/hook"),
-        AT + "endpoint: 'localhost' is a loopback address; allowed: a public address or DNS name",
+        AT + "endpoint: 'localhost' resolves to 127.0.0.1 is a loopback address and not in allow_private_cidrs; "
+        "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
     ),
     (
         "loopback hidden in an IPv4-mapped IPv6 address",
         stream_subscription(endpoint="https://[::ffff:127.0.0.1]/hook"),
-        AT + "endpoint: ::ffff:127.0.0.1 is a loopback address; allowed: a public address or DNS name",
+        AT + "endpoint: ::ffff:7f00:1 is a loopback address and not in allow_private_cidrs; "
+        "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
     ),
     (
         "link-local address",
         stream_subscription(endpoint="https://169.254.10.1/hook"),
-        AT + "endpoint: 169.254.10.1 is a link-local address; allowed: a public address or DNS name",
+        AT + "endpoint: 169.254.10.1 is a link-local address and not in allow_private_cidrs; "
+        "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
     ),
     (
         "metadata address, even when its range is allowed",
         stream_subscription(
             endpoint="http://169.254.169.254/latest", allow_http=True, allow_private_cidrs=["169.254.0.0/16"]
         ),
-        AT + "endpoint: 169.254.169.254 is a cloud metadata address; allowed: a public address or DNS name",
+        AT + "endpoint: 169.254.169.254 is a cloud metadata address (always refused); "
+        "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
     ),
     (
         "IPv6 metadata address",
         stream_subscription(endpoint="https://[fd00:ec2::254]/latest"),
-        AT + "endpoint: fd00:ec2::254 is a cloud metadata address; allowed: a public address or DNS name",
+        AT + "endpoint: fd00:ec2::254 is a cloud metadata address (always refused); "
+        "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
     ),
     (
         "Kinesis batch size above 10000",
@@ -244,6 +251,25 @@ def test_a_wrong_setting_is_reported_with_file_subscription_field_reason_and_ran
 
     # Then exactly that rule is reported, in words the team can act on
     assert problems == [expected]
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://localhost:8080/hook", "http://127.0.0.1:8080/hook", "http://10.20.0.5/hook"]
+)
+def test_a_private_endpoint_inside_allow_private_cidrs_is_accepted(
+    write_registry: RegistryWriter, endpoint: str
+) -> None:
+    # Given an internal endpoint whose range the team allowed explicitly (the function's SSRF policy agrees)
+    subscription = stream_subscription(
+        endpoint=endpoint, allow_http=True, allow_private_cidrs=["127.0.0.0/8", "10.20.0.0/16"]
+    )
+    root = write_registry(team("payments", subscription))
+
+    # When it is loaded
+    loaded = load_registry(root, "dev")
+
+    # Then it is valid
+    assert [registered.endpoint for _, registered in loaded.registry.registrations()] == [endpoint]
 
 
 def test_a_subscription_name_used_twice_across_teams_is_reported_where_it_repeats(

@@ -50,12 +50,13 @@ def draw_throughput_chart(
     )
     if incoming_per_second is not None:
         axes.axhline(incoming_per_second, color="red", linestyle="--", label=f"incoming {incoming_per_second:g}/s")
-    if consumer.rate_limit_per_second is not None:
+    if consumer.rate_ceiling_per_second is not None:
         axes.axhline(
-            consumer.rate_limit_per_second,
+            consumer.rate_ceiling_per_second,
             color="grey",
             linestyle=":",
-            label=f"endpoint rate limit {consumer.rate_limit_per_second:g}/s",
+            label=f"rate limit ceiling {consumer.rate_ceiling_per_second:g}/s "
+            f"({consumer.concurrency} x {consumer.rate_limit_per_second:g}/s)",
         )
     axes.set_xscale("log")
     axes.xaxis.set_major_formatter(ScalarFormatter())  # 1, 10, 100 rather than 10^0, 10^1, 10^2

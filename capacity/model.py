@@ -44,7 +44,9 @@ class Consumer:
     max_in_flight: int  # requests at once within one invocation
     invoke_overhead_seconds: float = DEFAULT_INVOKE_OVERHEAD_SECONDS
     record_latency_seconds: float = DEFAULT_RECORD_LATENCY_SECONDS
-    rate_limit_per_second: float | None = None  # what the endpoint accepts in total; None: no limit
+    # Enforced inside each invocation (a token bucket per invocation), so the endpoint sees up to
+    # concurrency times this. None: no limit.
+    rate_limit_per_second: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "concurrency", "max_in_flight"):
@@ -72,15 +74,22 @@ class Consumer:
         return self.concurrency * self.batch_size / self.invocation_seconds
 
     @property
-    def sustained_records_per_second(self) -> float:
-        """What the consumer delivers over time: the formula, capped by the endpoint's rate limit."""
+    def rate_ceiling_per_second(self) -> float | None:
+        """The most the rate limit lets through: every concurrent invocation at its own limit."""
         if self.rate_limit_per_second is None:
-            return self.records_per_second
-        return min(self.records_per_second, self.rate_limit_per_second)
+            return None
+        return self.concurrency * self.rate_limit_per_second
+
+    @property
+    def sustained_records_per_second(self) -> float:
+        """What the consumer delivers over time: the formula, capped by the rate limit's ceiling."""
+        ceiling = self.rate_ceiling_per_second
+        return self.records_per_second if ceiling is None else min(self.records_per_second, ceiling)
 
     @property
     def rate_limited(self) -> bool:
-        return self.rate_limit_per_second is not None and self.rate_limit_per_second < self.records_per_second
+        ceiling = self.rate_ceiling_per_second
+        return ceiling is not None and ceiling < self.records_per_second
 
     def with_setting(self, setting: Setting, value: int) -> Consumer:
         return dataclasses.replace(self, **{setting: value})
@@ -147,9 +156,10 @@ class Forecast:
 
     @property
     def rate_limit_too_low(self) -> bool:
-        """Not even a consumer at the endpoint's rate limit keeps up: no setting of ours helps."""
-        limit = self.consumer.rate_limit_per_second
-        return limit is not None and not _at_least(limit, self.incoming_per_second)
+        """The rate limit's ceiling is below the incoming rate: batch size and max_in_flight cannot help,
+        only more concurrency or a higher limit."""
+        ceiling = self.consumer.rate_ceiling_per_second
+        return ceiling is not None and not _at_least(ceiling, self.incoming_per_second)
 
 
 def forecast(consumer: Consumer, incoming_per_second: float, bounds: SettingBounds) -> Forecast:

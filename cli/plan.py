@@ -183,13 +183,13 @@ def _advice(plan: PlannedConsumer, outlook: Forecast) -> Text:
         f"gets {outlook.backlog_seconds_added_per_minute:.1f} s older every minute."
     ]
     if outlook.rate_limit_too_low:
+        consumer = outlook.consumer
         lines.append(
-            f"  Even the endpoint's rate limit of {outlook.consumer.rate_limit_per_second:g}/s is below {rate}: no "
-            "batch size, concurrency or max_in_flight keeps up. Agree a higher rate_limit_per_second with the "
-            "endpoint's owners, or deliver fewer events (event_types)."
+            f"  The rate limit caps it: {consumer.concurrency} invocations at {consumer.rate_limit_per_second:g}/s "
+            f"each send at most {consumer.rate_ceiling_per_second:g}/s, below {rate}. Batch size and max_in_flight "
+            "cannot help; more concurrency or a higher rate_limit_per_second (agreed with the endpoint's owners) can."
         )
-    else:
-        lines.extend(f"  {_proposal(plan, adjustment)}" for adjustment in outlook.adjustments)
+    lines.extend(f"  {_proposal(plan, adjustment)}" for adjustment in outlook.adjustments)
     return Text("\n".join(lines), style="yellow")
 
 

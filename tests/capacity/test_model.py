@@ -60,11 +60,13 @@ def test_batch_time_has_the_shape_of_the_registry_timeout_rule(batch_size: int, 
     assert batch_delivery_seconds(batch_size, max_in_flight, 3 * 4.0) == pytest.approx(worst_case)
 
 
-def test_the_endpoint_rate_limit_caps_sustained_throughput() -> None:
+def test_the_rate_limit_caps_sustained_throughput_per_invocation() -> None:
+    # Given 5 invocations, each held to 50 requests per second by its token bucket
     consumer = Consumer(batch_size=100, concurrency=5, max_in_flight=16, rate_limit_per_second=50)
 
     assert consumer.records_per_second == pytest.approx(5 * 100 / (0.3 + 7 * 0.2))
-    assert consumer.sustained_records_per_second == 50
+    assert consumer.rate_ceiling_per_second == 250
+    assert consumer.sustained_records_per_second == 250
     assert consumer.rate_limited
 
 
@@ -119,15 +121,16 @@ def test_a_smaller_batch_can_be_the_answer() -> None:
     assert proposals["batch_size"].records_per_second == pytest.approx(30)
 
 
-def test_nothing_helps_when_the_rate_limit_is_below_the_incoming_rate() -> None:
-    # Given an endpoint that accepts 50 requests per second and 80 events per second coming in
-    consumer = Consumer(batch_size=100, concurrency=5, max_in_flight=16, rate_limit_per_second=50)
+def test_only_concurrency_helps_when_the_rate_limit_ceiling_is_below_the_incoming_rate() -> None:
+    # Given 2 invocations held to 20 requests per second each, and 80 events per second coming in
+    consumer = Consumer(batch_size=100, concurrency=2, max_in_flight=16, rate_limit_per_second=20)
     result = forecast(consumer, 80, WIDE_BOUNDS)
 
-    # Then the planner says the rate limit itself is the problem, and proposes no setting
+    # Then the rate limit is named as the cap, and only more concurrency is proposed
     assert result.rate_limit_too_low
-    assert all(adjustment.needed is None for adjustment in result.adjustments)
-    assert result.backlog_growth_per_second == pytest.approx(30)
+    proposals = {adjustment.setting: adjustment.needed for adjustment in result.adjustments}
+    assert proposals == {"batch_size": None, "concurrency": 4, "max_in_flight": None}
+    assert result.backlog_growth_per_second == pytest.approx(40)
 
 
 def test_proposals_stay_within_the_bounds() -> None:

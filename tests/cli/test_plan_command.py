@@ -63,16 +63,16 @@ def test_a_consumer_that_keeps_up_says_so(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_a_registry_subscription_brings_its_own_settings_and_rate_limit(capsys: pytest.CaptureFixture[str]) -> None:
-    # When order-created-to-ledger (batch 100, concurrency 5, 16 in flight, 50/s limit) faces 80 events/s
+    # When order-created-to-ledger (batch 100, concurrency 5, 16 in flight, 50/s per invocation) faces 300 events/s
     exit_code = main(
-        ["plan", "--registry", str(SHIPPED_REGISTRY), "--subscription", "order-created-to-ledger", "--rate", "80"]
+        ["plan", "--registry", str(SHIPPED_REGISTRY), "--subscription", "order-created-to-ledger", "--rate", "300"]
     )
 
-    # Then its throughput is capped at the endpoint's limit, and the limit is named as what cannot keep up
+    # Then its throughput is capped at 5 x 50/s, and the rate limit is named as the cap
     out = plain(capsys.readouterr().out)
     assert exit_code == 0
-    assert "order-created-to-ledger │ 100 │ 5 │ 16 │ 0.3 │ 1.40 │ 50.00 (limited) │ 50 │" in out
-    assert "Even the endpoint's rate limit of 50/s is below 80/s" in out
+    assert "order-created-to-ledger │ 100 │ 5 │ 16 │ 0.3 │ 1.40 │ 250.00 (limited) │ 50 │" in out
+    assert "The rate limit caps it: 5 invocations at 50/s each send at most 250/s, below 300/s" in out
 
 
 def test_flags_override_the_registry_subscription(capsys: pytest.CaptureFixture[str]) -> None:

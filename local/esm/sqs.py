@@ -44,10 +44,12 @@ logger = logging.getLogger(__name__)
 # stopping runtime must not wait out a 20 s poll.
 LONG_POLL_SECONDS = 1
 RECEIVE_LIMIT = 10  # SQS' maximum messages per ReceiveMessage and per DeleteMessageBatch
-MESSAGE_MAX_BYTES = 1024 * 1024  # SQS' maximum message size
 BATCH_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda's cap on a synchronous invocation's payload
 RECEIVE_ERROR_PAUSE_SECONDS = 1.0  # after a failed ReceiveMessage (the local AWS restarting), before the next
 AGE_REPORT_INTERVAL_SECONDS = 1.0
+# FIFO messages left undeleted are made visible again this long before their visibility timeout would end it;
+# see _release_in_order. Covers the time between moto marking them received and the poller noting it.
+FIFO_RELEASE_LEAD_SECONDS = 0.2
 RECEIVES_AFTER_WHICH_AGE_STOPS_COUNTING = 3  # AWS leaves such messages out of ApproximateAgeOfOldestMessage
 # The system attributes Lambda puts in an SQS record's `attributes`, in its order (all strings).
 LAMBDA_RECORD_ATTRIBUTES = (
@@ -113,22 +115,31 @@ class SqsPoller:
         self._region = region
         self._clock = clock
         self._sqs = aws_client("sqs", endpoint_url, region)
-        self._max_receive_count: int | None = None
+        self._max_receive_count: int | None = None  # the redrive policy's; None: the queue has no DLQ
+        self._maximum_message_bytes = 0
+        self._visibility_timeout_seconds = 0
+        self._background: asyncio.TaskGroup | None = None
 
     async def run(self) -> None:
-        self._max_receive_count = await self._redrive_max_receive_count()
+        await self._read_queue_settings()
         async with asyncio.TaskGroup() as tasks:
+            self._background = tasks
             for _ in range(self.concurrency):
                 tasks.create_task(self._poll())
             tasks.create_task(self._report_oldest_message_age())
             self.started.set()
 
-    async def _redrive_max_receive_count(self) -> int | None:
+    async def _read_queue_settings(self) -> None:
         response = await asyncio.to_thread(
-            self._sqs.get_queue_attributes, QueueUrl=self.mapping.queue_url, AttributeNames=["RedrivePolicy"]
+            self._sqs.get_queue_attributes,
+            QueueUrl=self.mapping.queue_url,
+            AttributeNames=["RedrivePolicy", "MaximumMessageSize", "VisibilityTimeout"],
         )
-        policy = response.get("Attributes", {}).get("RedrivePolicy")
-        return int(json.loads(policy)["maxReceiveCount"]) if policy else None
+        attributes = response.get("Attributes", {})
+        policy = attributes.get("RedrivePolicy")
+        self._max_receive_count = int(json.loads(policy)["maxReceiveCount"]) if policy else None
+        self._maximum_message_bytes = int(attributes["MaximumMessageSize"])
+        self._visibility_timeout_seconds = int(attributes["VisibilityTimeout"])
 
     async def _poll(self) -> None:
         while True:
@@ -138,20 +149,23 @@ class SqsPoller:
 
     async def _receive_batch(self) -> list[dict[str, Any]]:
         """Long-poll until a message arrives, then keep receiving until the batch is full, the batching window
-        has closed, or one more receive could push the batch over Lambda's payload cap."""
+        has closed, or a further message might not fit under Lambda's payload cap (a receive asks for no more
+        messages of the queue's maximum size than still fit)."""
         window = 0.0 if self.mapping.is_fifo else self.mapping.batching_window_seconds
         batch: list[dict[str, Any]] = []
         window_closes = 0.0
         payload_bytes = 0
         while len(batch) < self.mapping.batch_size:
+            fitting = (BATCH_PAYLOAD_LIMIT_BYTES - payload_bytes) // self._maximum_message_bytes
             if batch:
                 remaining = window_closes - time.monotonic()
-                if remaining <= 0 or payload_bytes + RECEIVE_LIMIT * MESSAGE_MAX_BYTES > BATCH_PAYLOAD_LIMIT_BYTES:
+                if remaining <= 0 or fitting < 1:
                     break
                 wait_seconds = min(LONG_POLL_SECONDS, int(remaining))  # WaitTimeSeconds takes whole seconds
             else:
                 wait_seconds = LONG_POLL_SECONDS
-            received = await self._receive(min(RECEIVE_LIMIT, self.mapping.batch_size - len(batch)), wait_seconds)
+            count = min(RECEIVE_LIMIT, self.mapping.batch_size - len(batch), max(fitting, 1))
+            received = await self._receive(count, wait_seconds)
             if received and not batch:
                 window_closes = time.monotonic() + window
             batch.extend(received)
@@ -194,6 +208,7 @@ class SqsPoller:
             await self._delete(rejected)
         if not passed:
             return
+        received_at = time.monotonic()
         self.stats.records_in_flight += len(passed)
         try:
             result = await self._function.invoke({"Records": passed})
@@ -213,6 +228,32 @@ class SqsPoller:
                 self.stats.redriven_to_dlq += 1
                 self.oldest_messages.gone(record["messageId"])
         self.stats.oldest_message_age_seconds = self.oldest_messages.oldest_age_seconds(self._clock())
+        if self.mapping.is_fifo and kept and self._background is not None:
+            self._background.create_task(self._release_in_order(kept, received_at))
+
+    async def _release_in_order(self, records: list[dict[str, Any]], received_at: float) -> None:
+        """Make FIFO messages the function did not finish visible again, together, just before their visibility
+        timeout ends.
+
+        A workaround for moto (5.2): when several in-flight messages of one group become visible by timing out,
+        its ReceiveMessage skips the first of them while a later one still counts as in flight, and hands out the
+        later one first - out of order, which SQS never does. Messages made visible by ChangeMessageVisibility
+        are no longer in flight, so moto then returns them in their order.
+        """
+        release_at = received_at + self._visibility_timeout_seconds - FIFO_RELEASE_LEAD_SECONDS
+        await asyncio.sleep(max(0.0, release_at - time.monotonic()))
+        for start in range(0, len(records), RECEIVE_LIMIT):
+            chunk = records[start : start + RECEIVE_LIMIT]
+            entries = [
+                {"Id": str(index), "ReceiptHandle": record["receiptHandle"], "VisibilityTimeout": 0}
+                for index, record in enumerate(chunk)
+            ]
+            try:
+                await asyncio.to_thread(
+                    self._sqs.change_message_visibility_batch, QueueUrl=self.mapping.queue_url, Entries=entries
+                )
+            except (BotoCoreError, ClientError) as error:  # they still come back when their timeout ends
+                logger.warning("%s: ChangeMessageVisibilityBatch failed: %s", self._name, error)
 
     def _goes_to_dead_letter_queue(self, record: dict[str, Any]) -> bool:
         """A failed message the queue will move to its DLQ instead of delivering again."""

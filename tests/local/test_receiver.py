@@ -15,7 +15,8 @@ from tests.fakes import OLD_SECRET, SECRET
 
 @pytest.fixture
 def receiver() -> Iterator[DemoReceiver]:
-    server = DemoReceiver({"orders": SECRET}, {"orders": True}, seed=1)
+    server = DemoReceiver(seed=1)
+    server.register("orders", SECRET, ordered=True)
     server.start()
     yield server
     server.stop()
@@ -54,7 +55,8 @@ def test_poison_events_are_refused_for_good(receiver: DemoReceiver) -> None:
 
 
 def test_fail_rate_answers_500() -> None:
-    server = DemoReceiver({"orders": SECRET}, {"orders": False}, FaultKnobs(fail_rate=1.0), seed=1)
+    server = DemoReceiver(FaultKnobs(fail_rate=1.0), seed=1)
+    server.register("orders", SECRET, ordered=False)
     server.start()
     try:
         assert post(server, "evt-1", b"{}", 1) == 500

@@ -17,6 +17,7 @@ INVOCATION_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 AWS_CONNECT_TIMEOUT_SECONDS = 2
 AWS_READ_TIMEOUT_SECONDS = 30  # above the longest SQS long poll the pollers ask for
 AWS_MAX_ATTEMPTS = 3
+PLACEHOLDER_CREDENTIAL = "local"
 # EMF metric names the dispatcher function publishes -> the ConsumerStats counter each one adds to.
 EMF_METRIC_COUNTERS = {
     "Delivered": "delivered",
@@ -111,8 +112,9 @@ def take_within_payload_limit(event_records: list[dict[str, Any]], batch_size: i
 
 
 def aws_client(service: str, endpoint_url: str, region: str) -> Any:
-    """A boto3 client for the local AWS. Credentials come from the environment as usual (any value works
-    against moto); the endpoint is always the one given, so nothing can reach real AWS by accident."""
+    """A boto3 client for the local AWS. The endpoint is always the one given, so nothing can reach real AWS by
+    accident. Credentials come from the environment as usual; without any, placeholder ones: the local AWS
+    accepts every key."""
     import boto3
     from botocore.config import Config
 
@@ -121,7 +123,12 @@ def aws_client(service: str, endpoint_url: str, region: str) -> Any:
         read_timeout=AWS_READ_TIMEOUT_SECONDS,
         retries={"mode": "standard", "max_attempts": AWS_MAX_ATTEMPTS},
     )
-    return boto3.session.Session().client(  # type: ignore[call-overload]
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
+        session = boto3.session.Session(
+            aws_access_key_id=PLACEHOLDER_CREDENTIAL, aws_secret_access_key=PLACEHOLDER_CREDENTIAL
+        )
+    return session.client(  # type: ignore[call-overload]
         service, endpoint_url=endpoint_url, region_name=region, config=config
     )
 

@@ -210,7 +210,8 @@ class KinesisPoller:
                     "%s %s: GetRecords failed, re-reading after %s: %s", self._name, shard_id, last_read, error
                 )
                 await asyncio.sleep(self._poll_interval)
-                iterator = await self._shard_iterator(shard_id, last_read)
+                with contextlib.suppress(BotoCoreError, ClientError):  # still failing: the old iterator next round
+                    iterator = await self._shard_iterator(shard_id, last_read)
                 continue
             iterator = response.get("NextShardIterator")
             for raw in response["Records"]:

@@ -240,7 +240,14 @@ def load_handler(
             loop, warm = module._runtime
             loop.run_until_complete(warm.sender.close())
             loop.close()
+    # Powertools shares metric dimensions and log keys between instances: leave them as found.
+    for module in loaded[-1:]:
+        module.metrics.clear_default_dimensions()
+        module.metrics.clear_metrics()
+        module.logger.remove_keys(["subscription", "source"])
     if previous is not None:
+        previous.metrics.set_default_dimensions(subscription=previous.settings.subscription.name)
+        previous.logger.append_keys(subscription=previous.settings.subscription.name)
         sys.modules["dispatcher.handler"] = previous
         dispatcher.handler = previous  # type: ignore[attr-defined]
     else:

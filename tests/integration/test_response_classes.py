@@ -4,6 +4,7 @@ SQS dead-letter queue (moto), or retried and then reported as a batch item failu
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import time
 from datetime import UTC, datetime
@@ -191,7 +192,7 @@ async def test_5xx_on_every_attempt_is_reported_and_not_parked(
     assert aws.dead_letters() == []
 
 
-async def test_429_retry_after_is_honoured(
+async def test_429_retry_after_seconds_is_honoured(
     aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
 ) -> None:
     # Given an endpoint that throttles the first request with Retry-After: 1
@@ -211,6 +212,24 @@ async def test_429_retry_after_is_honoured(
     # and the retry was signed afresh with its own, later timestamp
     assert int(second.headers["webhook-timestamp"]) > int(first.headers["webhook-timestamp"])
     Webhook(SECRET).verify(second.body, second.headers)
+
+
+async def test_429_retry_after_http_date_is_honoured(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given an endpoint that throttles the first request until a date two whole seconds ahead
+    not_before = int(time.time()) + 2
+    retry_after = email.utils.formatdate(not_before, usegmt=True)
+    endpoint.script(WEBHOOK_ID, Reply(429, {"Retry-After": retry_after}), 200)
+    dispatcher = make_dispatcher(max_attempts=2)
+
+    # When the record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then the second attempt was made (and signed) no earlier than that date
+    assert report.response() == {"batchItemFailures": []}
+    first, second = endpoint.for_id(WEBHOOK_ID)
+    assert int(first.headers["webhook-timestamp"]) < not_before <= int(second.headers["webhook-timestamp"])
 
 
 async def test_timeout_is_retried_then_reported(

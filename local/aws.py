@@ -6,13 +6,17 @@ Any AWS SDK or the AWS CLI reaches it with `--endpoint-url` (or AWS_ENDPOINT_URL
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import logging
 import secrets
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
+from moto.sqs.models import Message, SQSBackend
 
 from local.template import BUCKET, QUEUE, STREAM, TABLE, IntrinsicResolver, PhysicalResources, StackTemplate
 
@@ -21,6 +25,7 @@ LOCAL_REGION = "us-east-1"
 LOCAL_ACCOUNT = "123456789012"  # moto's account
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 SIGNING_SECRET_BYTES = 32
+FIFO_SEQUENCE_BASE = 18_000_000_000_000_000_000  # SQS FIFO sequence numbers are 20-digit decimals
 # Queue attributes CloudFormation sets that SQS's SetQueueAttributes takes as strings.
 QUEUE_ATTRIBUTES = (
     "DelaySeconds",
@@ -52,6 +57,9 @@ class EmbeddedAws:
         }
 
     def start(self) -> None:
+        # The server's per-request access log would drown the status table.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        _number_fifo_messages_in_send_order()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         if self.port == 0:
@@ -177,3 +185,23 @@ def _attribute_text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def _number_fifo_messages_in_send_order() -> None:
+    """moto draws each FIFO message's SequenceNumber at random; SQS's grow with every message of a group,
+    and receivers compare them to drop stale events. Number them in send order instead (once per process)."""
+    original = SQSBackend.send_message
+    if getattr(original, "numbers_in_send_order", False):
+        return
+    counter = itertools.count(FIFO_SEQUENCE_BASE)
+    lock = threading.Lock()
+
+    def send_message(self: SQSBackend, *args: Any, **kwargs: Any) -> Message:
+        message = original(self, *args, **kwargs)
+        if message.sequence_number is not None:
+            with lock:
+                message.sequence_number = str(next(counter))
+        return message
+
+    send_message.numbers_in_send_order = True  # type: ignore[attr-defined]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]

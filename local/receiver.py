@@ -55,15 +55,9 @@ class SubscriptionLedger:
 class DemoReceiver:
     """Serves POST /hooks/<subscription> on 127.0.0.1 from its own thread and event loop."""
 
-    def __init__(
-        self,
-        secrets: Mapping[str, str],
-        ordered: Mapping[str, bool],
-        faults: FaultKnobs = FaultKnobs(),
-        seed: int | None = None,
-    ) -> None:
-        self._verifiers = {name: Webhook(secret) for name, secret in secrets.items()}
-        self.ledgers = {name: SubscriptionLedger(ordered=ordered.get(name, False)) for name in secrets}
+    def __init__(self, faults: FaultKnobs = FaultKnobs(), seed: int | None = None) -> None:
+        self._verifiers: dict[str, Webhook] = {}
+        self.ledgers: dict[str, SubscriptionLedger] = {}
         self.faults = faults
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -71,6 +65,12 @@ class DemoReceiver:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+
+    def register(self, subscription: str, secret: str, *, ordered: bool) -> None:
+        """Accept POST /hooks/<subscription>, verified with `secret` (its whsec_ signing secret)."""
+        with self._lock:
+            self._verifiers[subscription] = Webhook(secret)
+            self.ledgers[subscription] = SubscriptionLedger(ordered=ordered)
 
     def url(self, subscription: str) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{subscription}"
@@ -118,7 +118,8 @@ class DemoReceiver:
 
     async def _receive(self, request: web.Request) -> web.Response:
         name = request.match_info["subscription"]
-        verifier = self._verifiers.get(name)
+        with self._lock:
+            verifier = self._verifiers.get(name)
         if verifier is None:
             return web.Response(status=404, text=f"no subscription {name}")
         body = await request.read()

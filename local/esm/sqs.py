@@ -119,6 +119,10 @@ class SqsPoller:
         self._maximum_message_bytes = 0
         self._visibility_timeout_seconds = 0
         self._background: asyncio.TaskGroup | None = None
+        # moto decides which FIFO groups are busy when a ReceiveMessage call starts: two concurrent (long-polling)
+        # calls could each take messages of one group, and two batches of a group would then race. SQS never
+        # does that, so FIFO receives take turns.
+        self._fifo_receive_turn = asyncio.Lock()
 
     async def run(self) -> None:
         await self._read_queue_settings()
@@ -175,6 +179,12 @@ class SqsPoller:
         return batch
 
     async def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
+        if self.mapping.is_fifo:
+            async with self._fifo_receive_turn:
+                return await self._receive_now(count, wait_seconds)
+        return await self._receive_now(count, wait_seconds)
+
+    async def _receive_now(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
         try:
             response = await asyncio.to_thread(
                 self._sqs.receive_message,

@@ -1,0 +1,312 @@
+"""`dispatcher demo`: the whole system locally, with a demo receiver, N events and an account of each.
+
+Three subscriptions of a demo registry (a Kinesis stream with several partition keys read in order, a
+standard queue read without order, a FIFO queue read in order per group) are synthesized as the `dev`
+environment, run on the embedded AWS, and fed N events. The demo then accounts for every event: it
+reached the receiver (verified, deduped) or a dead-letter store with its payload. Nothing else is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from local.receiver import DemoReceiver, FaultKnobs
+from local.runtime import LocalSystem, RunningConsumer
+from local.spec import KinesisMappingSpec
+from producer import Event, KinesisProducer, SqsProducer
+
+DEFAULT_EVENTS = 2_000
+DEFAULT_POISON_RATE = 0.005  # events the receiver refuses for good (422): they must end up parked
+PARTITION_KEYS = 8  # customers: records of one key must arrive in order
+STREAM = "demo-events"
+STANDARD_QUEUE = "demo-jobs"
+FIFO_QUEUE = "demo-orders.fifo"
+PRODUCE_CHUNK = 250  # events per producer call, so progress shows while producing
+PROGRESS_INTERVAL_SECONDS = 0.5
+DEFAULT_TIMEOUT_SECONDS = 300.0
+REQUEST_TIMEOUT_SECONDS = 1.0  # the demo subscriptions' request timeout; the receiver's stall outlasts it
+RECEIVER_STALL_SECONDS = 1.5
+DLQ_READ_VISIBILITY_SECONDS = 120  # messages read for the report stay in their queue, hidden meanwhile
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    events: int = DEFAULT_EVENTS
+    fail_rate: float = 0.0
+    timeout_rate: float = 0.0
+    latency_ms: float = 0.0
+    crash_rate: float = 0.0
+    poison_rate: float = DEFAULT_POISON_RATE
+    aws_port: int = 0  # 0: any free port
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    seed: int | None = None
+
+
+@dataclass
+class DemoReport:
+    produced: int = 0
+    delivered: int = 0  # unique events the receiver accepted
+    duplicates_absorbed: int = 0  # POSTs of an event the receiver already had
+    retries: int = 0  # HTTP retries inside invocations (the function's Retried metric)
+    parked: int = 0  # events in a dead-letter store (parked-records DLQ, source DLQ, on-failure bucket)
+    lost: int = 0  # produced - delivered - parked
+    out_of_order: int = 0  # accepted on an ordered subscription although older than one already seen
+    payload_mismatches: int = 0  # delivered or parked with a payload other than the one produced
+    max_iterator_age_ms: float = 0.0
+    events_per_second: float = 0.0
+    elapsed_seconds: float = 0.0
+    timed_out: bool = False
+    by_subscription: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.out_of_order == 0 and self.payload_mismatches == 0 and not self.timed_out
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self) | {"ok": self.ok}
+
+
+ProgressCallback = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+def demo_events(count: int, poison_rate: float, seed: int | None) -> list[dict[str, Any]]:
+    """Events spread over the three sources: half on the stream, a quarter on each queue."""
+    chooser = random.Random(seed)
+    events = []
+    for number in range(count):
+        lane = number % 4
+        destination = STREAM if lane < 2 else STANDARD_QUEUE if lane == 2 else FIFO_QUEUE
+        event: dict[str, Any] = {
+            "id": f"demo-{number:07d}",
+            "type": "demo.created",
+            "destination": destination,
+            "customer": f"customer-{number % PARTITION_KEYS}",
+            "number": number,
+        }
+        if chooser.random() < poison_rate:
+            event["poison"] = True
+        events.append(event)
+    return events
+
+
+def write_demo_registry(root: Path, receiver: DemoReceiver) -> Path:
+    """The demo registry: one team, three subscriptions pointing at the receiver."""
+    registry = root / "registry"
+    (registry / "teams").mkdir(parents=True, exist_ok=True)
+    sources = {
+        "streams": [{"name": STREAM, "mode": "provisioned", "shards": 2, "retention_hours": 24}],
+        "queues": [{"name": STANDARD_QUEUE, "max_receive_count": 5}, {"name": FIFO_QUEUE, "max_receive_count": 5}],
+    }
+    loopback = {"allow_http": True, "allow_private_cidrs": ["127.0.0.0/8", "::1/128"]}
+    common = {"request_timeout_seconds": REQUEST_TIMEOUT_SECONDS, "max_attempts": 3, **loopback}
+    subscriptions = [
+        {
+            "name": "demo-events-ordered",
+            "source": f"stream/{STREAM}",
+            "batch_size": 100,
+            "reserved_concurrency": 2,
+            "ordering": "partition-key",
+            "max_in_flight": 16,
+            "max_record_age_seconds": 3600,
+            **common,
+        },
+        {
+            "name": "demo-jobs",
+            "source": f"queue/{STANDARD_QUEUE}",
+            "batch_size": 10,
+            "reserved_concurrency": 4,
+            "ordering": "none",
+            "max_in_flight": 10,
+            **common,
+        },
+        {
+            "name": "demo-orders-fifo",
+            "source": f"queue/{FIFO_QUEUE}",
+            "batch_size": 10,
+            "reserved_concurrency": 2,
+            "ordering": "partition-key",
+            "max_in_flight": 10,
+            **common,
+        },
+    ]
+    for subscription in subscriptions:
+        # A host name, not a literal address: the registry refuses literal loopback endpoints.
+        subscription["endpoint"] = f"http://localhost:{receiver.port}/hooks/{subscription['name']}"
+        subscription["signing_secret"] = f"demo/{subscription['name']}"
+    (registry / "sources.yaml").write_text(yaml.safe_dump(sources, sort_keys=False))
+    team = {"team": "demo", "alerts_email": "demo@example.com", "subscriptions": subscriptions}
+    (registry / "teams" / "demo.yaml").write_text(yaml.safe_dump(team, sort_keys=False))
+    return registry
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, workdir: Path, on_progress: ProgressCallback | None = None) -> None:
+        self.options = options
+        self.workdir = workdir
+        self.on_progress = on_progress or (lambda phase, done, total: None)
+        faults = FaultKnobs(
+            fail_rate=options.fail_rate,
+            timeout_rate=options.timeout_rate,
+            latency_ms=options.latency_ms,
+            stall_seconds=RECEIVER_STALL_SECONDS,
+        )
+        self.receiver = DemoReceiver(faults, seed=options.seed)
+        self.system: LocalSystem | None = None
+
+    async def run(self) -> DemoReport:
+        self.receiver.start()
+        try:
+            registry = write_demo_registry(self.workdir, self.receiver)
+            self.system = LocalSystem(
+                registry, self.workdir, port=self.options.aws_port, crash_probability=self.options.crash_rate
+            )
+            self.on_progress("starting the local system", 0, 1)
+            await self.system.start()
+            for consumer in self.system.consumers:
+                self.receiver.register(consumer.subscription, self.system.secret_of(consumer), ordered=consumer.ordered)
+            return await self._produce_and_account(self.system)
+        finally:
+            if self.system is not None:
+                await self.system.stop()
+            self.receiver.stop()
+
+    async def _produce_and_account(self, system: LocalSystem) -> DemoReport:
+        events = demo_events(self.options.events, self.options.poison_rate, self.options.seed)
+        produced = {event["id"]: event for event in events}
+        started = time.monotonic()
+        await self._produce(system, events)
+        deadline = started + self.options.timeout_seconds
+        timed_out = False
+        while True:
+            accounted = self._delivered_ids(produced) | await asyncio.to_thread(self._parked_count_hint, system)
+            self.on_progress("delivering", len(accounted), len(produced))
+            if len(accounted) >= len(produced):
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
+        elapsed = time.monotonic() - started
+        return await asyncio.to_thread(self._report, system, produced, elapsed, timed_out)
+
+    async def _produce(self, system: LocalSystem, events: list[dict[str, Any]]) -> None:
+        aws = system.aws
+        producers: dict[str, KinesisProducer | SqsProducer] = {
+            STREAM: KinesisProducer(f"dev-{STREAM}", partition_key_field="customer", client=aws.client("kinesis")),
+            STANDARD_QUEUE: SqsProducer(f"dev-{STANDARD_QUEUE}", client=aws.client("sqs")),
+            FIFO_QUEUE: SqsProducer(f"dev-{FIFO_QUEUE}", group_id_field="customer", client=aws.client("sqs")),
+        }
+        sent = 0
+        for start in range(0, len(events), PRODUCE_CHUNK):
+            chunk = events[start : start + PRODUCE_CHUNK]
+            for destination, producer in producers.items():
+                batch: list[Event] = [event for event in chunk if event["destination"] == destination]
+                if batch:
+                    await asyncio.to_thread(producer.send, batch)
+            sent += len(chunk)
+            self.on_progress("producing", sent, len(events))
+
+    def _delivered_ids(self, produced: dict[str, Any]) -> set[str]:
+        accepted: set[str] = set()
+        for ledger in self.receiver.ledgers.values():
+            accepted.update(ledger.accepted)
+        return accepted & produced.keys()
+
+    def _parked_count_hint(self, system: LocalSystem) -> set[str]:
+        """Parked events, as a set of placeholders sized by the dead-letter queues' depth (cheap)."""
+        depth = sum(system.queue_depth(consumer.parked_records_url) for consumer in system.consumers)
+        depth += sum(system.queue_depth(url) for url in system.source_dead_letter_urls)
+        return {f"parked-{number}" for number in range(depth)}
+
+    def _report(
+        self, system: LocalSystem, produced: dict[str, dict[str, Any]], elapsed: float, timed_out: bool
+    ) -> DemoReport:
+        parked_payloads = dict(_parked_payloads(system))
+        delivered_ids = self._delivered_ids(produced)
+        parked_ids = parked_payloads.keys() & produced.keys() - delivered_ids
+        mismatches = 0
+        for ledger in self.receiver.ledgers.values():
+            for webhook_id, body in ledger.accepted.items():
+                if webhook_id in produced and json.loads(body) != produced[webhook_id]:
+                    mismatches += 1
+        mismatches += sum(1 for event_id in parked_ids if parked_payloads[event_id] != produced[event_id])
+        totals = self.receiver.totals()
+        report = DemoReport(
+            produced=len(produced),
+            delivered=len(delivered_ids),
+            duplicates_absorbed=totals["duplicates"],
+            retries=sum(consumer.stats.retried for consumer in system.consumers),
+            parked=len(parked_ids),
+            lost=len(produced.keys() - delivered_ids - parked_ids),
+            out_of_order=totals["out_of_order"],
+            payload_mismatches=mismatches,
+            max_iterator_age_ms=max(
+                (
+                    c.stats.max_iterator_age_ms
+                    for c in system.consumers
+                    if isinstance(c.spec.mapping, KinesisMappingSpec)
+                ),
+                default=0.0,
+            ),
+            events_per_second=len(produced) / elapsed if elapsed > 0 else 0.0,
+            elapsed_seconds=elapsed,
+            timed_out=timed_out,
+        )
+        report.by_subscription = {consumer.subscription: _consumer_counts(consumer) for consumer in system.consumers}
+        return report
+
+
+def _consumer_counts(consumer: RunningConsumer) -> dict[str, int]:
+    stats = consumer.stats
+    return {
+        "invocations": stats.invocations,
+        "function_errors": stats.function_errors,
+        "delivered": int(stats.delivered),
+        "parked": int(stats.dead_lettered),
+        "retried": int(stats.retried),
+        "duplicates_skipped": int(stats.duplicates_skipped),
+    }
+
+
+def _parked_payloads(system: LocalSystem) -> Iterable[tuple[str, Any]]:
+    """(event id, payload) of everything in a dead-letter store, read without removing it."""
+    sqs = system.aws.client("sqs")
+    for consumer in system.consumers:
+        for body in _read_all(sqs, consumer.parked_records_url):
+            yield _identified(base64.b64decode(json.loads(body)["payload_base64"]))
+    for url in system.source_dead_letter_urls:
+        for body in _read_all(sqs, url):
+            yield _identified(body.encode())
+    s3 = system.aws.client("s3")
+    for bucket in system.on_failure_buckets():
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                document = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+                for record in document["payload"]["Records"]:
+                    yield _identified(base64.b64decode(record["kinesis"]["data"]))
+
+
+def _identified(payload: bytes) -> tuple[str, Any]:
+    document = json.loads(payload)
+    return str(document.get("id")), document
+
+
+def _read_all(sqs: Any, queue_url: str) -> list[str]:
+    bodies: list[str] = []
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=DLQ_READ_VISIBILITY_SECONDS
+        ).get("Messages", [])
+        if not messages:
+            return bodies
+        bodies.extend(message["Body"] for message in messages)

@@ -85,6 +85,13 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    value = _parse(float, text, "a number")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within 0..1, got {text}")
+    return value
+
+
 def _parse(kind: type[NumberT], text: str, what: str) -> NumberT:
     try:
         value = kind(text)

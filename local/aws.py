@@ -6,19 +6,30 @@ Any AWS SDK or the AWS CLI reaches it with `--endpoint-url` (or AWS_ENDPOINT_URL
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import logging
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 from moto.sqs.models import Message, SQSBackend
 
-from local.template import BUCKET, QUEUE, STREAM, TABLE, IntrinsicResolver, PhysicalResources, StackTemplate
+from local.template import (
+    BUCKET,
+    QUEUE,
+    STREAM,
+    TABLE,
+    IntrinsicResolver,
+    PhysicalResources,
+    Resource,
+    StackTemplate,
+)
 
 DEFAULT_PORT = 4566  # the port local AWS emulators conventionally use
 LOCAL_REGION = "us-east-1"
@@ -103,18 +114,12 @@ class EmbeddedAws:
         sqs = self.client("sqs")
         queues = template.of_type(QUEUE)
         for resource in queues:
-            name = _physical_name(resource.properties.get("QueueName"), name_prefix, resource.logical_id)
-            if resource.properties.get("FifoQueue") and not name.endswith(".fifo"):
-                name += ".fifo"
+            name = _queue_name(resource, name_prefix)
             attributes = {
                 key: _attribute_text(resource.properties[key]) for key in QUEUE_ATTRIBUTES if key in resource.properties
             }
             url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            physical.refs[resource.logical_id] = url
-            physical.attributes[(resource.logical_id, "Arn")] = arn
-            physical.attributes[(resource.logical_id, "QueueName")] = name
-            physical.attributes[(resource.logical_id, "QueueUrl")] = url
+            _note_queue(sqs, resource.logical_id, name, url, physical)
         # Redrive policies name other queues' ARNs: set once every queue exists.
         for resource in queues:
             policy = resource.properties.get("RedrivePolicy")
@@ -138,9 +143,7 @@ class EmbeddedAws:
             hours = int(properties["RetentionPeriodHours"])
             if hours > 24:
                 kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=hours)
-        summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
-        physical.refs[logical_id] = name
-        physical.attributes[(logical_id, "Arn")] = summary["StreamARN"]
+        _note_stream(kinesis, logical_id, name, physical)
 
     def _create_table(
         self, logical_id: str, properties: Mapping[str, Any], prefix: str, physical: PhysicalResources
@@ -162,6 +165,35 @@ class EmbeddedAws:
         physical.refs[logical_id] = name
         physical.attributes[(logical_id, "Arn")] = description["TableArn"]
 
+    def look_up(self, template: StackTemplate, name_prefix: str) -> tuple[PhysicalResources, IntrinsicResolver]:
+        """The physical resources `create` made for `template` on this (running) embedded AWS, found by the
+        names `create` gives them; nothing is created. Raises ResourceNotFoundError naming what is missing."""
+        physical = PhysicalResources()
+        resolve = IntrinsicResolver(physical, self.pseudo_parameters())
+        kinesis, s3, dynamodb, sqs = (self.client(service) for service in ("kinesis", "s3", "dynamodb", "sqs"))
+        for resource in template.of_type(STREAM):
+            name = _physical_name(resource.properties.get("Name"), name_prefix, resource.logical_id)
+            with _missing(f"stream {name}", "ResourceNotFoundException"):
+                _note_stream(kinesis, resource.logical_id, name, physical)
+        for resource in template.of_type(BUCKET):
+            name = _physical_name(resource.properties.get("BucketName"), name_prefix, resource.logical_id)
+            with _missing(f"bucket {name}", "404", "NoSuchBucket"):
+                s3.head_bucket(Bucket=name)
+            physical.refs[resource.logical_id] = name
+            physical.attributes[(resource.logical_id, "Arn")] = f"arn:aws:s3:::{name}"
+        for resource in template.of_type(TABLE):
+            name = _physical_name(resource.properties.get("TableName"), name_prefix, resource.logical_id)
+            with _missing(f"table {name}", "ResourceNotFoundException"):
+                description = dynamodb.describe_table(TableName=name)["Table"]
+            physical.refs[resource.logical_id] = name
+            physical.attributes[(resource.logical_id, "Arn")] = description["TableArn"]
+        for resource in template.of_type(QUEUE):
+            name = _queue_name(resource, name_prefix)
+            with _missing(f"queue {name}", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            _note_queue(sqs, resource.logical_id, name, url, physical)
+        return physical, resolve
+
     def create_signing_secrets(self, secret_ids: set[str]) -> dict[str, str]:
         """A fresh local `whsec_` secret for every secret the subscriptions name; returns their values."""
         client = self.client("secretsmanager")
@@ -171,6 +203,41 @@ class EmbeddedAws:
             client.create_secret(Name=secret_id, SecretString=value)
             values[secret_id] = value
         return values
+
+
+class ResourceNotFoundError(LookupError):
+    """A resource of the template is not on the embedded AWS: it runs another registry, or is not running."""
+
+
+@contextlib.contextmanager
+def _missing(description: str, *error_codes: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in error_codes:
+            raise ResourceNotFoundError(f"{description} does not exist on the embedded AWS") from None
+        raise
+
+
+def _note_stream(kinesis: Any, logical_id: str, name: str, physical: PhysicalResources) -> None:
+    summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+    physical.refs[logical_id] = name
+    physical.attributes[(logical_id, "Arn")] = summary["StreamARN"]
+
+
+def _note_queue(sqs: Any, logical_id: str, name: str, url: str, physical: PhysicalResources) -> None:
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    physical.refs[logical_id] = url
+    physical.attributes[(logical_id, "Arn")] = arn
+    physical.attributes[(logical_id, "QueueName")] = name
+    physical.attributes[(logical_id, "QueueUrl")] = url
+
+
+def _queue_name(resource: Resource, prefix: str) -> str:
+    name = _physical_name(resource.properties.get("QueueName"), prefix, resource.logical_id)
+    if resource.properties.get("FifoQueue") and not name.endswith(".fifo"):
+        name += ".fifo"
+    return name
 
 
 def _physical_name(declared: Any, prefix: str, logical_id: str) -> str:

@@ -90,7 +90,7 @@ def demo_events(count: int, poison_rate: float, seed: int | None) -> list[dict[s
             "id": f"demo-{number:07d}",
             "type": "demo.created",
             "destination": destination,
-            "customer": f"customer-{number % PARTITION_KEYS}",
+            "customer": f"customer-{number // 4 % PARTITION_KEYS}",  # every source sees every key
             "number": number,
         }
         if chooser.random() < poison_rate:

@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import demo, local, plan, send, validate
+from cli import demo, local, plan, redrive, send, validate
 from cli.terminal import EXIT_FAILED, EXIT_USAGE, CommandError, Subcommand, Terminal
 
-COMMANDS: tuple[Subcommand, ...] = (demo, local, validate, send, plan)
+COMMANDS: tuple[Subcommand, ...] = (demo, local, validate, send, plan, redrive)
 
 EPILOG = "exit status: 0 success, 1 the command failed, 2 the command line or its input is wrong"
 

@@ -1,0 +1,368 @@
+"""Re-delivering what a subscription parked: its dead-letter queue, then its on-failure bucket.
+
+Every record goes back through the subscription's own function at its original source position (see
+`redrive.parked`), so it reaches the endpoint with its original webhook-id. What guarantees nothing is lost or
+duplicated, whenever the run is interrupted:
+
+- a dead-letter message is deleted only after the invocation succeeded for it (no function error, not in
+  batchItemFailures). If the endpoint refused it again, the function has by then parked it as a NEW message,
+  so the old one is deleted too: it was re-queued. An interruption between the delivery and the delete
+  re-delivers it next run with the same webhook-id, which receivers dedupe;
+- messages sent to the queue after the run started (re-parked ones included) are not redriven in that run, so
+  a record refused again is not looped;
+- every message received and not deleted is held invisible while the run lasts and released when it ends
+  (a kill leaves them to reappear after the hold), so each is handled once per run;
+- an on-failure object is replaced, under its own key, by one holding only the records that failed again
+  (a single atomic write), or deleted when none did; the records of one object are one shard's, in order,
+  and go to the function as the one batch they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dispatcher.records import UnsupportedEventError, parse_event
+from local.esm.base import judge
+from local.workers import InvocationResult
+from redrive.errors import NotRedrivableError
+from redrive.parked import ParkedRecord, describe_position
+from redrive.target import RedriveTarget
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RATE_PER_SECOND = 10.0  # records re-delivered per second
+SQS_RECEIVE_LIMIT = 10  # SQS's maximum messages per ReceiveMessage and per batch call
+# Long polling queries every SQS server, so an empty answer means the queue has no visible message left.
+SQS_WAIT_SECONDS = 1
+# A received message stays invisible while the run lasts (kept ones must not come round again); a message
+# that reappears after this is recognised by its id and held again.
+MINIMUM_HOLD_SECONDS = 15 * 60
+SQS_MAXIMUM_VISIBILITY_SECONDS = 12 * 60 * 60
+HOLD_MARGIN_SECONDS = 60
+DUPLICATES_SKIPPED_METRIC = "DuplicatesSkipped"  # EMF metrics the function publishes per invocation
+DEAD_LETTERED_METRIC = "DeadLettered"
+
+
+class Outcome(enum.Enum):
+    REDRIVEN = "redriven"  # delivered to the endpoint (or, from S3, found already delivered)
+    PARKED_AGAIN = "parked again"  # refused again: re-queued in the dead-letter queue as a new message
+    STILL_FAILING = "still failing (kept)"  # function error or reported failure: left where it was
+    SKIPPED = "skipped"  # not redrivable, or the function skipped it as already finished: left where it was
+
+
+@dataclass
+class RedriveSummary:
+    counts: Counter[Outcome] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)  # why records were kept, one line each
+
+    @property
+    def complete(self) -> bool:
+        """Every record was redriven or parked again: nothing is left behind by this run."""
+        return not self.counts[Outcome.STILL_FAILING] and not self.counts[Outcome.SKIPPED]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class PlannedRecord:
+    """A record a redrive would re-deliver (dry run)."""
+
+    store: str  # "dlq" or s3://bucket/key
+    webhook_id: str
+    position: str
+    reason: str
+    parked_at: str
+    problem: str | None = None  # why it cannot be redriven, if so
+
+
+class ProgressListener(Protocol):
+    def expect(self, records: int) -> None:
+        """`records` more records are known to be waiting."""
+
+    def finished(self, outcome: Outcome, records: int) -> None:
+        """`records` records were handled with `outcome`."""
+
+
+class _Silent:
+    def expect(self, records: int) -> None:
+        pass
+
+    def finished(self, outcome: Outcome, records: int) -> None:
+        pass
+
+
+class _Pacer:
+    """Spaces invocations so records go out at most `rate` per second on average."""
+
+    def __init__(self, rate_per_second: float) -> None:
+        self._interval = 1.0 / rate_per_second
+        self._next = time.monotonic()
+
+    async def wait(self, records: int) -> None:
+        now = time.monotonic()
+        self._next = max(self._next, now)
+        if self._next > now:
+            await asyncio.sleep(self._next - now)
+        self._next += records * self._interval
+
+
+class Redriver:
+    """`await run()` re-delivers; `plan()` lists what would be (changing nothing but receive counts)."""
+
+    def __init__(
+        self,
+        target: RedriveTarget,
+        *,
+        rate_per_second: float = DEFAULT_RATE_PER_SECOND,
+        limit: int | None = None,
+        progress: ProgressListener | None = None,
+    ) -> None:
+        if rate_per_second <= 0:
+            raise ValueError(f"rate_per_second must be above 0, got {rate_per_second}")
+        self.target = target
+        self.limit = limit
+        self.progress = progress or _Silent()
+        self.summary = RedriveSummary()
+        self._pacer = _Pacer(rate_per_second)
+        self._hold_seconds = min(
+            SQS_MAXIMUM_VISIBILITY_SECONDS,
+            max(
+                MINIMUM_HOLD_SECONDS,
+                int(SQS_RECEIVE_LIMIT * (target.function_timeout_seconds + 1 / rate_per_second)) + HOLD_MARGIN_SECONDS,
+            ),
+        )
+
+    # -- redrive ----------------------------------------------------------------------------------------------
+
+    async def run(self) -> RedriveSummary:
+        self.progress.expect(await asyncio.to_thread(self._queue_depth))
+        await self._redrive_dead_letter_queue()
+        if self.target.on_failure_bucket is not None:
+            await self._redrive_on_failure_objects(self.target.on_failure_bucket)
+        return self.summary
+
+    async def _redrive_dead_letter_queue(self) -> None:
+        started_ms = int(time.time() * 1000)
+        held: dict[str, str] = {}  # message id -> latest receipt handle, of every message not deleted
+        seen: set[str] = set()
+        try:
+            while self._room() > 0:
+                messages = await asyncio.to_thread(self._receive)
+                if not messages:
+                    return
+                for message in messages:
+                    message_id = message["MessageId"]
+                    held[message_id] = message["ReceiptHandle"]
+                    if message_id in seen or int(message["Attributes"]["SentTimestamp"]) >= started_ms:
+                        continue  # handled already, or parked during this run (maybe by it): next run
+                    seen.add(message_id)
+                    if self._room() <= 0:
+                        break
+                    if await self._redrive_message(message):
+                        await asyncio.to_thread(
+                            self.target.sqs.delete_message,
+                            QueueUrl=self.target.dead_letter_queue_url,
+                            ReceiptHandle=held.pop(message_id),
+                        )
+        finally:
+            # Synchronous on purpose: this also runs while the run is being cancelled (Ctrl-C).
+            self._release(held)
+
+    async def _redrive_message(self, message: dict[str, Any]) -> bool:
+        """Re-deliver one dead-letter message; whether it may be deleted now."""
+        try:
+            record = ParkedRecord.from_message(message["Body"])
+            if record.subscription != self.target.subscription:
+                raise NotRedrivableError(f"it was parked by subscription {record.subscription!r}")
+            event = record.lambda_event()
+        except NotRedrivableError as error:
+            self._finish(Outcome.SKIPPED, 1, f"dlq message {message['MessageId']}: {error}")
+            return False
+        await self._pacer.wait(1)
+        result = await self.target.invoke(event)
+        verdict = judge(result, {record.item_identifier}, report_batch_item_failures=True)
+        where = f"{record.webhook_id} ({record.position()})"
+        if not verdict.succeeded:
+            self._finish(Outcome.STILL_FAILING, 1, f"{where}: {verdict.reason or 'reported as failed'}")
+            return False
+        if _metric(result, DUPLICATES_SKIPPED_METRIC):
+            # The function's delivered-ids store lists it as finished (delivered or parked) and did not POST it:
+            # deleting it would lose it. Kinesis markers expire with their TTL; a later run then delivers it.
+            self._finish(Outcome.SKIPPED, 1, f"{where}: the function skipped it as already delivered or parked")
+            return False
+        self._finish(Outcome.PARKED_AGAIN if _metric(result, DEAD_LETTERED_METRIC) else Outcome.REDRIVEN, 1)
+        return True
+
+    async def _redrive_on_failure_objects(self, bucket: str) -> None:
+        for key in await asyncio.to_thread(lambda: list(self._object_keys(bucket))):
+            if self._room() <= 0:
+                return
+            document = await asyncio.to_thread(self._read_object, bucket, key)
+            records: list[dict[str, Any]] = document["payload"]["Records"]
+            self.progress.expect(len(records))
+            room = self._room()
+            attempted, untouched = records[:room], records[room:]
+            await self._pacer.wait(len(attempted))
+            result = await self.target.invoke({"Records": attempted})
+            verdict = judge(result, {_sequence_number(record) for record in attempted}, report_batch_item_failures=True)
+            location = f"s3://{bucket}/{key}"
+            if verdict.whole_batch_failed:
+                self._finish(Outcome.STILL_FAILING, len(attempted), f"{location}: {verdict.reason}")
+                continue
+            failed = [
+                record for record in attempted if record["kinesis"]["sequenceNumber"] in verdict.reported_failures
+            ]
+            remaining = failed + untouched
+            if remaining:
+                await asyncio.to_thread(self._replace_object, bucket, key, document, remaining)
+            else:
+                await asyncio.to_thread(self.target.s3.delete_object, Bucket=bucket, Key=key)
+            parked_again = min(int(_metric(result, DEAD_LETTERED_METRIC)), len(attempted) - len(failed))
+            if failed:
+                self._finish(Outcome.STILL_FAILING, len(failed), f"{location}: {len(failed)} records failed again")
+            self._finish(Outcome.PARKED_AGAIN, parked_again)
+            self._finish(Outcome.REDRIVEN, len(attempted) - len(failed) - parked_again)
+
+    # -- dry run ----------------------------------------------------------------------------------------------
+
+    async def plan(self) -> list[PlannedRecord]:
+        """What `run()` would re-deliver, in order. Messages are received (to read them) and released at once."""
+        planned = await asyncio.to_thread(self._plan_dead_letter_queue)
+        bucket = self.target.on_failure_bucket
+        if bucket is not None:
+            for key in await asyncio.to_thread(lambda: list(self._object_keys(bucket))):
+                document = await asyncio.to_thread(self._read_object, bucket, key)
+                planned.extend(_planned_from_object(bucket, key, document))
+        return planned[: self.limit]
+
+    def _plan_dead_letter_queue(self) -> list[PlannedRecord]:
+        held: dict[str, str] = {}
+        planned: list[PlannedRecord] = []
+        try:
+            while self.limit is None or len(planned) < self.limit:
+                messages = self._receive()
+                fresh = [message for message in messages if message["MessageId"] not in held]
+                if not fresh:
+                    return planned
+                for message in fresh:
+                    held[message["MessageId"]] = message["ReceiptHandle"]
+                    planned.append(_planned_from_message(message))
+            return planned
+        finally:
+            self._release(held)
+
+    # -- AWS calls --------------------------------------------------------------------------------------------
+
+    def _queue_depth(self) -> int:
+        attributes = self.target.sqs.get_queue_attributes(
+            QueueUrl=self.target.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        depth = int(attributes["ApproximateNumberOfMessages"])
+        return depth if self.limit is None else min(depth, self.limit)
+
+    def _receive(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.target.sqs.receive_message(
+            QueueUrl=self.target.dead_letter_queue_url,
+            MaxNumberOfMessages=SQS_RECEIVE_LIMIT,
+            VisibilityTimeout=self._hold_seconds,
+            WaitTimeSeconds=SQS_WAIT_SECONDS,
+            AttributeNames=["SentTimestamp"],
+        ).get("Messages", [])
+        return messages
+
+    def _release(self, held: dict[str, str]) -> None:
+        """Make held messages visible again at once, for the next run; best effort (they reappear anyway)."""
+        entries = [
+            {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+            for index, handle in enumerate(held.values())
+        ]
+        for start in range(0, len(entries), SQS_RECEIVE_LIMIT):
+            try:
+                self.target.sqs.change_message_visibility_batch(
+                    QueueUrl=self.target.dead_letter_queue_url, Entries=entries[start : start + SQS_RECEIVE_LIMIT]
+                )
+            except Exception:
+                logger.warning("could not release held messages; they reappear after %d s", self._hold_seconds)
+                return
+
+    def _object_keys(self, bucket: str) -> Iterator[str]:
+        """Every on-failure object, oldest first (Lambda's keys sort by shard and time)."""
+        for page in self.target.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                yield str(item["Key"])
+
+    def _read_object(self, bucket: str, key: str) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.target.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return document
+
+    def _replace_object(self, bucket: str, key: str, document: dict[str, Any], remaining: list[dict[str, Any]]) -> None:
+        """One put under the same key: the object holds either every record or the remaining ones, never none."""
+        replacement = document | {"payload": {"Records": remaining}}
+        if isinstance(document.get("KinesisBatchInfo"), dict):
+            replacement["KinesisBatchInfo"] = document["KinesisBatchInfo"] | {
+                "startSequenceNumber": _sequence_number(remaining[0]),
+                "endSequenceNumber": _sequence_number(remaining[-1]),
+                "batchSize": len(remaining),
+            }
+        self.target.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(replacement).encode())
+
+    # -- bookkeeping ------------------------------------------------------------------------------------------
+
+    def _room(self) -> int:
+        """How many more records this run may handle."""
+        return self.limit - self.summary.total if self.limit is not None else 1 << 62
+
+    def _finish(self, outcome: Outcome, records: int, problem: str | None = None) -> None:
+        if records <= 0:
+            return
+        self.summary.counts[outcome] += records
+        if problem is not None:
+            self.summary.problems.append(problem)
+        self.progress.finished(outcome, records)
+
+
+def _metric(result: InvocationResult, name: str) -> float:
+    return result.metrics.get(name, 0.0)
+
+
+def _sequence_number(event_record: dict[str, Any]) -> str:
+    return str(event_record["kinesis"]["sequenceNumber"])
+
+
+def _planned_from_message(message: dict[str, Any]) -> PlannedRecord:
+    try:
+        record = ParkedRecord.from_message(message["Body"])
+    except NotRedrivableError as error:
+        return PlannedRecord("dlq", "?", f"message {message['MessageId']}", "", "", problem=str(error))
+    problem = None
+    try:
+        record.lambda_event()
+    except NotRedrivableError as error:
+        problem = str(error)
+    return PlannedRecord("dlq", record.webhook_id, record.position(), record.reason, record.parked_at, problem)
+
+
+def _planned_from_object(bucket: str, key: str, document: dict[str, Any]) -> Iterator[PlannedRecord]:
+    records = document.get("payload", {}).get("Records", [])
+    reason = str(document.get("requestContext", {}).get("condition", ""))
+    parked_at = str(document.get("timestamp", ""))
+    store = f"s3://{bucket}/{key}"
+    try:
+        parsed = parse_event({"Records": records}).records
+    except UnsupportedEventError as error:
+        yield PlannedRecord(store, "?", f"{len(records)} records", reason, parked_at, problem=str(error))
+        return
+    for source_record in parsed:
+        yield PlannedRecord(
+            store, source_record.webhook_id, describe_position(source_record.position()), reason, parked_at
+        )

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,3 +229,31 @@ def emf_values(stdout: str, name: str) -> list[float]:
 def emf_metric(stdout: str, name: str) -> float:
     """The sum of the values of metric `name` in the printed EMF documents (0 when never emitted)."""
     return sum(emf_values(stdout, name))
+
+
+# -- what the function logged -----------------------------------------------------------------------
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def recorded_logs(*logger_names: str) -> Iterator[list[logging.LogRecord]]:
+    """The records these loggers emit meanwhile. Powertools' handlers keep the stream that was stdout
+    when they were made (an earlier test's capture), and the function's loggers do not propagate, so
+    capsys and caplog cannot be relied on for them."""
+    collector = _Collector()
+    loggers = [logging.getLogger(name) for name in logger_names]
+    for logger in loggers:
+        logger.addHandler(collector)
+    try:
+        yield collector.records
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collector)

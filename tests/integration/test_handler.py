@@ -5,6 +5,7 @@ read signing secret."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -19,6 +20,7 @@ from dispatcher.config import ConfigurationError, SubscriptionConfig
 from dispatcher.delivery import Dispatcher
 from dispatcher.guard import AddressPolicy
 from dispatcher.records import UnsupportedEventError, parse_event
+from dispatcher.signing import SigningSecretError
 from tests.events import STREAM, event, kinesis_record, sequence_number
 from tests.fakes import OLD_SECRET, SECRET
 from tests.integration.conftest import (
@@ -27,13 +29,20 @@ from tests.integration.conftest import (
     HandlerLoader,
     subscription,
 )
-from tests.integration.support import LoopbackEndpoint, Reply, emf_documents, emf_metric, emf_values
+from tests.integration.support import (
+    LoopbackEndpoint,
+    Reply,
+    emf_documents,
+    emf_metric,
+    emf_values,
+    recorded_logs,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def payload(position: int) -> bytes:
-    return json.dumps({"id": f"evt-{position}"}).encode()
+    return json.dumps({"id": f"evt-{position}", "card": f"4111-0000-0000-{position:04d}"}).encode()
 
 
 def kinesis_batch(positions: range) -> dict[str, Any]:
@@ -50,7 +59,8 @@ def test_handler_delivers_parks_and_reports_and_publishes_metrics(
     module = load_handler(max_attempts=2)
 
     # When Lambda invokes it with a 4-record Kinesis batch
-    response = module.handler(kinesis_batch(range(4)), FakeLambdaContext())
+    with recorded_logs("dispatcher.delivery", "callback-dispatcher") as logged:
+        response = module.handler(kinesis_batch(range(4)), FakeLambdaContext())
 
     # Then the response reports exactly the undelivered record
     assert response == {"batchItemFailures": [{"itemIdentifier": sequence_number(2)}]}
@@ -67,6 +77,15 @@ def test_handler_delivers_parks_and_reports_and_publishes_metrics(
     (document,) = emf_documents(stdout)
     assert document["subscription"] == "it-orders"
     assert document["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CallbackDispatcher"
+    # and the JSON log lines name the records, but never carry their payloads or the signing secret
+    lines = [json.loads(module.logger.registered_formatter.format(record)) for record in logged]
+    by_message = {line["message"]: line for line in lines}
+    assert by_message["record parked in the dead-letter queue"]["webhook_id"] == "evt-1"
+    assert by_message["record not delivered; reported for retry"]["webhook_id"] == "evt-2"
+    assert by_message["batch dispatched"]["subscription"] == "it-orders"
+    everything_logged = json.dumps(lines)
+    assert "4111-0000" not in everything_logged
+    assert SECRET.removeprefix("whsec_") not in everything_logged
 
 
 def test_metrics_of_a_batch_larger_than_one_emf_document_are_all_published(
@@ -217,6 +236,47 @@ async def test_rotated_secret_is_picked_up_once_the_cache_expires_and_both_secre
     Webhook(SECRET).verify(third.body, third.headers)
     with pytest.raises(WebhookVerificationError):
         Webhook(OLD_SECRET).verify(third.body, third.headers)
+
+
+def test_handler_passes_the_invocation_deadline_on(
+    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+) -> None:
+    # Given the function invoked with less time left than its 3 s finish reserve plus one attempt
+    module = load_handler()
+
+    # When it is invoked
+    response = module.handler(kinesis_batch(range(2)), FakeLambdaContext(remaining_millis=3_100))
+
+    # Then nothing is sent and every record is reported for Lambda to retry
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": sequence_number(0)}, {"itemIdentifier": sequence_number(1)}]
+    }
+    assert endpoint.received == []
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_malformed_signing_secret_fails_the_invocation_without_revealing_the_secret(
+    aws: AwsResources,
+    endpoint: LoopbackEndpoint,
+    load_handler: HandlerLoader,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a rotation that left a malformed (too short) second secret beside a valid one
+    short = "whsec_" + base64.b64encode(b"too-short-key").decode()
+    aws.set_secret(f"{SECRET} {short}")
+    module = load_handler()
+
+    # When the function is invoked
+    with pytest.raises(SigningSecretError) as failure:
+        module.handler(kinesis_batch(range(1)), FakeLambdaContext())
+
+    # Then nothing went out unsigned or half-signed, and no secret material shows in the error or output
+    assert endpoint.received == []
+    captured = capsys.readouterr()
+    for material in (SECRET.removeprefix("whsec_"), short.removeprefix("whsec_")):
+        assert material not in str(failure.value)
+        assert material not in captured.out
+        assert material not in captured.err
 
 
 @pytest.mark.parametrize(

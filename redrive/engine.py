@@ -8,8 +8,8 @@ duplicated, whenever the run is interrupted:
   batchItemFailures). If the endpoint refused it again, the function has by then parked it as a NEW message,
   so the old one is deleted too: it was re-queued. An interruption between the delivery and the delete
   re-delivers it next run with the same webhook-id, which receivers dedupe;
-- messages sent to the queue after the run started (re-parked ones included) are not redriven in that run, so
-  a record refused again is not looped;
+- a message carrying a webhook-id this run has already re-delivered (the copy the function parked when the
+  endpoint refused the record again) is left for the next run, so a record refused again is not looped;
 - every message received and not deleted is held invisible while the run lasts and released when it ends
   (a kill leaves them to reappear after the hold), so each is handled once per run;
 - an on-failure object is replaced, under its own key, by one holding only the records that failed again
@@ -152,23 +152,24 @@ class Redriver:
         return self.summary
 
     async def _redrive_dead_letter_queue(self) -> None:
-        started_ms = int(time.time() * 1000)
         held: dict[str, str] = {}  # message id -> latest receipt handle, of every message not deleted
-        seen: set[str] = set()
+        seen: set[str] = set()  # message ids handled in this run
+        redriven_ids: set[str] = set()  # webhook-ids re-delivered in this run: a re-parked copy is not looped
         try:
             while self._room() > 0:
                 messages = await asyncio.to_thread(self._receive)
                 if not messages:
                     return
+                # Every received message is held before any is handled, so an interruption releases them all.
+                held |= {message["MessageId"]: message["ReceiptHandle"] for message in messages}
                 for message in messages:
                     message_id = message["MessageId"]
-                    held[message_id] = message["ReceiptHandle"]
-                    if message_id in seen or int(message["Attributes"]["SentTimestamp"]) >= started_ms:
-                        continue  # handled already, or parked during this run (maybe by it): next run
+                    if message_id in seen or _parked_webhook_id(message) in redriven_ids:
+                        continue  # handled already, or parked again by this run: the next run's
                     seen.add(message_id)
                     if self._room() <= 0:
                         break
-                    if await self._redrive_message(message):
+                    if await self._redrive_message(message, redriven_ids):
                         await asyncio.to_thread(
                             self.target.sqs.delete_message,
                             QueueUrl=self.target.dead_letter_queue_url,
@@ -178,7 +179,7 @@ class Redriver:
             # Synchronous on purpose: this also runs while the run is being cancelled (Ctrl-C).
             self._release(held)
 
-    async def _redrive_message(self, message: dict[str, Any]) -> bool:
+    async def _redrive_message(self, message: dict[str, Any], redriven_ids: set[str]) -> bool:
         """Re-deliver one dead-letter message; whether it may be deleted now."""
         try:
             record = ParkedRecord.from_message(message["Body"])
@@ -189,6 +190,7 @@ class Redriver:
             self._finish(Outcome.SKIPPED, 1, f"dlq message {message['MessageId']}: {error}")
             return False
         await self._pacer.wait(1)
+        redriven_ids.add(record.webhook_id)  # before invoking: the function may park it again at once
         result = await self.target.invoke(event)
         verdict = judge(result, {record.item_identifier}, report_batch_item_failures=True)
         where = f"{record.webhook_id} ({record.position()})"
@@ -276,7 +278,6 @@ class Redriver:
             MaxNumberOfMessages=SQS_RECEIVE_LIMIT,
             VisibilityTimeout=self._hold_seconds,
             WaitTimeSeconds=SQS_WAIT_SECONDS,
-            AttributeNames=["SentTimestamp"],
         ).get("Messages", [])
         return messages
 
@@ -333,6 +334,13 @@ class Redriver:
 
 def _metric(result: InvocationResult, name: str) -> float:
     return result.metrics.get(name, 0.0)
+
+
+def _parked_webhook_id(message: dict[str, Any]) -> str | None:
+    try:
+        return str(json.loads(message["Body"])["webhook_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _sequence_number(event_record: dict[str, Any]) -> str:

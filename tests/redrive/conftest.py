@@ -1,0 +1,106 @@
+"""The redrive's tests: in-process moto for the dead-letter queue and the on-failure bucket, and the real
+dispatcher (delivery, dedupe, parking into that queue) behind the function port, with a scripted endpoint."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+
+from dispatcher.adapters.sqs import SqsParkingLot
+from dispatcher.delivery import Dispatcher
+from dispatcher.records import parse_event
+from local.workers import InvocationResult
+from redrive import RedriveTarget
+from tests.fakes import FakeEndpoint, FakeSecret, FakeStore
+from tests.producer.conftest import REGION, aws
+from tests.unit.conftest import FAST, subscription
+
+__all__ = ["REGION", "ParkedSubscription", "aws", "parked_subscription"]
+
+SUBSCRIPTION = "orders-to-ledger"  # tests.unit.conftest.subscription()'s name
+INVOCATION_SECONDS = 60.0  # the remaining time each fake invocation gets
+FUNCTION_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class ParkedSubscription:
+    """One subscription's function (the real dispatcher), its dead-letter queue and on-failure bucket."""
+
+    sqs: Any
+    s3: Any
+    dead_letter_queue_url: str
+    bucket: str
+    endpoint: FakeEndpoint = field(default_factory=lambda: FakeEndpoint(default=204))
+    store: FakeStore = field(default_factory=FakeStore)
+    invocations: list[dict[str, Any]] = field(default_factory=list)
+    function_error: str | None = None  # set: every invocation fails with it, as a raised exception would
+    interrupt_at_invocation: int | None = None  # 1-based: that invocation is cancelled (Ctrl-C) mid-flight
+
+    def __post_init__(self) -> None:
+        parking = SqsParkingLot(self.dead_letter_queue_url, client_factory=lambda: self.sqs)
+        config = subscription(max_attempts=1)
+        self.dispatcher = Dispatcher(config, self.endpoint, self.store, parking, FakeSecret(), FAST)
+
+    async def invoke(self, event: dict[str, Any]) -> InvocationResult:
+        """The function port: what the deployed function would answer, with its EMF counts as metrics."""
+        self.invocations.append(event)
+        if self.interrupt_at_invocation == len(self.invocations):
+            raise KeyboardInterrupt
+        if self.function_error is not None:
+            return InvocationResult("request", error=self.function_error, error_type="RuntimeError")
+        report = await self.dispatcher.dispatch(parse_event(event), INVOCATION_SECONDS)
+        stats = report.stats
+        metrics = {
+            "Delivered": float(stats.delivered),
+            "DeadLettered": float(stats.dead_lettered),
+            "DuplicatesSkipped": float(stats.duplicates_skipped),
+        }
+        return InvocationResult("request", response=report.response(), metrics=metrics)
+
+    async def park(self, *records: dict[str, Any]) -> None:
+        """Deliver `records` (one batch) while the endpoint refuses them: the function parks each one."""
+        default, self.endpoint.default = self.endpoint.default, 422
+        await self.dispatcher.dispatch(parse_event({"Records": list(records)}), INVOCATION_SECONDS)
+        self.endpoint.default = default
+        self.endpoint.requests.clear()
+
+    def target(self, *, with_bucket: bool = True) -> RedriveTarget:
+        return RedriveTarget(
+            subscription=SUBSCRIPTION,
+            function_name=f"dev-{SUBSCRIPTION}",
+            invoke=self.invoke,
+            function_timeout_seconds=FUNCTION_TIMEOUT_SECONDS,
+            sqs=self.sqs,
+            dead_letter_queue_url=self.dead_letter_queue_url,
+            s3=self.s3,
+            on_failure_bucket=self.bucket if with_bucket else None,
+        )
+
+    def parked_bodies(self) -> list[str]:
+        """Every message in the dead-letter queue, read and made visible again."""
+        bodies, handles = [], []
+        while messages := self.sqs.receive_message(
+            QueueUrl=self.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
+        ).get("Messages", []):
+            bodies.extend(message["Body"] for message in messages)
+            handles.extend(message["ReceiptHandle"] for message in messages)
+        for handle in handles:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.dead_letter_queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+            )
+        return bodies
+
+
+@pytest.fixture
+def parked_subscription(aws: None) -> ParkedSubscription:
+    sqs = boto3.client("sqs", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    suffix = uuid.uuid4().hex[:8]
+    url = sqs.create_queue(QueueName=f"dev-{SUBSCRIPTION}-parked-{suffix}")["QueueUrl"]
+    bucket = f"failed-batches-{suffix}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return ParkedSubscription(sqs, s3, url, bucket)

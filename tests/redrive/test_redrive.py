@@ -1,0 +1,231 @@
+"""Given records the real dispatcher parked (dead-letter queue) or gave up on (on-failure object), when they are
+redriven through the function port, then each is deleted only after its re-delivery and nothing is looped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dispatcher.records import parse_event
+from redrive import Outcome, Redriver
+from tests.events import kinesis_record, sequence_number, sqs_record
+from tests.redrive.conftest import ParkedSubscription
+
+FAST_RATE = 1_000.0  # records per second: no pacing to speak of
+
+
+def webhook_ids(records: list[dict[str, Any]]) -> list[str]:
+    return [parse_event({"Records": [record]}).records[0].webhook_id for record in records]
+
+
+def redriver(parked: ParkedSubscription, **options: Any) -> Redriver:
+    return Redriver(parked.target(), rate_per_second=FAST_RATE, **options)
+
+
+def put_on_failure_object(parked: ParkedSubscription, key: str, records: list[dict[str, Any]]) -> None:
+    """An object as Lambda's S3 on-failure destination writes it (local/esm/kinesis.py)."""
+    document = {
+        "requestContext": {"requestId": "r-1", "functionArn": "arn:fn", "condition": "RetryAttemptsExhausted"},
+        "version": "1.0",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "KinesisBatchInfo": {"shardId": "shardId-000000000000", "batchSize": len(records)},
+        "payload": {"Records": records},
+    }
+    parked.s3.put_object(Bucket=parked.bucket, Key=key, Body=json.dumps(document).encode())
+
+
+def on_failure_objects(parked: ParkedSubscription) -> dict[str, list[dict[str, Any]]]:
+    contents = parked.s3.list_objects_v2(Bucket=parked.bucket).get("Contents", [])
+    return {
+        item["Key"]: json.loads(parked.s3.get_object(Bucket=parked.bucket, Key=item["Key"])["Body"].read())["payload"][
+            "Records"
+        ]
+        for item in contents
+    }
+
+
+async def test_parked_records_are_redelivered_with_their_webhook_ids_and_deleted(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given three records of three kinds parked after a 422
+    originals = [
+        kinesis_record(1, {"type": "order.created"}),
+        sqs_record("m-1", {"type": "invoice.paid"}),
+        sqs_record("m-2", {"type": "refund"}, queue="refunds.fifo", group="g", sequence=1),
+    ]
+    for original in originals:
+        await parked_subscription.park(original)
+
+    # When the endpoint accepts them again and they are redriven
+    summary = await redriver(parked_subscription).run()
+
+    # Then each reached the endpoint once under its original webhook-id, and the queue is empty
+    assert sorted(parked_subscription.endpoint.ids_posted()) == sorted(webhook_ids(originals))
+    assert summary.counts == {Outcome.REDRIVEN: 3}
+    assert summary.complete
+    assert parked_subscription.parked_bodies() == []
+
+
+async def test_a_failing_invocation_keeps_the_message(parked_subscription: ParkedSubscription) -> None:
+    # Given a parked record and a function that fails (an exception, a timeout)
+    await parked_subscription.park(sqs_record("m-1", {"type": "invoice.paid"}))
+    parked_subscription.function_error = "RuntimeError: the function crashed"
+
+    # When it is redriven
+    summary = await redriver(parked_subscription).run()
+
+    # Then the message is still there, visible for the next run, and the run reports it
+    assert summary.counts == {Outcome.STILL_FAILING: 1}
+    assert not summary.complete
+    assert len(parked_subscription.parked_bodies()) == 1
+
+
+async def test_a_record_still_failing_transiently_is_kept(parked_subscription: ParkedSubscription) -> None:
+    # Given a parked record whose endpoint now answers 503 (the function reports it as a batch item failure)
+    await parked_subscription.park(sqs_record("m-1", {"type": "invoice.paid"}))
+    parked_subscription.endpoint.default = 503
+
+    summary = await redriver(parked_subscription).run()
+
+    assert summary.counts == {Outcome.STILL_FAILING: 1}
+    assert len(parked_subscription.parked_bodies()) == 1
+
+
+async def test_a_record_refused_again_is_parked_again_once_and_not_looped(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given two parked records and an endpoint that still refuses them (4xx)
+    await parked_subscription.park(sqs_record("m-1", {"type": "a"}), sqs_record("m-2", {"type": "b"}))
+    (first_parked_at, _) = sorted(json.loads(body)["parked_at"] for body in parked_subscription.parked_bodies())
+    parked_subscription.endpoint.default = 410
+
+    # When they are redriven
+    summary = await redriver(parked_subscription).run()
+
+    # Then each was tried once, re-queued as a new message, and its old message deleted
+    assert summary.counts == {Outcome.PARKED_AGAIN: 2}
+    assert summary.complete
+    assert len(parked_subscription.invocations) == 2
+    bodies = [json.loads(body) for body in parked_subscription.parked_bodies()]
+    assert sorted(body["webhook_id"] for body in bodies) == ["m-1", "m-2"]
+    assert all(body["last_status"] == 410 and body["parked_at"] >= first_parked_at for body in bodies)
+
+
+async def test_an_interrupted_redrive_deletes_only_what_was_redelivered(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given three parked records, and a run interrupted (Ctrl-C) during the second invocation
+    await parked_subscription.park(*(sqs_record(f"m-{n}", {"type": "a"}) for n in range(3)))
+    parked_subscription.interrupt_at_invocation = 2
+
+    with pytest.raises(KeyboardInterrupt):
+        await redriver(parked_subscription).run()
+
+    # Then only the first, delivered, record left the queue; the other two are visible again at once
+    delivered = parked_subscription.endpoint.ids_posted()
+    remaining = [json.loads(body)["webhook_id"] for body in parked_subscription.parked_bodies()]
+    assert len(delivered) == 1
+    assert sorted(delivered + remaining) == ["m-0", "m-1", "m-2"]
+
+    # And the next run finishes the job
+    parked_subscription.interrupt_at_invocation = None
+    summary = await redriver(parked_subscription).run()
+    assert summary.counts == {Outcome.REDRIVEN: 2}
+    assert parked_subscription.parked_bodies() == []
+
+
+async def test_a_record_the_function_skips_as_finished_is_kept(parked_subscription: ParkedSubscription) -> None:
+    # Given a parked Kinesis record that the function's delivered-ids store lists as finished
+    original = kinesis_record(7, {"type": "order.created"})
+    await parked_subscription.park(original)
+    (record,) = parse_event({"Records": [original]}).records
+    key = f"orders-to-ledger#kinesis#{record.source_name}#{record.shard_id}#{record.sequence}"
+    parked_subscription.store.markers[key] = frozenset({record.item_identifier})
+
+    # When it is redriven, the function answers success without POSTing it
+    summary = await redriver(parked_subscription).run()
+
+    # Then it is not deleted: that would lose it
+    assert parked_subscription.endpoint.ids_posted() == []
+    assert summary.counts == {Outcome.SKIPPED: 1}
+    assert len(parked_subscription.parked_bodies()) == 1
+
+
+async def test_messages_that_cannot_be_rebuilt_are_skipped_and_kept(parked_subscription: ParkedSubscription) -> None:
+    parked_subscription.sqs.send_message(QueueUrl=parked_subscription.dead_letter_queue_url, MessageBody="garbage")
+
+    summary = await redriver(parked_subscription).run()
+
+    assert summary.counts == {Outcome.SKIPPED: 1}
+    assert parked_subscription.invocations == []
+    assert parked_subscription.parked_bodies() == ["garbage"]
+
+
+async def test_the_limit_bounds_the_records_redriven(parked_subscription: ParkedSubscription) -> None:
+    await parked_subscription.park(*(sqs_record(f"m-{n}", {"type": "a"}) for n in range(5)))
+
+    summary = await redriver(parked_subscription, limit=2).run()
+
+    assert summary.counts == {Outcome.REDRIVEN: 2}
+    assert len(parked_subscription.parked_bodies()) == 3
+
+
+async def test_an_on_failure_object_is_rewritten_with_the_records_still_failing(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given an on-failure object of three records of one shard, the second of which still fails (503)
+    records = [kinesis_record(n, {"type": "order.created"}, partition_key=f"k-{n}") for n in range(3)]
+    key = "aws/lambda/mapping/shardId-000000000000/2026/01/01/object-1"
+    put_on_failure_object(parked_subscription, key, records)
+    still_failing = webhook_ids(records)[1]
+    parked_subscription.endpoint.answers[still_failing] = [503]
+
+    # When the object is redriven (one invocation: the batch it was)
+    summary = await redriver(parked_subscription).run()
+
+    # Then the object under the same key holds only the failing record, the others reached the endpoint
+    assert len(parked_subscription.invocations) == 1
+    assert on_failure_objects(parked_subscription) == {key: [records[1]]}
+    assert summary.counts == {Outcome.REDRIVEN: 2, Outcome.STILL_FAILING: 1}
+    document = json.loads(parked_subscription.s3.get_object(Bucket=parked_subscription.bucket, Key=key)["Body"].read())
+    assert document["KinesisBatchInfo"]["startSequenceNumber"] == sequence_number(1)
+    assert document["KinesisBatchInfo"]["batchSize"] == 1
+
+    # And once the endpoint accepts it, the object is gone
+    summary = await redriver(parked_subscription).run()
+    assert summary.counts == {Outcome.REDRIVEN: 1}
+    assert on_failure_objects(parked_subscription) == {}
+
+
+async def test_a_failing_invocation_leaves_the_on_failure_object_as_it_was(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    records = [kinesis_record(n, {"type": "order.created"}) for n in range(2)]
+    put_on_failure_object(parked_subscription, "object-1", records)
+    parked_subscription.function_error = "Sandbox.Timedout: Task timed out"
+
+    summary = await redriver(parked_subscription).run()
+
+    assert summary.counts == {Outcome.STILL_FAILING: 2}
+    assert on_failure_objects(parked_subscription) == {"object-1": records}
+
+
+async def test_dry_run_lists_every_record_and_changes_nothing(parked_subscription: ParkedSubscription) -> None:
+    # Given a parked record and an on-failure object of two records
+    await parked_subscription.park(sqs_record("m-1", {"type": "a"}))
+    records = [kinesis_record(n, {"type": "order.created"}) for n in range(2)]
+    put_on_failure_object(parked_subscription, "object-1", records)
+
+    # When the redrive is planned
+    planned = await redriver(parked_subscription).plan()
+
+    # Then every record is listed with its webhook-id, position and reason, and nothing was touched
+    assert [record.webhook_id for record in planned] == ["m-1", *webhook_ids(records)]
+    assert planned[0].reason.startswith("HTTP 422") or "422" in planned[0].reason
+    assert planned[1].reason == "RetryAttemptsExhausted"
+    assert all(record.problem is None for record in planned)
+    assert parked_subscription.invocations == []
+    assert len(parked_subscription.parked_bodies()) == 1  # visible again at once
+    assert on_failure_objects(parked_subscription) == {"object-1": records}

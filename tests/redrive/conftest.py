@@ -82,7 +82,8 @@ class ParkedSubscription:
 
     def parked_bodies(self) -> list[str]:
         """Every message in the dead-letter queue, read and made visible again."""
-        bodies, handles = [], []
+        bodies: list[str] = []
+        handles: list[str] = []
         while messages := self.sqs.receive_message(
             QueueUrl=self.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
         ).get("Messages", []):

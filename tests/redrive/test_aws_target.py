@@ -29,7 +29,7 @@ class RecordedLambda:
 
 
 def test_the_on_failure_bucket_is_the_mappings_s3_destination() -> None:
-    mappings = [
+    mappings: list[dict[str, Any]] = [
         {"DestinationConfig": {"OnFailure": {}}},
         {"DestinationConfig": {"OnFailure": {"Destination": "arn:aws:s3:::prod-failed-batches-1a2b"}}},
     ]

@@ -217,16 +217,26 @@ class _BatchRun:
         for index in lane:
             record = self.batch.records[index]
             if held_back_by is not None:
-                self.results[index] = RecordResult(
+                result = RecordResult(
                     Outcome.FAILED,
                     reason=f"held back: earlier record {held_back_by.item_identifier} of key "
                     f"{record.partition_key!r} was not delivered",
                 )
-                continue
-            result = await self._deliver(index)
-            self.results[index] = result
-            if result.outcome is Outcome.FAILED:
+            else:
+                result = await self._deliver(index)
+            self._settle(index, result)
+            if result.outcome is Outcome.FAILED and held_back_by is None:
                 held_back_by = record
+
+    def _settle(self, index: int, result: RecordResult) -> None:
+        """Record the result; a record that is the first with its webhook-id also settles the records of
+        other lanes that share the id (they wait for it, whether it was sent or held back)."""
+        self.results[index] = result
+        webhook_id = self.batch.records[index].webhook_id
+        if self.leader_of.get(webhook_id) == index:
+            future = self._leader_result(webhook_id)
+            if not future.done():
+                future.set_result(result)
 
     async def _deliver(self, index: int) -> RecordResult:
         record = self.batch.records[index]
@@ -235,14 +245,7 @@ class _BatchRun:
         leader = self.leader_of[record.webhook_id]
         if leader != index:
             return self._follow(await self._leader_result(record.webhook_id), self.batch.records[leader])
-        future = self._leader_result(record.webhook_id)
-        try:
-            result = await self._attempt(record)
-        except BaseException as error:
-            future.set_exception(error)
-            raise
-        future.set_result(result)
-        return result
+        return await self._attempt(record)
 
     def _leader_result(self, webhook_id: str) -> asyncio.Future[RecordResult]:
         if webhook_id not in self.leader_results:
@@ -250,10 +253,12 @@ class _BatchRun:
         return self.leader_results[webhook_id]
 
     def _follow(self, leader_result: RecordResult, leader: SourceRecord) -> RecordResult:
-        """A record sharing its webhook-id with an earlier record of the batch is not POSTed again."""
+        """A record sharing its webhook-id with an earlier record of the batch is not POSTed again: it is a
+        duplicate of a delivered one, or fails or is parked (with its own payload) along with it."""
+        note = f"same webhook-id as record {leader.item_identifier}"
         if leader_result.outcome is Outcome.DELIVERED:
             self.stats.duplicates_skipped += 1
-        note = f"same webhook-id as record {leader.item_identifier}"
+            return RecordResult(Outcome.SKIPPED, 0, leader_result.last_status, f"{note}, delivered")
         return RecordResult(leader_result.outcome, 0, leader_result.last_status, f"{note}: {leader_result.reason}")
 
     async def _attempt(self, record: SourceRecord) -> RecordResult:

@@ -33,13 +33,15 @@ class AddressPolicy:
 
     def refusal(self, address: IPAddress) -> str | None:
         """Why `address` may not be connected to, or None when it may."""
-        effective = _embedded_ipv4(address) or address
+        embedded = _embedded_ipv4(address)
+        effective = embedded or address
+        named = f"{address} ({embedded})" if embedded else str(address)
         if address in METADATA_ADDRESSES or effective in METADATA_ADDRESSES:
-            return f"{address} is a cloud metadata address (always refused)"
+            return f"{named} is a cloud metadata address (always refused)"
         category = _non_public_category(effective)
         if category is None or any(effective in network for network in self._allowed):
             return None
-        return f"{address} is a {category} address and not in allow_private_cidrs"
+        return f"{named} is a {category} address and not in allow_private_cidrs"
 
     def check_literal(self, host: str) -> str | None:
         """Refusal for a host written as an IP literal; None for names (checked when resolved)."""

@@ -114,7 +114,9 @@ def parse_event(event: Mapping[str, Any]) -> Batch:
 def _kinesis_record(raw: Mapping[str, Any]) -> SourceRecord:
     kinesis = _required(raw, "kinesis", dict)
     sequence = _required(kinesis, "sequenceNumber", str)
-    data = _required(kinesis, "data", str)
+    data = kinesis.get("data")
+    if not isinstance(data, str):  # an empty string is a valid, empty record
+        raise UnsupportedEventError(f"record field 'data' is missing or not a str: {data!r}")
     partition_key = _required(kinesis, "partitionKey", str)
     arn = _required(raw, "eventSourceARN", str)
     stream = arn.rsplit("/", 1)[-1]

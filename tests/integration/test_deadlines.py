@@ -57,11 +57,6 @@ async def test_request_timeout_is_cut_to_the_time_that_remains(
     assert len(endpoint.received) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="delivery.py _run_lane (lines 219-225) marks a held-back record FAILED without settling the "
-    "webhook-id future that _deliver (lines 235-237) makes its duplicates in other lanes await: dispatch() hangs",
-)
 async def test_duplicate_of_a_held_back_record_on_another_key_does_not_hang_the_batch(
     aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
 ) -> None:

@@ -314,12 +314,6 @@ def test_event_that_is_neither_kinesis_nor_sqs_raises_a_clear_error(
     assert endpoint.received == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnsupportedEventError,
-    reason="records.py:117 _required(kinesis, 'data', str) rejects data == '' (a valid empty Kinesis record), "
-    "so parse_event raises and the whole batch fails",
-)
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_empty_kinesis_record_is_delivered_and_does_not_crash_the_batch(
     aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader

@@ -73,7 +73,7 @@ SINGLE_SUBSCRIPTION_CASES: list[tuple[str, Document, str]] = [
     (
         "loopback hidden in an IPv4-mapped IPv6 address",
         stream_subscription(endpoint="https://[::ffff:127.0.0.1]/hook"),
-        AT + "endpoint: ::ffff:7f00:1 is a loopback address and not in allow_private_cidrs; "
+        AT + "endpoint: ::ffff:7f00:1 (127.0.0.1) is a loopback address and not in allow_private_cidrs; "
         "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
     ),
     (

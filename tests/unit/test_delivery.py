@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from dataclasses import replace
@@ -270,6 +271,7 @@ async def test_records_sharing_a_webhook_id_are_posted_once(harness: Harness) ->
     assert harness.endpoint.ids_posted() == ["evt-1"]
     assert failed_ids(report) == []
     assert report.stats.duplicates_skipped == 1
+    assert report.stats.delivered == 1
 
 
 async def test_duplicate_of_a_failed_record_is_reported_too(harness: Harness) -> None:
@@ -278,6 +280,21 @@ async def test_duplicate_of_a_failed_record_is_reported_too(harness: Harness) ->
     report = await harness.dispatch(event(*records))
     assert failed_ids(report) == [sequence_number(1), sequence_number(2)]
     assert len(harness.endpoint.requests) == 3
+
+
+async def test_held_back_record_settles_its_duplicate_on_another_key(harness: Harness) -> None:
+    # Given key A failing first, then evt-1 on key A (held back) and evt-1 again on key B
+    harness.endpoint.answers[kinesis_id(1)] = [500, 500, 500]
+    records = [
+        kinesis_record(1, {}, "A"),
+        kinesis_record(2, {"id": "evt-1"}, "A"),
+        kinesis_record(3, {"id": "evt-1"}, "B"),
+    ]
+    # When dispatched, the batch finishes (the copy on key B does not wait forever for the held-back one)
+    report = await asyncio.wait_for(harness.dispatch(event(*records)), timeout=5)
+    # Then all three are reported and evt-1 was never POSTed
+    assert failed_ids(report) == [sequence_number(1), sequence_number(2), sequence_number(3)]
+    assert "evt-1" not in harness.endpoint.ids_posted()
 
 
 async def test_kinesis_partial_failure_records_what_lambda_will_resend(harness: Harness) -> None:

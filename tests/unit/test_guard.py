@@ -7,6 +7,17 @@ import pytest
 from dispatcher.guard import AddressPolicy
 
 
+def named(address: str) -> str:
+    """How refusals name an address: canonical form, plus the IPv4 address an IPv6 form carries."""
+    embedded = {
+        "::ffff:10.0.0.1": "10.0.0.1",
+        "64:ff9b::7f00:1": "127.0.0.1",
+        "::ffff:169.254.169.254": "169.254.169.254",
+    }
+    canonical = str(ip_address(address))
+    return f"{canonical} ({embedded[address]})" if address in embedded else canonical
+
+
 @pytest.mark.parametrize(
     ("address", "category"),
     [
@@ -30,7 +41,7 @@ from dispatcher.guard import AddressPolicy
 )
 def test_non_public_addresses_are_refused_by_default(address: str, category: str) -> None:
     refusal = AddressPolicy().refusal(ip_address(address))
-    assert refusal == f"{ip_address(address)} is a {category} address and not in allow_private_cidrs"
+    assert refusal == f"{named(address)} is a {category} address and not in allow_private_cidrs"
 
 
 @pytest.mark.parametrize("address", ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"])
@@ -48,7 +59,7 @@ def test_allow_list_admits_its_ranges_only() -> None:
 def test_metadata_addresses_are_refused_even_under_everything(address: str) -> None:
     policy = AddressPolicy([ip_network("0.0.0.0/0"), ip_network("::/0")])
     refusal = policy.refusal(ip_address(address))
-    assert refusal == f"{ip_address(address)} is a cloud metadata address (always refused)"
+    assert refusal == f"{named(address)} is a cloud metadata address (always refused)"
 
 
 def test_literal_hosts_are_checked_and_names_are_left_to_resolution() -> None:

@@ -33,6 +33,13 @@ def test_payload_without_a_usable_string_id_falls_back_to_the_position(payload: 
     assert batch.records[0].webhook_id == f"{STREAM}:{sequence_number(3)}"
 
 
+def test_empty_kinesis_record_is_a_valid_empty_payload() -> None:
+    batch = parse_event(event(kinesis_record(1, b"")))
+    assert batch.records[0].payload == b""
+    assert not batch.records[0].is_json
+    assert batch.records[0].unreadable_reason is None
+
+
 def test_non_json_payload_is_octet_stream() -> None:
     batch = parse_event(event(kinesis_record(1, b"\x00\x01 not json")))
     assert not batch.records[0].is_json

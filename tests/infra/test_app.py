@@ -57,8 +57,9 @@ def test_an_invalid_registry_fails_synthesis_listing_every_error(tmp_path: Path)
     assert registry_report(result.stderr) == [
         "the registry has 3 errors:",
         "  registry/teams/payments.yaml: subscription 'hook': max_attempts: 50 is out of range; allowed: 1 to 20",
-        "  registry/teams/payments.yaml: subscription 'hook-2': endpoint: 127.0.0.1 is a loopback address; "
-        "allowed: a public address or DNS name",
+        "  registry/teams/payments.yaml: subscription 'hook-2': endpoint: 127.0.0.1 is a loopback address and "
+        "not in allow_private_cidrs; allowed: a public address or DNS name, or a private one inside "
+        "allow_private_cidrs",
         "  registry/teams/payments.yaml: subscription 'hook-2': source: 'stream/invoices' is not declared in "
         "registry/sources.yaml; allowed: stream/orders",
     ]

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: install lint typecheck unit test bench lock clean schema validate asset synth
+.PHONY: install demo lint typecheck unit test bench lock clean schema validate asset synth
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The main job: the whole dispatcher on this machine (embedded AWS, pollers, functions, a demo receiver),
+# 2,000 events, and an account of every one. `.venv/bin/dispatcher demo --help` lists the fault knobs.
+demo: $(STAMP)
+	$(BIN)/dispatcher demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

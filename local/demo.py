@@ -36,7 +36,8 @@ PROGRESS_INTERVAL_SECONDS = 0.5
 DEFAULT_TIMEOUT_SECONDS = 300.0
 REQUEST_TIMEOUT_SECONDS = 1.0  # the demo subscriptions' request timeout; the receiver's stall outlasts it
 RECEIVER_STALL_SECONDS = 1.5
-DLQ_READ_VISIBILITY_SECONDS = 120  # messages read for the report stay in their queue, hidden meanwhile
+DLQ_READ_VISIBILITY_SECONDS = 30  # hides a dead letter while the demo reads the queue through, then shown again
+SQS_BATCH_LIMIT = 10  # entries per ChangeMessageVisibilityBatch
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,8 @@ class Demo:
         deadline = started + self.options.timeout_seconds
         timed_out = False
         while True:
-            accounted = self._delivered_ids(produced) | await asyncio.to_thread(self._parked_count_hint, system)
+            parked = await asyncio.to_thread(lambda: dict(_parked_payloads(system)))
+            accounted = self._delivered_ids(produced) | (parked.keys() & produced.keys())
             self.on_progress("delivering", len(accounted), len(produced))
             if len(accounted) >= len(produced):
                 break
@@ -221,12 +223,6 @@ class Demo:
         for ledger in self.receiver.ledgers.values():
             accepted.update(ledger.accepted)
         return accepted & produced.keys()
-
-    def _parked_count_hint(self, system: LocalSystem) -> set[str]:
-        """Parked events, as a set of placeholders sized by the dead-letter queues' depth (cheap)."""
-        depth = sum(system.queue_depth(consumer.parked_records_url) for consumer in system.consumers)
-        depth += sum(system.queue_depth(url) for url in system.source_dead_letter_urls)
-        return {f"parked-{number}" for number in range(depth)}
 
     def _report(
         self, system: LocalSystem, produced: dict[str, dict[str, Any]], elapsed: float, timed_out: bool
@@ -302,11 +298,21 @@ def _identified(payload: bytes) -> tuple[str, Any]:
 
 
 def _read_all(sqs: Any, queue_url: str) -> list[str]:
+    """Every message's body; the messages stay in the queue, visible again at once."""
     bodies: list[str] = []
+    handles: list[str] = []
     while True:
         messages = sqs.receive_message(
             QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=DLQ_READ_VISIBILITY_SECONDS
         ).get("Messages", [])
         if not messages:
-            return bodies
+            break
         bodies.extend(message["Body"] for message in messages)
+        handles.extend(message["ReceiptHandle"] for message in messages)
+    for start in range(0, len(handles), SQS_BATCH_LIMIT):
+        entries = [
+            {"Id": str(number), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+            for number, handle in enumerate(handles[start : start + SQS_BATCH_LIMIT])
+        ]
+        sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+    return bodies

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from local.aws import EmbeddedAws
 from local.demo import STREAM, write_demo_registry
 from local.receiver import DemoReceiver
 
@@ -83,14 +84,8 @@ def test_local_delivers_events_and_stops_every_worker_on_sigint(receiver: DemoRe
             assert time.monotonic() - started < START_TIMEOUT_SECONDS, "".join(output)
             time.sleep(0.2)
         # The receiver learns the local signing secrets from the embedded AWS, as a team would from theirs
-        endpoint = f"http://127.0.0.1:{port}"
-        aws = {
-            "endpoint_url": endpoint,
-            "region_name": "us-east-1",
-            "aws_access_key_id": "x",
-            "aws_secret_access_key": "x",
-        }
-        secrets = boto3.client("secretsmanager", **aws)
+        aws = EmbeddedAws(port)  # a client of the running one, not a second server
+        secrets = aws.client("secretsmanager")
         receiver.register(
             "demo-events-ordered",
             secrets.get_secret_value(SecretId="demo/demo-events-ordered")["SecretString"],

@@ -6,8 +6,15 @@ import pytest
 
 from cli.main import COMMANDS, build_parser, main
 
-SUBCOMMANDS = ("validate", "send", "plan")
-SMALLEST_COMMAND_LINES = {"validate": [], "send": ["--stream", "dev-orders"], "plan": []}
+SMALLEST_COMMAND_LINES = {
+    "demo": [],
+    "local": [],
+    "validate": [],
+    "send": ["--stream", "dev-orders"],
+    "plan": [],
+    "redrive": ["orders-to-ledger"],
+}
+SUBCOMMANDS = tuple(SMALLEST_COMMAND_LINES)
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

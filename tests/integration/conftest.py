@@ -24,6 +24,7 @@ import dispatcher
 from dispatcher.config import FunctionSettings, SubscriptionConfig
 from dispatcher.delivery import Dispatcher
 from tests.events import REGION
+from tests.fake_aws import use_fake_aws
 from tests.fakes import SECRET
 from tests.integration.support import LOOPBACK, AwsRequestLog, LoopbackEndpoint
 
@@ -123,17 +124,7 @@ class AwsResources:
 @pytest.fixture
 def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[AwsResources]:
     """Fake credentials, AWS_ENDPOINT_URL at moto, and a fresh table, DLQ and secret for this test."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    use_fake_aws(monkeypatch, tmp_path, REGION, moto_server.endpoint_url)
     # The adapters build clients from boto3's default session and Powertools' default providers:
     # start both afresh so they read this test's environment.
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)

@@ -19,6 +19,7 @@ from moto.server import ThreadedMotoServer
 from local.esm import KinesisPoller, SqsPoller
 from local.spec import ConsumerSpec, FunctionSpec, KinesisMappingSpec, SqsMappingSpec
 from local.workers import InvocationResult
+from tests.fake_aws import use_fake_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -121,17 +122,7 @@ class LocalAws:
 @pytest.fixture
 def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> LocalAws:
     """Fake credentials and the moto endpoint in the environment (pollers and workers read them there)."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    use_fake_aws(monkeypatch, tmp_path, REGION, moto_endpoint)
     session = boto3.session.Session(region_name=REGION)
     return LocalAws(
         moto_endpoint,

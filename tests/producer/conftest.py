@@ -10,6 +10,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.fake_aws import use_fake_aws
+
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
     from mypy_boto3_sqs import SQSClient
@@ -26,13 +28,7 @@ FailureRule = Callable[[int, int], bool]
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[None]:
     """Fake credentials and in-process moto: nothing can reach a real AWS endpoint."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    use_fake_aws(monkeypatch, tmp_path, REGION, endpoint_url=None)
     with mock_aws():
         yield
 

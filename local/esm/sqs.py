@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 # Lambda long-polls for 20 s. Locally 1 s: boto3 calls run in threads that cancellation cannot interrupt, and a
 # stopping runtime must not wait out a 20 s poll.
 LONG_POLL_SECONDS = 1
+SHORT_POLL_PAUSE_SECONDS = 0.1  # between empty short polls of a FIFO queue
 RECEIVE_LIMIT = 10  # SQS' maximum messages per ReceiveMessage and per DeleteMessageBatch
 BATCH_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda's cap on a synchronous invocation's payload
 RECEIVE_ERROR_PAUSE_SECONDS = 1.0  # after a failed ReceiveMessage (the local AWS restarting), before the next
@@ -119,10 +120,7 @@ class SqsPoller:
         self._maximum_message_bytes = 0
         self._visibility_timeout_seconds = 0
         self._background: asyncio.TaskGroup | None = None
-        # moto decides which FIFO groups are busy when a ReceiveMessage call starts: two concurrent (long-polling)
-        # calls could each take messages of one group, and two batches of a group would then race. SQS never
-        # does that, so FIFO receives take turns.
-        self._fifo_receive_turn = asyncio.Lock()
+        self._fifo_turn = asyncio.Lock()  # see _queue_call
 
     async def run(self) -> None:
         await self._read_queue_settings()
@@ -167,7 +165,9 @@ class SqsPoller:
                     break
                 wait_seconds = min(LONG_POLL_SECONDS, int(remaining))  # WaitTimeSeconds takes whole seconds
             else:
-                wait_seconds = LONG_POLL_SECONDS
+                # A FIFO receive holds the queue's turn (see _queue_call), so it must not hold it through a
+                # long poll: it short-polls and pauses between empty answers instead.
+                wait_seconds = 0 if self.mapping.is_fifo else LONG_POLL_SECONDS
             count = min(RECEIVE_LIMIT, self.mapping.batch_size - len(batch), max(fitting, 1))
             received = await self._receive(count, wait_seconds)
             if received and not batch:
@@ -178,17 +178,20 @@ class SqsPoller:
                 await asyncio.sleep(window_closes - time.monotonic())  # the window's last fraction of a second
         return batch
 
-    async def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
-        if self.mapping.is_fifo:
-            async with self._fifo_receive_turn:
-                return await self._receive_now(count, wait_seconds)
-        return await self._receive_now(count, wait_seconds)
+    async def _queue_call(self, operation: Callable[..., Any], **parameters: Any) -> Any:
+        """Call the queue's API (in a thread: boto3 blocks). On a FIFO queue the calls take turns: moto decides
+        which message groups are busy when a ReceiveMessage starts and re-reads that halfway through, so a
+        concurrent receive, delete or release can let a later message of a group out before an earlier one,
+        which SQS never does."""
+        if not self.mapping.is_fifo:
+            return await asyncio.to_thread(operation, QueueUrl=self.mapping.queue_url, **parameters)
+        async with self._fifo_turn:
+            return await asyncio.to_thread(operation, QueueUrl=self.mapping.queue_url, **parameters)
 
-    async def _receive_now(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
+    async def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
         try:
-            response = await asyncio.to_thread(
+            response = await self._queue_call(
                 self._sqs.receive_message,
-                QueueUrl=self.mapping.queue_url,
                 MaxNumberOfMessages=count,
                 WaitTimeSeconds=wait_seconds,
                 MessageSystemAttributeNames=["All"],
@@ -198,6 +201,8 @@ class SqsPoller:
             logger.warning("%s: ReceiveMessage failed: %s", self._name, error)
             await asyncio.sleep(RECEIVE_ERROR_PAUSE_SECONDS)
             return []
+        if self.mapping.is_fifo and not response.get("Messages"):
+            await asyncio.sleep(SHORT_POLL_PAUSE_SECONDS)
         messages: list[dict[str, Any]] = response.get("Messages", [])
         for message in messages:
             attributes = message.get("Attributes", {})
@@ -259,9 +264,7 @@ class SqsPoller:
                 for index, record in enumerate(chunk)
             ]
             try:
-                await asyncio.to_thread(
-                    self._sqs.change_message_visibility_batch, QueueUrl=self.mapping.queue_url, Entries=entries
-                )
+                await self._queue_call(self._sqs.change_message_visibility_batch, Entries=entries)
             except (BotoCoreError, ClientError) as error:  # they still come back when their timeout ends
                 logger.warning("%s: ChangeMessageVisibilityBatch failed: %s", self._name, error)
 
@@ -277,9 +280,7 @@ class SqsPoller:
                 {"Id": str(index), "ReceiptHandle": record["receiptHandle"]} for index, record in enumerate(chunk)
             ]
             try:
-                response = await asyncio.to_thread(
-                    self._sqs.delete_message_batch, QueueUrl=self.mapping.queue_url, Entries=entries
-                )
+                response = await self._queue_call(self._sqs.delete_message_batch, Entries=entries)
             except (BotoCoreError, ClientError) as error:
                 # Like Lambda: the messages come back after their visibility timeout and are delivered again.
                 logger.warning("%s: DeleteMessageBatch failed: %s", self._name, error)

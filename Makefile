@@ -89,10 +89,11 @@ DEPLOY_STACK = $(DEPLOY_ENV)-callback-dispatcher
 DEPLOY_ASSEMBLY = cdk.out/$(DEPLOY_ENV)
 REQUIRE_DEPLOY_ENV = @test -n "$(DEPLOY_ENV)" || { echo "set DEPLOY_ENV=staging|prod" >&2; exit 2; }
 
-# What merging would change in DEPLOY_ENV, against the deployed template (read-only: no change set).
+# What merging would change in DEPLOY_ENV: the deployed template read through the lookup role (read-only;
+# a change set would need the deploy role).
 diff: $(NODE_STAMP)
 	$(REQUIRE_DEPLOY_ENV)
-	$(CDK) diff --app $(DEPLOY_ASSEMBLY) --no-change-set --no-notices --no-version-reporting $(DEPLOY_STACK)
+	$(CDK) diff --app $(DEPLOY_ASSEMBLY) --method template --no-notices --no-version-reporting $(DEPLOY_STACK)
 
 # Deploys run in the pipeline only: the assembly it deploys carries the commit and the run as tags.
 deploy: $(NODE_STAMP)

@@ -43,7 +43,7 @@ def test_the_shipped_registry_is_valid(environment: str, capsys: pytest.CaptureF
     # Then it passes, listing its six subscriptions
     out = capsys.readouterr().out
     assert exit_code == 0
-    assert f"registry valid for {environment}: 6 subscriptions" in out
+    assert f"registry valid for {environment}: 7 subscriptions" in out
     assert "order-created-to-ledger" in out
     assert "refunds-to-psp" in out
 

@@ -30,7 +30,10 @@ def test_the_platform_team_owns_everything_not_named_otherwise() -> None:
 def test_each_team_file_is_owned_by_the_team_it_declares_and_the_platform_team() -> None:
     team_files = sorted((REPOSITORY_ROOT / "registry" / "teams").glob("*.yaml"))
     expected = {
-        f"/{path.relative_to(REPOSITORY_ROOT).as_posix()}": [f"{ORGANISATION}/{team_of(path)}", PLATFORM]
+        # dict.fromkeys: the platform team's own file names it once
+        f"/{path.relative_to(REPOSITORY_ROOT).as_posix()}": list(
+            dict.fromkeys([f"{ORGANISATION}/{team_of(path)}", PLATFORM])
+        )
         for path in team_files
     }
 

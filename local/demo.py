@@ -33,7 +33,8 @@ STANDARD_QUEUE = "demo-jobs"
 FIFO_QUEUE = "demo-orders.fifo"
 PRODUCE_CHUNK = 250  # events per producer call, so progress shows while producing
 PROGRESS_INTERVAL_SECONDS = 0.5
-DEFAULT_TIMEOUT_SECONDS = 300.0
+# With --crash-rate a FIFO batch waits out its visibility timeout (6x the function timeout), as on AWS.
+DEFAULT_TIMEOUT_SECONDS = 900.0
 REQUEST_TIMEOUT_SECONDS = 1.0  # the demo subscriptions' request timeout; the receiver's stall outlasts it
 RECEIVER_STALL_SECONDS = 1.5
 DLQ_READ_VISIBILITY_SECONDS = 30  # hides a dead letter while the demo reads the queue through, then shown again

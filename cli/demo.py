@@ -99,7 +99,7 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
 
 def report_table(report: DemoReport) -> Table:
     verdict = "every event delivered or parked with its payload" if report.ok else "FAILED"
-    table = Table(title=f"Demo: {verdict}", title_justify="left")
+    table = Table(title=f"Demo: {verdict}", title_justify="left", show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
     rows = [

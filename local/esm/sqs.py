@@ -13,8 +13,8 @@ deleted, as Lambda deletes them), invoke the function and then delete only the m
 Undeleted messages come back when their visibility timeout ends; the queue itself counts receives
 (ApproximateReceiveCount) and moves a message to its dead-letter queue after maxReceiveCount - the local AWS
 implements those, as SQS does. FIFO queues: SQS hands out a message group's messages only while none of the
-group is in flight, so a group has at most one batch in flight and its order holds; FIFO ignores the batching
-window, as Lambda does.
+group is in flight, so a group has at most one batch in flight and its order holds (the local AWS is made to
+keep that promise under load by local.moto_sqs); FIFO ignores the batching window, as Lambda does.
 
 ApproximateAgeOfOldestMessage is approximated from what the pollers have seen: now minus the oldest
 SentTimestamp among the messages received and not yet deleted, leaving out those received three times or more
@@ -43,14 +43,10 @@ logger = logging.getLogger(__name__)
 # Lambda long-polls for 20 s. Locally 1 s: boto3 calls run in threads that cancellation cannot interrupt, and a
 # stopping runtime must not wait out a 20 s poll.
 LONG_POLL_SECONDS = 1
-SHORT_POLL_PAUSE_SECONDS = 0.1  # between empty short polls of a FIFO queue
 RECEIVE_LIMIT = 10  # SQS' maximum messages per ReceiveMessage and per DeleteMessageBatch
 BATCH_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda's cap on a synchronous invocation's payload
 RECEIVE_ERROR_PAUSE_SECONDS = 1.0  # after a failed ReceiveMessage (the local AWS restarting), before the next
 AGE_REPORT_INTERVAL_SECONDS = 1.0
-# FIFO messages left undeleted are made visible again this long before their visibility timeout would end it;
-# see _release_in_order. Covers the time between moto marking them received and the poller noting it.
-FIFO_RELEASE_LEAD_SECONDS = 0.2
 RECEIVES_AFTER_WHICH_AGE_STOPS_COUNTING = 3  # AWS leaves such messages out of ApproximateAgeOfOldestMessage
 # The system attributes Lambda puts in an SQS record's `attributes`, in its order (all strings).
 LAMBDA_RECORD_ATTRIBUTES = (
@@ -118,14 +114,10 @@ class SqsPoller:
         self._sqs = aws_client("sqs", endpoint_url, region)
         self._max_receive_count: int | None = None  # the redrive policy's; None: the queue has no DLQ
         self._maximum_message_bytes = 0
-        self._visibility_timeout_seconds = 0
-        self._background: asyncio.TaskGroup | None = None
-        self._fifo_turn = asyncio.Lock()  # see _queue_call
 
     async def run(self) -> None:
         await self._read_queue_settings()
         async with asyncio.TaskGroup() as tasks:
-            self._background = tasks
             for _ in range(self.concurrency):
                 tasks.create_task(self._poll())
             tasks.create_task(self._report_oldest_message_age())
@@ -135,13 +127,12 @@ class SqsPoller:
         response = await asyncio.to_thread(
             self._sqs.get_queue_attributes,
             QueueUrl=self.mapping.queue_url,
-            AttributeNames=["RedrivePolicy", "MaximumMessageSize", "VisibilityTimeout"],
+            AttributeNames=["RedrivePolicy", "MaximumMessageSize"],
         )
         attributes = response.get("Attributes", {})
         policy = attributes.get("RedrivePolicy")
         self._max_receive_count = int(json.loads(policy)["maxReceiveCount"]) if policy else None
         self._maximum_message_bytes = int(attributes["MaximumMessageSize"])
-        self._visibility_timeout_seconds = int(attributes["VisibilityTimeout"])
 
     async def _poll(self) -> None:
         while True:
@@ -165,9 +156,7 @@ class SqsPoller:
                     break
                 wait_seconds = min(LONG_POLL_SECONDS, int(remaining))  # WaitTimeSeconds takes whole seconds
             else:
-                # A FIFO receive holds the queue's turn (see _queue_call), so it must not hold it through a
-                # long poll: it short-polls and pauses between empty answers instead.
-                wait_seconds = 0 if self.mapping.is_fifo else LONG_POLL_SECONDS
+                wait_seconds = LONG_POLL_SECONDS
             count = min(RECEIVE_LIMIT, self.mapping.batch_size - len(batch), max(fitting, 1))
             received = await self._receive(count, wait_seconds)
             if received and not batch:
@@ -179,14 +168,8 @@ class SqsPoller:
         return batch
 
     async def _queue_call(self, operation: Callable[..., Any], **parameters: Any) -> Any:
-        """Call the queue's API (in a thread: boto3 blocks). On a FIFO queue the calls take turns: moto decides
-        which message groups are busy when a ReceiveMessage starts and re-reads that halfway through, so a
-        concurrent receive, delete or release can let a later message of a group out before an earlier one,
-        which SQS never does."""
-        if not self.mapping.is_fifo:
-            return await asyncio.to_thread(operation, QueueUrl=self.mapping.queue_url, **parameters)
-        async with self._fifo_turn:
-            return await asyncio.to_thread(operation, QueueUrl=self.mapping.queue_url, **parameters)
+        """Call the queue's API in a thread: boto3 blocks."""
+        return await asyncio.to_thread(operation, QueueUrl=self.mapping.queue_url, **parameters)
 
     async def _receive(self, count: int, wait_seconds: int) -> list[dict[str, Any]]:
         try:
@@ -201,8 +184,6 @@ class SqsPoller:
             logger.warning("%s: ReceiveMessage failed: %s", self._name, error)
             await asyncio.sleep(RECEIVE_ERROR_PAUSE_SECONDS)
             return []
-        if self.mapping.is_fifo and not response.get("Messages"):
-            await asyncio.sleep(SHORT_POLL_PAUSE_SECONDS)
         messages: list[dict[str, Any]] = response.get("Messages", [])
         for message in messages:
             attributes = message.get("Attributes", {})
@@ -223,7 +204,6 @@ class SqsPoller:
             await self._delete(rejected)
         if not passed:
             return
-        received_at = time.monotonic()
         self.stats.records_in_flight += len(passed)
         try:
             result = await self._function.invoke({"Records": passed})
@@ -243,30 +223,6 @@ class SqsPoller:
                 self.stats.redriven_to_dlq += 1
                 self.oldest_messages.gone(record["messageId"])
         self.stats.oldest_message_age_seconds = self.oldest_messages.oldest_age_seconds(self._clock())
-        if self.mapping.is_fifo and kept and self._background is not None:
-            self._background.create_task(self._release_in_order(kept, received_at))
-
-    async def _release_in_order(self, records: list[dict[str, Any]], received_at: float) -> None:
-        """Make FIFO messages the function did not finish visible again, together, just before their visibility
-        timeout ends.
-
-        A workaround for moto (5.2): when several in-flight messages of one group become visible by timing out,
-        its ReceiveMessage skips the first of them while a later one still counts as in flight, and hands out the
-        later one first - out of order, which SQS never does. Messages made visible by ChangeMessageVisibility
-        are no longer in flight, so moto then returns them in their order.
-        """
-        release_at = received_at + self._visibility_timeout_seconds - FIFO_RELEASE_LEAD_SECONDS
-        await asyncio.sleep(max(0.0, release_at - time.monotonic()))
-        for start in range(0, len(records), RECEIVE_LIMIT):
-            chunk = records[start : start + RECEIVE_LIMIT]
-            entries = [
-                {"Id": str(index), "ReceiptHandle": record["receiptHandle"], "VisibilityTimeout": 0}
-                for index, record in enumerate(chunk)
-            ]
-            try:
-                await self._queue_call(self._sqs.change_message_visibility_batch, Entries=entries)
-            except (BotoCoreError, ClientError) as error:  # they still come back when their timeout ends
-                logger.warning("%s: ChangeMessageVisibilityBatch failed: %s", self._name, error)
 
     def _goes_to_dead_letter_queue(self, record: dict[str, Any]) -> bool:
         """A failed message the queue will move to its DLQ instead of delivering again."""

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.terminal import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, Terminal
+from local.aws import DEFAULT_PORT, client_for_endpoint
 from producer import (
     BatchProducer,
     KinesisProducer,
@@ -23,19 +24,20 @@ from producer import (
     RecordsRefusedError,
     SqsProducer,
     UnsentRecordsError,
-    kinesis_client,
-    sqs_client,
 )
+from producer.clients import CLIENT_CONFIG
 from producer.errors import indented_listing
 
 if TYPE_CHECKING:
     from cli.terminal import Subcommands
 
 STDIN_PATH = "-"
-EXAMPLES = """examples:
-  dispatcher send --stream dev-orders --partition-key-field order_id '{"type":"order.created","order_id":"o-1"}'
+EXAMPLES = f"""examples:
+  dispatcher send --stream dev-orders --partition-key-field order_id '{{"type":"order.created","order_id":"o-1"}}'
   dispatcher send --queue dev-refunds.fifo --group-id-field customer_id --file refunds.jsonl
   producer | dispatcher send --queue https://sqs.eu-west-1.amazonaws.com/123456789012/dev-billing-callbacks
+  # to a running `dispatcher local`, with its region and throwaway credentials:
+  dispatcher send --endpoint-url http://127.0.0.1:{DEFAULT_PORT} --stream dev-orders --partition-key k '{{"id":"e-1"}}'
 """
 
 
@@ -52,7 +54,8 @@ def register(subcommands: Subcommands) -> None:
         description="Put JSON events onto a stream (PutRecords, up to 500 records / 5 MiB a request) or a "
         "queue (SendMessageBatch, 10 messages / 256 KiB a request). Records AWS reports as failed are "
         "re-sent, only those, with backoff; oversize records are refused before anything is sent. "
-        "Credentials and region come from the standard AWS environment.",
+        "Credentials and region come from the standard AWS environment; on a loopback endpoint (dispatcher local's) "
+        "the ones the shell does not set (AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_REGION) are the local runtime's.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -171,19 +174,19 @@ def _producer(arguments: argparse.Namespace) -> BatchProducer[Any, Any]:
                 arguments.stream,
                 partition_key=arguments.partition_key,
                 partition_key_field=arguments.partition_key_field,
-                client=kinesis_client(arguments.endpoint_url),
+                client=client_for_endpoint("kinesis", arguments.endpoint_url, CLIENT_CONFIG),
             )
         return SqsProducer(
             arguments.queue,
             group_id=arguments.group_id,
             group_id_field=arguments.group_id_field,
             deduplication_id_field=arguments.deduplication_id_field,
-            client=sqs_client(arguments.endpoint_url),
+            client=client_for_endpoint("sqs", arguments.endpoint_url, CLIENT_CONFIG),
         )
     except ProducerConfigurationError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
     except BotoCoreError as error:
-        # Typically no region: boto3 reads AWS_REGION / AWS_DEFAULT_REGION or the profile's.
+        # Typically no region for real AWS: boto3 reads AWS_DEFAULT_REGION or the profile's, not AWS_REGION.
         raise CommandError(f"cannot set up the AWS client: {error}", EXIT_FAILED) from None
 
 

@@ -1,7 +1,8 @@
 """A deployed environment as the redrive target: function `<env>-<subscription>` invoked with Lambda's Invoke,
 the dead-letter queue `<env>-<subscription>-parked`, the on-failure bucket named by the event source mapping.
 
-AWS credentials, region and endpoint come from the standard environment (or `endpoint_url`).
+AWS credentials, region and endpoint come from the standard environment (or `endpoint_url`); on a loopback endpoint
+what the shell does not set is the local runtime's (local.aws.client_for_endpoint).
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import base64
 import json
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.naming import ResourceNames
 from infra.registry.limits import Environment
+from local.aws import client_for_endpoint
 from local.workers import InvocationResult, add_emf_metrics
 from redrive.errors import TargetNotFoundError
 from redrive.target import RedriveTarget
@@ -35,9 +36,9 @@ def aws_target(subscription: str, environment: Environment, endpoint_url: str | 
     """Find the subscription's deployed resources; TargetNotFoundError names the first one missing."""
     names = ResourceNames(environment)
     function_name = names.name(subscription)
-    lambda_client = boto3.client("lambda", endpoint_url=endpoint_url)
-    sqs = boto3.client("sqs", endpoint_url=endpoint_url)
-    s3 = boto3.client("s3", endpoint_url=endpoint_url)
+    lambda_client = client_for_endpoint("lambda", endpoint_url)
+    sqs = client_for_endpoint("sqs", endpoint_url)
+    s3 = client_for_endpoint("s3", endpoint_url)
     try:
         timeout = float(lambda_client.get_function_configuration(FunctionName=function_name)["Timeout"])
         mappings = lambda_client.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]
@@ -48,10 +49,10 @@ def aws_target(subscription: str, environment: Environment, endpoint_url: str | 
         queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     except ClientError as error:
         raise TargetNotFoundError(f"dead-letter queue {queue_name}: {error}") from None
-    invoker = boto3.client(
+    invoker = client_for_endpoint(
         "lambda",
-        endpoint_url=endpoint_url,
-        config=Config(
+        endpoint_url,
+        Config(
             read_timeout=int(timeout) + INVOKE_READ_MARGIN_SECONDS,
             retries={"mode": "standard", "total_max_attempts": INVOKE_MAX_ATTEMPTS},
         ),

@@ -8,19 +8,15 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
-import ipaddress
 import json
 import logging
-import os
 import os
 import secrets
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
-from urllib.parse import urlsplit
 
 import boto3
-from botocore.config import Config
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
@@ -41,11 +37,6 @@ DEFAULT_PORT = 4566  # the port local AWS emulators conventionally use
 LOCAL_REGION = "us-east-1"
 LOCAL_ACCOUNT = "123456789012"  # moto's account
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
-# The settings of the shell that win over the local ones on a loopback endpoint (see client_for_endpoint).
-USER_REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")  # the aws CLI v2's order; boto3 reads the second
-USER_CREDENTIALS_VARIABLE = "AWS_ACCESS_KEY_ID"
-DEFAULT_PROFILE = "default"  # the profile boto3 uses when AWS_PROFILE names none
-LOCALHOST = "localhost"
 # The settings of the shell that win over the local ones on a loopback endpoint (see client_for_endpoint).
 USER_REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")  # the aws CLI v2's order; boto3 reads the second
 USER_CREDENTIALS_VARIABLE = "AWS_ACCESS_KEY_ID"
@@ -267,47 +258,6 @@ def _attribute_text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
-
-
-def is_loopback_url(url: str | None) -> bool:
-    """Whether `url` names this machine: `localhost` or a loopback address (127.0.0.0/8, ::1). Other names are
-    not resolved: only what certainly stays on this machine counts."""
-    host = urlsplit(url).hostname if url else None
-    if host is None:
-        return False
-    if host == LOCALHOST:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def client_for_endpoint(service: str, endpoint_url: str | None = None, config: Config | None = None) -> Any:
-    """A boto3 client configured the standard way, except on a loopback endpoint (the local runtime's): there the
-    region and credentials the shell does not set are LOCAL_REGION and the throwaway LOCAL_CREDENTIALS.
-
-    On a loopback endpoint AWS_PROFILE, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and AWS_REGION /
-    AWS_DEFAULT_REGION still win; the default profile of ~/.aws does not: its keys are for real AWS, and its
-    region would be an empty one on the embedded AWS. Whether the endpoint is loopback is decided on the one
-    botocore resolved (this argument, AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL, the profile's), so the
-    throwaway credentials never go anywhere else; for any other endpoint the client is boto3's default one.
-    """
-    session = boto3.Session()
-    local = session.client(service, endpoint_url=endpoint_url, config=config, **_local_fallbacks(session))  # type: ignore[call-overload]
-    if is_loopback_url(local.meta.endpoint_url):
-        return local
-    return session.client(service, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
-
-
-def _local_fallbacks(session: boto3.Session) -> dict[str, str]:
-    named_profile = session.profile_name != DEFAULT_PROFILE
-    shell_region = next((os.environ[name] for name in USER_REGION_VARIABLES if os.environ.get(name)), None)
-    fallbacks = {"region_name": shell_region or (session.region_name if named_profile else None) or LOCAL_REGION}
-    if not named_profile and not os.environ.get(USER_CREDENTIALS_VARIABLE):
-        fallbacks["aws_access_key_id"] = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]
-        fallbacks["aws_secret_access_key"] = LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
-    return fallbacks
 
 
 def is_loopback_url(url: str | None) -> bool:

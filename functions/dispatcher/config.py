@@ -7,13 +7,16 @@ One model, one schema: a field cannot mean one thing to the validator and anothe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dispatcher.guard import EndpointRefusedError, read_endpoint
 
 SUBSCRIPTION_ENV = "DISPATCHER_SUBSCRIPTION"
 IDEMPOTENCY_TABLE_ENV = "DISPATCHER_IDEMPOTENCY_TABLE"
@@ -24,6 +27,14 @@ Ordering = Literal["partition-key", "none"]
 # Subscription names become part of function, queue and alarm names and of the delivered-ids key prefix.
 SUBSCRIPTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}$"
 DEFAULT_SIGNING_SECRET_PREFIX = "callback-dispatcher/"
+# What Secrets Manager accepts as a secret name, and the ARN of a secret (any partition).
+SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}")
+SIGNING_SECRET_VALUE_PREFIX = "whsec_"  # Standard Webhooks' prefix of a secret value
+MIN_SECRET_VALUE_BYTES = 24  # Standard Webhooks' minimum secret size: a base64 string this long is a key
+# Fields whose values may carry credentials (an endpoint's user info or query token, a pasted secret):
+# errors name these fields but never quote their values.
+CONFIDENTIAL_FIELDS = frozenset({"endpoint", "signing_secret"})
 
 # How the function's logs and EMF metrics are labelled; alarms and dashboards select on exactly these.
 SERVICE_NAME = "callback-dispatcher"
@@ -40,7 +51,13 @@ class SubscriptionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, Field(pattern=SUBSCRIPTION_NAME_PATTERN, description="Unique subscription name.")]
-    endpoint: Annotated[str, Field(description="Callback URL the records are POSTed to.")]
+    endpoint: Annotated[
+        str,
+        Field(
+            description="Callback URL the records are POSTed to: no user info or #fragment; an IP address "
+            "only as four decimal octets or a bracketed IPv6 address without zone id, in ASCII."
+        ),
+    ]
     ordering: Annotated[
         Ordering,
         Field(
@@ -68,7 +85,8 @@ class SubscriptionConfig(BaseModel):
             min_length=1,
             default_factory=lambda fields: f"{DEFAULT_SIGNING_SECRET_PREFIX}{fields.get('name', '')}",
             description="Secrets Manager secret name or ARN holding the whsec_ signing secrets "
-            f"(created outside this app). Default: {DEFAULT_SIGNING_SECRET_PREFIX}<subscription name>.",
+            "(created outside this app), never the secret value itself. "
+            f"Default: {DEFAULT_SIGNING_SECRET_PREFIX}<subscription name>.",
         ),
     ]
     allow_private_cidrs: Annotated[
@@ -79,21 +97,33 @@ class SubscriptionConfig(BaseModel):
 
     @field_validator("endpoint")
     @classmethod
-    def _endpoint_is_an_absolute_http_url(cls, endpoint: str) -> str:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"must be an http(s) URL, got scheme {parts.scheme!r}")
-        if not parts.hostname:
-            raise ValueError("must name a host")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials (put them in the signing secret's receiver)")
-        if parts.fragment:
-            raise ValueError("must not have a #fragment")
+    def _endpoint_reads_one_way(cls, endpoint: str) -> str:
+        """The SSRF guard's own reading (the HTTP client's parser): a form it would refuse at delivery is
+        refused here, in every environment, before it is deployed."""
+        try:
+            read_endpoint(endpoint)
+        except EndpointRefusedError as refused:
+            raise ValueError(str(refused)) from None
+        if "#" in endpoint:
+            raise ValueError("URL must not have a #fragment")
         return endpoint
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _signing_secret_is_a_reference(cls, signing_secret: str) -> str:
+        where = "store the signing secret in Secrets Manager and reference it here by name or ARN"
+        if _looks_like_a_secret_value(signing_secret):
+            # Quoting the value would leak it: it would land in the template, the environment and an IAM ARN.
+            raise ValueError(f"looks like a secret value, not a secret's name: {where}")
+        if not (SECRET_ARN.fullmatch(signing_secret) or SECRET_NAME.fullmatch(signing_secret)):
+            raise ValueError(
+                f"is neither a Secrets Manager secret name (up to 512 of A-Z a-z 0-9 /_+=.@-) nor its ARN: {where}"
+            )
+        return signing_secret
 
     @model_validator(mode="after")
     def _https_unless_allowed(self) -> SubscriptionConfig:
-        if urlsplit(self.endpoint).scheme == "http" and not self.allow_http:
+        if read_endpoint(self.endpoint).url.scheme == "http" and not self.allow_http:
             raise ValueError("endpoint: http:// needs allow_http: true (https is required otherwise)")
         return self
 
@@ -107,8 +137,33 @@ class FunctionSettings:
     dlq_url: str
 
 
+def _looks_like_a_secret_value(signing_secret: str) -> bool:
+    """A whsec_ value, or a base64 string as long as a key that mixes cases and digits as random bytes do
+    (a secret's name rarely decodes as base64, and almost never with all three)."""
+    if signing_secret.lower().startswith(SIGNING_SECRET_VALUE_PREFIX):
+        return True
+    if not all(re.search(characters, signing_secret) for characters in ("[a-z]", "[A-Z]", "[0-9]")):
+        return False
+    return any(_base64_key_size(signing_secret, alphabet) >= MIN_SECRET_VALUE_BYTES for alphabet in (None, b"-_"))
+
+
+def _base64_key_size(text: str, altchars: bytes | None) -> int:
+    """How many bytes `text` decodes to as strict base64 (`altchars` b"-_": URL-safe), 0 if it does not."""
+    try:
+        return len(base64.b64decode(text, altchars=altchars, validate=True))
+    except ValueError:  # binascii.Error, or a non-ASCII string
+        return 0
+
+
+def may_quote(location: Sequence[str | int]) -> bool:
+    """Whether an error may quote the input at `location`: never the value of a confidential field, nor a
+    whole document or item (a model-level error's input holds every field)."""
+    return bool(location) and location[0] not in CONFIDENTIAL_FIELDS
+
+
 def describe_validation_error(error: ValidationError, prefix: str) -> str:
-    """One line per problem, each naming the field (prefix.field) and why it is wrong."""
+    """One line per problem, each naming the field (prefix.field) and why it is wrong; confidential values
+    are never quoted (see `may_quote`)."""
     lines = []
     for problem in error.errors():
         location = ".".join(str(part) for part in problem["loc"])
@@ -116,7 +171,8 @@ def describe_validation_error(error: ValidationError, prefix: str) -> str:
         if problem["type"] == "extra_forbidden":
             lines.append(f"{field}: unknown field")
         else:
-            lines.append(f"{field}: {problem['msg']} (got {problem.get('input')!r})")
+            got = f" (got {problem.get('input')!r})" if may_quote(problem["loc"]) else ""
+            lines.append(f"{field}: {problem['msg']}{got}")
     return "; ".join(lines)
 
 

@@ -95,12 +95,21 @@ def _read_mapping(path: Path, file: str, problems: list[Problem]) -> dict[str, A
         problems.append(Problem(file, "", "file", "does not exist"))
         return None
     except yaml.YAMLError as error:
-        problems.append(Problem(file, "", "file", f"is not valid YAML: {' '.join(str(error).split())}"))
+        problems.append(Problem(file, "", "file", f"is not valid YAML: {_yaml_problem(error)}"))
         return None
     if not isinstance(content, dict):
         problems.append(Problem(file, "", "file", "must be a YAML mapping at the top level"))
         return None
     return content
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong and where, without the snippet of the file PyYAML quotes (it may hold an endpoint's
+    credentials or a pasted secret)."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem or error.context} at line {mark.line + 1}, column {mark.column + 1}"
+    return type(error).__name__
 
 
 def _validate(model: type[ModelT], raw: Any, file: str, item: str, problems: list[Problem]) -> ModelT | None:

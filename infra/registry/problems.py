@@ -10,6 +10,8 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from dispatcher.config import may_quote
+
 _RANGE_ERROR_TYPES = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 _VALUE_ERROR_PREFIX = "Value error, "
 
@@ -77,6 +79,8 @@ def _problem_from_error_details(details: ErrorDetails, model: type[BaseModel], f
     field = ".".join(location)
     kind = details["type"]
     value = details.get("input")
+    quotable = may_quote(details["loc"])  # never the value of a field that may hold a credential
+    subject = f"{value!r} " if quotable else ""
     context: dict[str, Any] = dict(details.get("ctx") or {})
     top_field = location[0] if location else ""
 
@@ -85,14 +89,14 @@ def _problem_from_error_details(details: ErrorDetails, model: type[BaseModel], f
     if kind == "extra_forbidden":
         return Problem(file, item, field, "unknown field", ", ".join(model.model_fields))
     if kind in _RANGE_ERROR_TYPES:
-        return Problem(file, item, field, f"{value!r} is out of range", allowed_range(model, top_field))
+        return Problem(file, item, field, f"{subject}is out of range", allowed_range(model, top_field))
     if kind == "string_pattern_mismatch":
-        return Problem(file, item, field, f"{value!r} has the wrong form", f"match {context['pattern']}")
+        return Problem(file, item, field, f"{subject}has the wrong form", f"match {context['pattern']}")
     if kind == "literal_error":
-        return Problem(file, item, field, f"{value!r} is not an option", str(context["expected"]))
+        return Problem(file, item, field, f"{subject}is not an option", str(context["expected"]))
     message = details["msg"].removeprefix(_VALUE_ERROR_PREFIX)
     if not location:
         # A model-level check (e.g. http:// without allow_http) names its field as "field: reason".
         field, _, reason = message.partition(": ")
         return Problem(file, item, field, reason) if reason else Problem(file, item, "(item)", message)
-    return Problem(file, item, field, f"{message} (got {value!r})")
+    return Problem(file, item, field, f"{message} (got {value!r})" if quotable else message)

@@ -6,16 +6,15 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
-from urllib.parse import urlsplit
 
-from dispatcher.guard import AddressPolicy
+from dispatcher.guard import AddressPolicy, read_endpoint
 from infra.registry import limits
 from infra.registry.model import Queue, RegisteredSubscription, SourcesFile, Stream, TeamFile
 from infra.registry.problems import Problem
 from infra.registry.timing import batch_time_estimate, required_timeout_seconds
 
 LOOPBACK_HOSTNAMES = ("localhost", "localhost.localdomain")
-LOOPBACK_NAME_ADDRESS = "127.0.0.1"
+LOOPBACK_NAME_ADDRESS = ip_address("127.0.0.1")
 STREAM_ONLY_FIELDS = ("parallelization_factor", "max_record_age_seconds", "max_retry_attempts")
 
 
@@ -131,17 +130,17 @@ def _check_one_subscription_per_queue(registrations: Sequence[Registration]) -> 
 def _check_endpoint_address(registration: Registration) -> Iterator[Problem]:
     """A literal address (or localhost) is judged now, by the function's own SSRF policy: refused unless
     inside allow_private_cidrs, a metadata address always. A DNS name is checked by the function against
-    what it resolves to, at delivery time."""
+    what it resolves to, at delivery time. The endpoint's form was checked by the model already."""
     subscription = registration.subscription
-    host = urlsplit(subscription.endpoint).hostname or ""
-    literal = LOOPBACK_NAME_ADDRESS if host in LOOPBACK_HOSTNAMES else host
-    try:
-        address = ip_address(literal)
-    except ValueError:
+    endpoint = read_endpoint(subscription.endpoint)
+    address = endpoint.address
+    if address is None and endpoint.host.removesuffix(".") in LOOPBACK_HOSTNAMES:
+        address = LOOPBACK_NAME_ADDRESS
+    if address is None:
         return
     refusal = AddressPolicy(subscription.allow_private_cidrs).refusal(address)
     if refusal is not None:
-        named = refusal if literal == host else f"{host!r} resolves to {refusal}"
+        named = refusal if endpoint.address is not None else f"{endpoint.host!r} resolves to {refusal}"
         yield registration.problem(
             "endpoint", named, "a public address or DNS name, or a private one inside allow_private_cidrs"
         )

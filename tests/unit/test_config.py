@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from dispatcher.config import (
     ConfigurationError,
     load_settings,
 )
+from tests.hostile_spellings import fullwidth, ideographic
 
 VALID: dict[str, Any] = {
     "name": "orders-to-ledger",
@@ -51,8 +53,14 @@ def test_valid_subscription_gets_documented_defaults() -> None:
         ({"ordering": "strict"}, "DISPATCHER_SUBSCRIPTION.ordering: Input should be 'partition-key' or 'none'"),
         ({"rate_limit_per_second": 0}, "DISPATCHER_SUBSCRIPTION.rate_limit_per_second: Input should be greater than 0"),
         ({"allow_private_cidrs": ["10.0.0.1/8"]}, "DISPATCHER_SUBSCRIPTION.allow_private_cidrs.0"),
-        ({"endpoint": "ftp://ledger.example.com"}, "DISPATCHER_SUBSCRIPTION.endpoint: Value error, must be an http(s)"),
-        ({"endpoint": "https://user:pw@ledger.example.com"}, "must not carry credentials"),
+        (
+            {"endpoint": "ftp://ledger.example.com"},
+            "DISPATCHER_SUBSCRIPTION.endpoint: Value error, URL must be http(s)",
+        ),
+        (
+            {"endpoint": "https://user:pw@ledger.example.com"},
+            "DISPATCHER_SUBSCRIPTION.endpoint: Value error, URL carries user info",
+        ),
         ({"name": "Orders To Ledger"}, "DISPATCHER_SUBSCRIPTION.name: String should match pattern"),
     ],
 )
@@ -94,3 +102,108 @@ def test_signing_secret_defaults_to_one_per_subscription() -> None:
     fields = {key: value for key, value in VALID.items() if key != "signing_secret"}
     settings = load_settings(environ(fields))
     assert settings.subscription.signing_secret == "callback-dispatcher/orders-to-ledger"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        (f"http://{fullwidth('127.0.0.1')}:9001/x", "normalise to the address 127.0.0.1"),
+        (f"http://{ideographic('169.254.169.254')}/", "normalise to the address 169.254.169.254"),
+        ("http://[fd00:ec2::254%251]/", "carries an IPv6 zone id"),
+        ("http://2130706433/", "host '2130706433' is an IPv4 address in a form other than four decimal octets"),
+        ("http://127.1/", "host '127.1' is an IPv4 address in a form other than four decimal octets"),
+        ("https://ledger.example.com/#top", "URL must not have a #fragment"),
+    ],
+)
+def test_an_endpoint_the_guard_would_refuse_fails_cold_start_naming_the_form(endpoint: str, reason: str) -> None:
+    # Given an endpoint in a form the SSRF guard refuses, with its plain-http and private ranges allowed
+    fields = VALID | {"endpoint": endpoint, "allow_http": True, "allow_private_cidrs": ["0.0.0.0/0", "::/0"]}
+
+    # When the function parses it
+    with pytest.raises(ConfigurationError) as error:
+        load_settings(environ(fields))
+
+    # Then the error names the field and the form
+    assert f"{SUBSCRIPTION_ENV}.endpoint: Value error, " in str(error.value)
+    assert reason in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"endpoint": "https://user:hunter2@ledger.example.com/hooks?token=sekrit"},
+        {"endpoint": "http://ledger.example.com/hooks?token=sekrit"},  # model-level check: http without allow_http
+        {"endpoint": "https://ledger.example.com/hooks?token=sekrit#x", "max_attempts": 0},
+        {"endpoint": "https://user:hunter2@\u2102/hooks?token=sekrit"},  # the parser's own message quotes it
+        {"signing_secret": "whsec_hunter2+sekrit/AAAAAAAAAAAAAAAAAAAAAA=="},
+        {"signing_secret": "hunter2 sekrit"},
+    ],
+)
+def test_configuration_errors_never_quote_credentials_query_strings_or_secrets(fields: dict[str, Any]) -> None:
+    # Given a subscription whose wrong fields carry a password, a query token or a secret value
+    # When the function parses it
+    with pytest.raises(ConfigurationError) as error:
+        load_settings(environ(VALID | fields))
+
+    # Then the error names the field but quotes none of them
+    message = str(error.value)
+    assert next(iter(fields)) in message
+    assert "hunter2" not in message
+    assert "sekrit" not in message
+
+
+def test_a_document_that_is_not_json_is_refused_without_quoting_it() -> None:
+    with pytest.raises(ConfigurationError) as error:
+        load_settings(environ('{"endpoint": "https://user:hunter2@ledger.example.com/", '))
+    assert "Invalid JSON" in str(error.value)
+    assert "hunter2" not in str(error.value)
+
+
+SECRET_BYTES = bytes(range(7, 7 + 32))
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "whsec_" + base64.b64encode(SECRET_BYTES).decode(),
+        "WHSEC_" + base64.b64encode(SECRET_BYTES).decode(),
+        base64.b64encode(SECRET_BYTES).decode(),
+        base64.urlsafe_b64encode(SECRET_BYTES[:24]).decode(),
+    ],
+)
+def test_a_pasted_signing_secret_is_refused_saying_where_it_belongs(pasted: str) -> None:
+    # Given a secret value where the secret's name belongs
+    # When the function parses it
+    with pytest.raises(ConfigurationError) as error:
+        load_settings(environ(VALID | {"signing_secret": pasted}))
+
+    # Then it is refused, says where the secret goes, and does not repeat it
+    assert str(error.value) == (
+        f"{SUBSCRIPTION_ENV}.signing_secret: Value error, looks like a secret value, not a secret's name: "
+        "store the signing secret in Secrets Manager and reference it here by name or ARN"
+    )
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "payments/ledger-hook",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:payments/ledger-hook-AbC123",
+        "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:ledger-Xy12Zq",
+        "TeamAlpha/ServiceBeta/WebhookSigningKey01",  # mixed case and digits, but not base64
+        "payments/ledger/hook/signing/secret/v1",  # decodes as base64, but has no capitals
+    ],
+)
+def test_secret_names_and_arns_are_accepted(reference: str) -> None:
+    settings = load_settings(environ(VALID | {"signing_secret": reference}))
+    assert settings.subscription.signing_secret == reference
+
+
+def test_a_signing_secret_that_is_neither_a_name_nor_an_arn_is_refused() -> None:
+    with pytest.raises(ConfigurationError) as error:
+        load_settings(environ(VALID | {"signing_secret": "payments ledger hook"}))
+    assert str(error.value) == (
+        f"{SUBSCRIPTION_ENV}.signing_secret: Value error, is neither a Secrets Manager secret name "
+        "(up to 512 of A-Z a-z 0-9 /_+=.@-) nor its ARN: store the signing secret in Secrets Manager and "
+        "reference it here by name or ARN"
+    )

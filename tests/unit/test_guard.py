@@ -4,7 +4,8 @@ from ipaddress import ip_address, ip_network
 
 import pytest
 
-from dispatcher.guard import AddressPolicy
+from dispatcher.guard import AddressPolicy, EndpointRefusedError, read_endpoint
+from tests.hostile_spellings import circled, fullwidth, ideographic
 
 
 def named(address: str) -> str:
@@ -62,8 +63,131 @@ def test_metadata_addresses_are_refused_even_under_everything(address: str) -> N
     assert refusal == f"{named(address)} is a cloud metadata address (always refused)"
 
 
-def test_literal_hosts_are_checked_and_names_are_left_to_resolution() -> None:
+def test_names_are_left_to_resolution_and_literals_are_judged_when_read() -> None:
+    # Given the default policy (nothing private allowed)
     policy = AddressPolicy()
-    assert policy.check_literal("127.0.0.1") is not None
-    assert policy.check_literal("[::1]") is not None
-    assert policy.check_literal("ledger.example.com") is None
+
+    # When endpoints naming a host, an IDN host and a fully qualified host are admitted
+    named = [policy.admit(url) for url in NAMES_ADMITTED]
+
+    # Then each is read as the client reads it (lower case, IDNA, port) and left to the resolver
+    assert [(endpoint.host, endpoint.port, endpoint.address) for endpoint in named] == [
+        ("ledger.example.com", 443, None),
+        ("xn--bcher-kva.example", 8443, None),
+        ("ledger.example.com.", 80, None),
+    ]
+    # And literals are judged at once
+    for url in ("http://127.0.0.1/", "http://[::1]/"):
+        with pytest.raises(EndpointRefusedError, match="loopback"):
+            policy.admit(url)
+
+
+NAMES_ADMITTED = [
+    "https://Ledger.Example.com/hooks?b=1",
+    "https://bücher.example:8443/h",
+    "http://ledger.example.com./h",
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        # Defect 1: non-ASCII spellings yarl (and so aiohttp) normalise to an address
+        (
+            f"http://{fullwidth('127.0.0.1')}:9001/x",
+            f"host '{fullwidth('127.0.0.1')}' is written with non-ASCII characters that normalise to the address "
+            "127.0.0.1",
+        ),
+        (
+            f"http://{ideographic('127.0.0.1')}:9001/x",
+            f"host '{ideographic('127.0.0.1')}' is written with non-ASCII characters that normalise to the address "
+            "127.0.0.1",
+        ),
+        (
+            f"http://{circled('127.0.0.1')}/x",
+            f"host '{circled('127.0.0.1')}' is written with non-ASCII characters that normalise to the address "
+            "127.0.0.1",
+        ),
+        (f"http://{fullwidth('169.254.169.254')}/latest", "normalise to the address 169.254.169.254"),
+        # Defect 2: IPv6 zone ids, percent-encoded as RFC 6874 wants or not
+        ("http://[fd00:ec2::254%251]/", "host [fd00:ec2::254%251] carries an IPv6 zone id"),
+        ("http://[fe80::1%eth0]/", "host [fe80::1%eth0] carries an IPv6 zone id"),
+        # Defect 3: IPv4 forms other than four decimal octets
+        ("http://2130706433/", "host '2130706433' is an IPv4 address in a form other than four decimal octets"),
+        ("http://0177.0.0.1/", "host '0177.0.0.1' is an IPv4 address in a form other than four decimal octets"),
+        ("http://0x7f.0.0.1/", "host '0x7f.0.0.1' is an IPv4 address in a form other than four decimal octets"),
+        ("http://127.1/", "host '127.1' is an IPv4 address in a form other than four decimal octets"),
+        ("http://127.0.0.1./", "host '127.0.0.1.' is an IPv4 address in a form other than four decimal octets"),
+        ("http://93.184.215.014/", "host '93.184.215.014' is an IPv4 address in a form other than four decimal"),
+        # Hosts no resolver would read as the guard does
+        ("http://%31%32%37.0.0.1/", "host '%31%32%37.0.0.1' is not a valid host name"),
+        ("http://[v1.fe80]/", "host [v1.fe80] is not an IPv6 address"),
+        (
+            "http://evil.example\\@ledger.example.com/",
+            "URL cannot be parsed by the HTTP client: Invalid URL: backslash",
+        ),
+        # User info, which two parsers split differently (and which is a credential)
+        ("https://user:hunter2@ledger.example.com/", "URL carries user info"),
+        ("https://ledger.example.com@169.254.169.254/", "URL carries user info"),
+        ("https://a@b@ledger.example.com/", "URL carries user info"),
+        # Not a URL the sender posts to
+        ("ftp://ledger.example.com/", "URL must be http(s), got scheme 'ftp'"),
+        ("https://ledger.example.com/\thooks", "URL contains whitespace or control characters"),
+    ],
+)
+def test_a_host_the_client_could_read_differently_is_refused_naming_the_form(url: str, reason: str) -> None:
+    # Given a policy that allows every address: only the form can be at fault
+    policy = AddressPolicy([ip_network("0.0.0.0/0"), ip_network("::/0")])
+
+    # When the endpoint is admitted, Then it is refused, and the reason names the form
+    with pytest.raises(EndpointRefusedError) as refused:
+        policy.admit(url)
+    assert reason in str(refused.value)
+
+
+def test_a_refusal_never_quotes_the_user_info() -> None:
+    # Given URLs with a password that also fail to parse (yarl's own message quotes the whole authority)
+    urls = ["https://user:hunter2@\u2102/", "https://user:hunter2@[::1/", "https://user:hunter2@ledger.example.com/"]
+
+    # When they are read, Then each is refused without the password
+    for url in urls:
+        with pytest.raises(EndpointRefusedError) as refused:
+            read_endpoint(url)
+        assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("address", "carried"),
+    [
+        ("fd00:ec2::254%1", None),  # defect 2: IPv6Address equality includes the scope id
+        ("fd00:ec2::254%eth0", None),
+        ("fd00:ec2::23", None),
+        ("169.254.170.23", None),  # EKS Pod Identity agent
+        ("64:ff9b::a9fe:a9fe", "169.254.169.254"),  # NAT64, well-known prefix
+        ("64:ff9b:1::a9fe:a9fe", "169.254.169.254"),  # NAT64, local-use prefix
+        ("2002:a9fe:a9fe::1", "169.254.169.254"),  # 6to4
+        ("::a9fe:a9fe", "169.254.169.254"),  # IPv4-compatible (deprecated, still parsed)
+        ("::ffff:0:a9fe:a9fe", "169.254.169.254"),  # SIIT IPv4-translated
+        ("::ffff:169.254.170.2", "169.254.170.2"),
+    ],
+)
+def test_metadata_addresses_are_refused_in_every_spelling_whatever_is_allowed(
+    address: str, carried: str | None
+) -> None:
+    # Given a policy that allows every address
+    policy = AddressPolicy([ip_network("0.0.0.0/0"), ip_network("::/0")])
+
+    # When a metadata address in another spelling is judged (as a resolver answer may carry it)
+    refusal = policy.refusal(ip_address(address))
+
+    # Then it is refused as metadata, named as it was given
+    named = f"{ip_address(address)} ({carried})" if carried else str(ip_address(address))
+    assert refusal == f"{named} is a cloud metadata address (always refused)"
+
+
+def test_a_scope_id_does_not_take_an_address_out_of_its_range() -> None:
+    # Given only 10.0.0.0/8 allowed
+    policy = AddressPolicy([ip_network("10.0.0.0/8")])
+
+    # When a link-local address with a scope id is judged, Then it is refused as link-local
+    assert policy.refusal(ip_address("fe80::1%2")) == "fe80::1%2 is a link-local address and not in allow_private_cidrs"

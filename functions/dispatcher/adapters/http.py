@@ -12,13 +12,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Mapping
 from ipaddress import ip_address
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from dispatcher.guard import AddressPolicy, EndpointRefusedError
+from dispatcher.guard import AddressPolicy, Endpoint, EndpointRefusedError
 from dispatcher.ports import HttpResponse, TransportError
 
 MAX_RESPONSE_BYTES = 64 * 1024  # read (and drop) this much of a response so the connection is reused
@@ -26,11 +25,11 @@ KEEPALIVE_SECONDS = 60.0
 
 
 class GuardedResolver(AbstractResolver):
-    """Resolves like the default resolver, then drops the addresses the policy refuses."""
+    """Resolves like `resolver` (aiohttp's default unless given), then drops the addresses the policy refuses."""
 
-    def __init__(self, policy: AddressPolicy) -> None:
+    def __init__(self, policy: AddressPolicy, resolver: AbstractResolver | None = None) -> None:
         self._policy = policy
-        self._resolver = DefaultResolver()
+        self._resolver = resolver or DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -58,7 +57,7 @@ class AiohttpSender:
         self._policy = policy
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._literal_refusals: dict[str, str | None] = {}
+        self._admitted: dict[str, Endpoint | EndpointRefusedError] = {}
         self._timeout = aiohttp.ClientTimeout()
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -75,18 +74,14 @@ class AiohttpSender:
         return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> HttpResponse:
-        if url not in self._literal_refusals:
-            # aiohttp connects to an IP literal without asking the resolver, so literals are checked here.
-            self._literal_refusals[url] = self._policy.check_literal(urlsplit(url).hostname or "")
-        refusal = self._literal_refusals[url]
-        if refusal is not None:
-            raise EndpointRefusedError(refusal)
+        endpoint = self._admit(url)
         if self._timeout.total != timeout_seconds:
             # Nearly every request uses the configured timeout; only the last ones before the deadline differ.
             self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         try:
+            # The URL object the guard judged, so aiohttp does not read the string a second time.
             async with self._open_session().post(
-                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+                endpoint.url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
                 await _drain(response)
                 return HttpResponse(response.status, response.headers.get("Retry-After"))
@@ -94,10 +89,25 @@ class AiohttpSender:
             if isinstance(error.os_error, EndpointRefusedError):
                 raise error.os_error from None
             raise TransportError(f"DNS resolution failed: {error.os_error}") from None
+        except aiohttp.InvalidURL as error:
+            # Never transient: the same URL fails the same way on every attempt.
+            raise EndpointRefusedError(f"the HTTP client cannot use the URL: {type(error).__name__}") from None
         except TimeoutError:
             raise TransportError(f"timed out after {timeout_seconds:.1f}s") from None
         except aiohttp.ClientError as error:
             raise TransportError(f"{type(error).__name__}: {error}") from None
+
+    def _admit(self, url: str) -> Endpoint:
+        """The endpoint as the client reads it, judged once per URL (the subscription has one)."""
+        if url not in self._admitted:
+            try:
+                self._admitted[url] = self._policy.admit(url)
+            except EndpointRefusedError as refused:
+                self._admitted[url] = refused
+        admitted = self._admitted[url]
+        if isinstance(admitted, EndpointRefusedError):
+            raise EndpointRefusedError(*admitted.args)
+        return admitted
 
     async def close(self) -> None:
         if self._session is not None:

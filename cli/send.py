@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, NoRegionError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -185,8 +185,14 @@ def _producer(arguments: argparse.Namespace) -> BatchProducer[Any, Any]:
         )
     except ProducerConfigurationError as error:
         raise CommandError(str(error), EXIT_USAGE) from None
+    except NoRegionError:
+        # Only real AWS gets here: a loopback endpoint falls back to the local region.
+        raise CommandError(
+            "cannot set up the AWS client: no region (set AWS_DEFAULT_REGION, which boto3 reads, or a profile's "
+            "region; for `dispatcher local` pass its --endpoint-url)",
+            EXIT_FAILED,
+        ) from None
     except BotoCoreError as error:
-        # Typically no region for real AWS: boto3 reads AWS_DEFAULT_REGION or the profile's, not AWS_REGION.
         raise CommandError(f"cannot set up the AWS client: {error}", EXIT_FAILED) from None
 
 

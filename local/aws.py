@@ -262,15 +262,11 @@ def _attribute_text(value: Any) -> str:
 
 def is_loopback_url(url: str | None) -> bool:
     """Whether `url` names this machine: `localhost` or a loopback address (127.0.0.0/8, ::1). Other names are
-    not resolved: only what certainly stays on this machine counts."""
-    host = urlsplit(url).hostname if url else None
-    if host is None:
-        return False
-    if host == LOCALHOST:
-        return True
+    not resolved: only what certainly stays on this machine counts. A malformed URL is not loopback."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+        host = urlsplit(url).hostname if url else None
+        return host == LOCALHOST or (host is not None and ipaddress.ip_address(host).is_loopback)
+    except ValueError:  # not a URL, or its host is not an IP address
         return False
 
 

@@ -151,17 +151,6 @@ def test_an_unreadable_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Capt
     assert "cannot read" in capsys.readouterr().err
 
 
-def test_without_a_region_the_command_says_so(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-
-    assert main(["send", "--queue", QUEUE, order(1)]) == 1
-    assert "cannot set up the AWS client" in capsys.readouterr().err
-
-
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """moto as an HTTP server on 127.0.0.1, as `dispatcher local` runs it; yields its endpoint URL."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
+import shutil
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +18,7 @@ from rich.text import Text
 
 from cli import registry_access
 from cli.terminal import EXIT_OK, Terminal, fraction
-from local.aws import DEFAULT_PORT, LOCAL_REGION
+from local.aws import DEFAULT_PORT, EmbeddedAws
 from local.runtime import LocalSystem, RunningConsumer
 from local.spec import KinesisMappingSpec
 
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     from cli.terminal import Subcommands
 
 STATUS_REFRESH_SECONDS = 1.0
+COMMAND_NAME = "dispatcher"
+EXAMPLE_EVENT = '{"id":"evt-1"}'
 
 
 def register(subcommands: Subcommands) -> None:
@@ -31,8 +36,9 @@ def register(subcommands: Subcommands) -> None:
         help="run the dev environment locally (embedded AWS, pollers, functions) until Ctrl-C",
         description="Synthesize the registry as the dev environment, create its streams, queues, table and "
         "secrets on an embedded AWS on 127.0.0.1, and run one poller and the real function per subscription, "
-        "with a live status table. Put events with any AWS SDK, the AWS CLI (--endpoint-url) or "
-        "`dispatcher send`. The endpoints must be reachable from this machine.",
+        "with a live status table. Put events with `dispatcher send --endpoint-url`, or with any AWS SDK or the "
+        "AWS CLI after exporting the AWS_* variables it prints (endpoint, region, throwaway credentials). "
+        "The endpoints must be reachable from this machine.",
     )
     registry_access.add_registry_option(parser)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"embedded AWS port (default {DEFAULT_PORT})")
@@ -58,7 +64,8 @@ async def _serve(arguments: argparse.Namespace, workdir: Path, terminal: Termina
     terminal.err.print(Text("synthesizing the dev environment and starting the embedded AWS ...", style="dim"))
     try:
         await system.start()
-        terminal.err.print(_endpoint_help(system))
+        # soft_wrap: the commands must stay one line each to be copied from a narrow terminal
+        terminal.err.print(connection_help(system), soft_wrap=True)
         with Live(status_table(system), console=terminal.err, refresh_per_second=2) as live:
             while not stop.is_set():
                 live.update(status_table(system))
@@ -71,21 +78,42 @@ async def _serve(arguments: argparse.Namespace, workdir: Path, terminal: Termina
         await system.stop()
 
 
-def _endpoint_help(system: LocalSystem) -> Text:
-    endpoint = system.aws.endpoint_url
+def connection_help(system: LocalSystem) -> Text:
+    """How to reach the embedded AWS from another shell: the variables to export, and commands that work as printed."""
     streams = sorted(
         {c.spec.mapping.stream_name for c in system.consumers if isinstance(c.spec.mapping, KinesisMappingSpec)}
     )
-    example = streams[0] if streams else "<stream>"
+    stream = streams[0] if streams else "<stream>"
+    event = shlex.quote(EXAMPLE_EVENT)
+    endpoint = system.aws.endpoint_url
     return Text(
-        f"AWS endpoint: {endpoint} (region {LOCAL_REGION}, any credentials)\n"
-        f"  aws --endpoint-url {endpoint} kinesis put-record --stream-name {example} "
-        '--partition-key k --cli-binary-format raw-in-base64-out --data \'{"id":"evt-1"}\'\n'
-        f'  dispatcher send --endpoint-url {endpoint} --stream {example} --partition-key k \'{{"id":"evt-1"}}\'\n'
+        f"AWS endpoint: {endpoint} (region and throwaway credentials below)\n"
+        "In another shell, for the AWS CLI and any AWS SDK:\n"
+        f"  {export_command(system.aws)}\n"
+        f"  aws kinesis put-record --stream-name {stream} --partition-key k --cli-binary-format raw-in-base64-out "
+        f"--data {event}\n"
+        f"  {this_command()} send --endpoint-url {endpoint} --stream {stream} --partition-key k {event}\n"
         f"  function logs: {system.workdir / 'logs'}\n"
         "Ctrl-C stops everything.",
         style="cyan",
     )
+
+
+def export_command(aws: EmbeddedAws) -> str:
+    """The shell command that points the AWS CLI and SDKs at `aws`: endpoint, region, throwaway credentials."""
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in aws.environment().items())
+
+
+def this_command() -> str:
+    """This command as another shell runs it: `dispatcher` when that is the one on PATH, else its full path (or
+    `python -m cli.main`, when it was started that way)."""
+    script = Path(sys.argv[0]).resolve()
+    if script.name != COMMAND_NAME:
+        return f"{shlex.quote(sys.executable)} -m cli.main"
+    on_path = shutil.which(COMMAND_NAME)
+    if on_path is not None and Path(on_path).resolve() == script:
+        return COMMAND_NAME
+    return shlex.quote(str(script))
 
 
 def status_table(system: LocalSystem) -> Table:

@@ -1,4 +1,5 @@
-"""`dispatcher local` runs the registry's dev environment until Ctrl-C, and Ctrl-C stops all of it."""
+"""`dispatcher local` runs the registry's dev environment until Ctrl-C, and Ctrl-C stops all of it; what it prints
+for other shells works there as printed, on a machine with no AWS configuration."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from cli.local import COMMAND_NAME, export_command, this_command
 from local.aws import EmbeddedAws
 from local.demo import STREAM, write_demo_registry
 from local.receiver import DemoReceiver
+from tests.producer.conftest import stream_records
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +28,13 @@ REPOSITORY_ROOT = Path(__file__).parents[2]
 START_TIMEOUT_SECONDS = 120
 DELIVERY_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 10  # the issue's bound for SIGINT to the process group
+SHELL_TIMEOUT_SECONDS = 60  # a guard against hangs of a printed command, far above what one takes
+HELP_END = "Ctrl-C stops everything."
+# boto3 configured by nothing but the environment, as any SDK would be after the printed exports
+PUT_WITH_BOTO3 = (
+    "import boto3, sys; "
+    "boto3.client('kinesis').put_record(StreamName=sys.argv[1], PartitionKey='k', Data=sys.argv[2].encode())"
+)
 
 
 def free_port() -> int:
@@ -54,6 +64,26 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def bare_shell(command: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run `command` in bash with no AWS configuration at all: only PATH and an empty HOME, started elsewhere."""
+    return subprocess.run(
+        ["bash", "-c", command],
+        env={"PATH": os.environ["PATH"], "HOME": str(home)},
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=SHELL_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+@pytest.fixture
+def empty_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    return home
+
+
 @pytest.fixture
 def receiver() -> Iterator[DemoReceiver]:
     server = DemoReceiver()
@@ -62,7 +92,9 @@ def receiver() -> Iterator[DemoReceiver]:
     server.stop()
 
 
-def test_local_delivers_events_and_stops_every_worker_on_sigint(receiver: DemoReceiver, tmp_path: Path) -> None:
+def test_local_delivers_events_and_stops_every_worker_on_sigint(
+    receiver: DemoReceiver, tmp_path: Path, empty_home: Path
+) -> None:
     # Given `dispatcher local` running a registry whose endpoints are the loopback receiver
     registry = write_demo_registry(tmp_path, receiver)
     port = free_port()
@@ -79,7 +111,7 @@ def test_local_delivers_events_and_stops_every_worker_on_sigint(receiver: DemoRe
     reader.start()
     try:
         started = time.monotonic()
-        while not any("AWS endpoint: http://127.0.0.1:" in line for line in output):
+        while not any(HELP_END in line for line in output):
             assert process.poll() is None, "".join(output)
             assert time.monotonic() - started < START_TIMEOUT_SECONDS, "".join(output)
             time.sleep(0.2)
@@ -91,13 +123,19 @@ def test_local_delivers_events_and_stops_every_worker_on_sigint(receiver: DemoRe
             secrets.get_secret_value(SecretId="demo/demo-events-ordered")["SecretString"],
             ordered=True,
         )
-        # When an event is put on the stream with any AWS SDK
-        aws.client("kinesis").put_record(
-            StreamName=f"dev-{STREAM}", PartitionKey="customer-1", Data=json.dumps({"id": "evt-local-1"}).encode()
-        )
-        # Then the receiver gets it, signed
+        # When, from a shell with no AWS configuration, one event is put with the printed `send` line as printed,
+        # and another with boto3 after the printed exports
+        printed = [line.strip() for line in output]
+        send_line = next(line for line in printed if " send --endpoint-url " in line)
+        export_line = next(line for line in printed if line.startswith("export "))
+        sent = bare_shell(send_line, empty_home)
+        assert sent.returncode == 0, sent.stderr
+        event = json.dumps({"id": "evt-local-1"})
+        put = bare_shell(f"{export_line}\n{sys.executable} -c \"{PUT_WITH_BOTO3}\" dev-{STREAM} '{event}'", empty_home)
+        assert put.returncode == 0, put.stderr
+        # Then the receiver gets both, signed
         deadline = time.monotonic() + DELIVERY_TIMEOUT_SECONDS
-        while "evt-local-1" not in receiver.ledgers["demo-events-ordered"].accepted:
+        while not {"evt-1", "evt-local-1"} <= set(receiver.ledgers["demo-events-ordered"].accepted):
             assert time.monotonic() < deadline, "".join(output[-40:])
             time.sleep(0.2)
         workers = children_of(process.pid)
@@ -112,3 +150,51 @@ def test_local_delivers_events_and_stops_every_worker_on_sigint(receiver: DemoRe
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in workers)
+
+
+@pytest.mark.integration
+def test_the_printed_exports_point_any_sdk_at_the_embedded_aws(empty_home: Path) -> None:
+    # Given a running embedded AWS with a stream
+    aws = EmbeddedAws(port=0)
+    aws.start()
+    try:
+        aws.client("kinesis").create_stream(StreamName="dev-orders", ShardCount=1)
+
+        # When boto3, configured only by the printed export line, puts a record from a bare shell
+        put = bare_shell(
+            f'{export_command(aws)}\n{sys.executable} -c "{PUT_WITH_BOTO3}" dev-orders \'{{"id":"e-1"}}\'',
+            empty_home,
+        )
+
+        # Then the record is on the embedded AWS's stream
+        assert put.returncode == 0, put.stderr
+        assert stream_records(aws.client("kinesis"), "dev-orders") == [("k", b'{"id":"e-1"}')]
+    finally:
+        aws.stop()
+
+
+def test_the_printed_command_is_dispatcher_when_that_is_the_one_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given `dispatcher local` started through a `dispatcher` script
+    script = tmp_path / "bin" / COMMAND_NAME
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(script), "local"])
+
+    # When that script is the one on PATH, then the printed commands say `dispatcher`
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    assert this_command() == COMMAND_NAME
+
+    # When it is not on PATH (.venv/bin/dispatcher), then they give its full path
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
+    assert this_command() == str(script)
+
+
+def test_the_printed_command_is_the_module_when_started_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given `python -m cli.main local`
+    monkeypatch.setattr(sys, "argv", [str(REPOSITORY_ROOT / "cli" / "main.py"), "local"])
+
+    # Then the printed commands run the same module with the same interpreter (installed: any directory works)
+    assert this_command() == f"{sys.executable} -m cli.main"

@@ -110,6 +110,7 @@ def report_table(report: DemoReport) -> Table:
         ("parked (dead-letter stores)", f"{report.parked:,}"),
         ("lost (must be 0)", f"{report.lost:,}"),
         ("out of order on ordered subscriptions (must be 0)", f"{report.out_of_order:,}"),
+        ("stale by dispatch-sequence at the receiver (must be 0)", f"{report.stale_by_sequence:,}"),
         ("payload mismatches (must be 0)", f"{report.payload_mismatches:,}"),
         ("max IteratorAge", f"{report.max_iterator_age_ms / 1000:.1f} s"),
         ("events per second", f"{report.events_per_second:,.1f}"),

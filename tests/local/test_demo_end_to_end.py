@@ -36,6 +36,7 @@ def test_demo_with_faults_loses_nothing_and_keeps_order(capsys: pytest.CaptureFi
     assert report["produced"] == 240
     assert report["lost"] == 0
     assert report["out_of_order"] == 0
+    assert report["stale_by_sequence"] == 0
     assert report["payload_mismatches"] == 0
     assert report["delivered"] + report["parked"] == 240
     assert report["parked"] > 0  # the poison events, refused for good, are parked rather than retried forever

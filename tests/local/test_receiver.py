@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -11,6 +12,9 @@ import pytest
 from dispatcher.signing import SigningKeys
 from local.receiver import DemoReceiver, FaultKnobs
 from tests.fakes import OLD_SECRET, SECRET
+
+LATE_ANSWER_SECONDS = 2.0
+ARRIVAL_GUARD_SECONDS = 20.0  # a guard against hangs, far above what an arrival takes
 
 
 @pytest.fixture
@@ -61,5 +65,27 @@ def test_fail_rate_answers_500() -> None:
     try:
         assert post(server, "evt-1", b"{}", 1) == 500
         assert server.totals()["accepted"] == 0
+    finally:
+        server.stop()
+
+
+def test_an_event_answered_late_keeps_the_place_it_arrived_in() -> None:
+    # Given a receiver that answers its first request late and its second at once (seed 1 draws 0.13, then 0.85)
+    server = DemoReceiver(FaultKnobs(timeout_rate=0.5, stall_seconds=LATE_ANSWER_SECONDS), seed=1)
+    server.register("orders", SECRET, ordered=True)
+    server.start()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            late = pool.submit(post, server, "evt-1", b"{}", 1)
+            # When a newer event of the same key arrives while the first one's answer is still held back
+            deadline = time.monotonic() + ARRIVAL_GUARD_SECONDS
+            while server.totals()["accepted"] == 0:
+                assert time.monotonic() < deadline, "the first event was never taken"
+                time.sleep(0.01)
+            answers_when_taken = sum(server.ledgers["orders"].answers.values())
+            newer = post(server, "evt-2", b"{}", 2)
+            # Then the first was taken on arrival, before any answer, and nothing is out of order
+            assert (answers_when_taken, late.result(), newer) == (0, 204, 204)
+        assert server.totals() == {"accepted": 2, "duplicates": 0, "out_of_order": 0, "refused_signature": 0}
     finally:
         server.stop()

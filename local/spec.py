@@ -25,6 +25,9 @@ class FunctionSpec:
     handler: str = DEFAULT_HANDLER
 
 
+STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+
+
 @dataclass(frozen=True)
 class KinesisMappingSpec:
     stream_name: str
@@ -36,9 +39,21 @@ class KinesisMappingSpec:
     maximum_retry_attempts: int = -1  # -1: until the record expires
     maximum_record_age_seconds: int = -1  # -1: until the record expires
     starting_position: str = "TRIM_HORIZON"
+    starting_position_timestamp: float | None = None  # epoch seconds; with AT_TIMESTAMP only, as Lambda requires
     on_failure_bucket: str | None = None  # S3 on-failure destination: keeps the records themselves
     filter_patterns: tuple[dict[str, Any], ...] = ()
     report_batch_item_failures: bool = True
+    fan_out_consumer: str | None = None  # the enhanced fan-out consumer's name, when the mapping reads through one
+
+    def __post_init__(self) -> None:
+        if self.starting_position not in STARTING_POSITIONS:
+            raise ValueError(
+                f"StartingPosition {self.starting_position!r} is not one of {', '.join(STARTING_POSITIONS)}"
+            )
+        if self.starting_position == "AT_TIMESTAMP" and self.starting_position_timestamp is None:
+            raise ValueError("StartingPosition AT_TIMESTAMP needs a StartingPositionTimestamp")
+        if self.starting_position != "AT_TIMESTAMP" and self.starting_position_timestamp is not None:
+            raise ValueError(f"StartingPositionTimestamp is only valid with AT_TIMESTAMP, not {self.starting_position}")
 
 
 @dataclass(frozen=True)

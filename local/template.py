@@ -87,8 +87,9 @@ class StackTemplate:
         properties = mapping.properties
         source_id = _referenced_id(properties.get("EventSourceArn"))
         source = self.resources.get(source_id or "")
+        fan_out_consumer = None
         if source is not None and source.type == STREAM_CONSUMER:
-            # Enhanced fan-out: locally the consumer reads its stream directly.
+            fan_out_consumer = str(resolve(source.properties.get("ConsumerName", source.logical_id)))
             source = self.resources.get(_referenced_id(source.properties.get("StreamARN")) or "")
         if source is None or source.type not in (STREAM, QUEUE):
             raise TemplateError(f"{mapping.logical_id}: EventSourceArn is not a stream or queue of this template")
@@ -98,20 +99,26 @@ class StackTemplate:
         if source.type == STREAM:
             on_failure = properties.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
             bucket_id = _referenced_id(on_failure)
-            return KinesisMappingSpec(
-                stream_name=physical.refs[source.logical_id],
-                stream_arn=physical.attributes[(source.logical_id, "Arn")],
-                batch_size=int(properties.get("BatchSize", 100)),
-                batching_window_seconds=window,
-                parallelization_factor=int(properties.get("ParallelizationFactor", 1)),
-                bisect_on_error=bool(properties.get("BisectBatchOnFunctionError", False)),
-                maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", -1)),
-                maximum_record_age_seconds=int(properties.get("MaximumRecordAgeInSeconds", -1)),
-                starting_position=str(properties.get("StartingPosition", "TRIM_HORIZON")),
-                on_failure_bucket=physical.refs[bucket_id] if bucket_id else None,
-                filter_patterns=filters,
-                report_batch_item_failures=report_failures,
-            )
+            timestamp = properties.get("StartingPositionTimestamp")  # epoch seconds, as CloudFormation takes it
+            try:
+                return KinesisMappingSpec(
+                    stream_name=physical.refs[source.logical_id],
+                    stream_arn=physical.attributes[(source.logical_id, "Arn")],
+                    batch_size=int(properties.get("BatchSize", 100)),
+                    batching_window_seconds=window,
+                    parallelization_factor=int(properties.get("ParallelizationFactor", 1)),
+                    bisect_on_error=bool(properties.get("BisectBatchOnFunctionError", False)),
+                    maximum_retry_attempts=int(properties.get("MaximumRetryAttempts", -1)),
+                    maximum_record_age_seconds=int(properties.get("MaximumRecordAgeInSeconds", -1)),
+                    starting_position=str(properties.get("StartingPosition", "TRIM_HORIZON")),
+                    starting_position_timestamp=None if timestamp is None else float(timestamp),
+                    on_failure_bucket=physical.refs[bucket_id] if bucket_id else None,
+                    filter_patterns=filters,
+                    report_batch_item_failures=report_failures,
+                    fan_out_consumer=fan_out_consumer,
+                )
+            except ValueError as error:
+                raise TemplateError(f"{mapping.logical_id}: {error}") from error
         return SqsMappingSpec(
             queue_name=physical.attributes[(source.logical_id, "QueueName")],
             queue_url=physical.refs[source.logical_id],

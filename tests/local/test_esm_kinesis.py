@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import time
 from typing import Any
 
 import pytest
 
-from local.esm.kinesis import RECORD_AGE_EXCEEDED, RETRY_ATTEMPTS_EXHAUSTED
+from local.esm.kinesis import (
+    RECORD_AGE_EXCEEDED,
+    RETRY_ATTEMPTS_EXHAUSTED,
+    RETRY_BACKOFF_BASE_SECONDS,
+    RETRY_BACKOFF_CAP_SECONDS,
+    KinesisPoller,
+    retry_backoff_seconds,
+)
+from local.spec import ConsumerSpec, KinesisMappingSpec
 from tests.local.conftest import (
+    FAST_POLL_SECONDS,
     REGION,
     TIMED_OUT,
     FunctionError,
     LocalAws,
     ScriptedFunction,
     eventually,
+    function_spec,
     item_failures,
     kinesis_poller,
     raising,
@@ -25,6 +36,38 @@ from tests.local.conftest import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+class VirtualTime:
+    """The mapping's clock and its backoff sleep: a sleep returns at once and moves the clock on by its length,
+    so retries are counted against record ages without a test waiting out the backoff."""
+
+    def __init__(self) -> None:
+        self.skipped_seconds = 0.0
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return time.time() + self.skipped_seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.skipped_seconds += seconds
+        await asyncio.sleep(0)
+
+
+def poller_in_virtual_time(
+    aws: LocalAws, stream: tuple[str, str], function: Any, virtual_time: VirtualTime, **mapping: Any
+) -> KinesisPoller:
+    name, arn = stream
+    return KinesisPoller(
+        ConsumerSpec(function_spec(), KinesisMappingSpec(name, arn, **mapping)),
+        function,
+        endpoint_url=aws.endpoint_url,
+        region=REGION,
+        poll_interval_seconds=FAST_POLL_SECONDS,
+        clock=virtual_time.now,
+        sleep=virtual_time.sleep,
+    )
 
 
 def data_of(record: dict[str, Any]) -> bytes:
@@ -255,7 +298,9 @@ async def test_exhausted_retries_send_the_batch_with_its_records_to_the_on_failu
     bucket = aws.create_bucket()
     poison, good = aws.put_records(stream[0], [("key", b"poison"), ("key", b"good")])
     function = ScriptedFunction(fail_records_with(b"poison"))
-    poller = kinesis_poller(aws, stream, function, batch_size=1, maximum_retry_attempts=2, on_failure_bucket=bucket)
+    poller = poller_in_virtual_time(
+        aws, stream, function, VirtualTime(), batch_size=1, maximum_retry_attempts=2, on_failure_bucket=bucket
+    )
     # When the function keeps failing on the poison record
     async with running(poller):
         await eventually(lambda: [good] in function.batches, "the shard to move on")
@@ -279,6 +324,13 @@ async def test_exhausted_retries_send_the_batch_with_its_records_to_the_on_failu
     assert [data_of(record) for record in document["payload"]["Records"]] == [b"poison"]
     assert poller.stats.sent_to_on_failure == 1
     assert poller.stats.function_errors == 3
+    # And the function raised, so the response context says so (as in the LocalStack snapshot
+    # test_kinesis_event_source_mapping_with_on_failure_destination_config, key sqs_payload)
+    assert document["responseContext"] == {
+        "statusCode": 200,
+        "executedVersion": "$LATEST",
+        "functionError": "Unhandled",
+    }
 
 
 async def test_records_older_than_maximum_record_age_go_to_on_failure_without_an_invocation(aws: LocalAws) -> None:
@@ -297,11 +349,15 @@ async def test_records_older_than_maximum_record_age_go_to_on_failure_without_an
     # When the mapping reads it
     async with running(poller):
         await eventually(lambda: bool(aws.objects(bucket)), "the on-failure record")
-    # Then it goes to the on-failure destination unsent
+    # Then it goes to the on-failure destination unsent, with no response context
     (document,) = aws.objects(bucket)
     assert document["requestContext"]["condition"] == RECORD_AGE_EXCEEDED
     assert document["KinesisBatchInfo"]["startSequenceNumber"] == old
+    assert "responseContext" not in document
     assert function.events == []
+    # And, as AWS writes it for a record that expired before it was ever sent, approximateInvokeCount is 1
+    # (LocalStack test_kinesis_maximum_record_age_exceeded[expire-before-ingestion], key record_age_exceeded_payload)
+    assert document["requestContext"]["approximateInvokeCount"] == 1
 
 
 async def test_bisect_splits_a_failing_batch_until_the_poison_record_is_alone(aws: LocalAws) -> None:
@@ -310,10 +366,11 @@ async def test_bisect_splits_a_failing_batch_until_the_poison_record_is_alone(aw
     bucket = aws.create_bucket()
     one, two, three, four = aws.put_records(stream[0], [("k", b"1"), ("k", b"2"), ("k", b"poison"), ("k", b"4")])
     function = ScriptedFunction(fail_records_with(b"poison"))
-    poller = kinesis_poller(
+    poller = poller_in_virtual_time(
         aws,
         stream,
         function,
+        VirtualTime(),
         batch_size=4,
         bisect_on_error=True,
         maximum_retry_attempts=1,
@@ -349,20 +406,135 @@ async def test_bisect_with_a_partial_response_splits_at_the_reported_record_with
     assert aws.objects(bucket) == []
 
 
-async def test_without_bisect_a_partial_failure_counts_as_a_retry(aws: LocalAws) -> None:
-    # Given the same four records, bisect off and no retries allowed
+async def test_a_partial_failure_that_moves_the_checkpoint_gives_the_rest_a_fresh_retry_budget(
+    aws: LocalAws,
+) -> None:
+    # Given six records, the last one failing, BatchSize 3 and MaximumRetryAttempts 3: the setting of LocalStack's
+    # test_kinesis_report_batch_item_failures, recorded on AWS (snapshot keys kinesis_records and sqs_payload)
     stream = aws.create_stream()
     bucket = aws.create_bucket()
-    sequence_numbers = aws.put_records(stream[0], [("k", b"1"), ("k", b"2"), ("k", b"3"), ("k", b"4")])
-    function = ScriptedFunction(lambda records, invocation: item_failures(sequence_numbers[2]))
-    poller = kinesis_poller(aws, stream, function, batch_size=4, maximum_retry_attempts=0, on_failure_bucket=bucket)
-    # When the function reports the third record failed
+    sequence_numbers = aws.put_records(stream[0], [("k", f"r{index}".encode()) for index in range(6)])
+    last = sequence_numbers[-1]
+
+    def report_the_last_record(records: list[dict[str, Any]], invocation: int) -> object:
+        in_batch = [record["kinesis"]["sequenceNumber"] for record in records]
+        return item_failures(last) if last in in_batch else None
+
+    function = ScriptedFunction(report_the_last_record)
+    poller = poller_in_virtual_time(
+        aws, stream, function, VirtualTime(), batch_size=3, maximum_retry_attempts=3, on_failure_bucket=bucket
+    )
+    # When the function reports the last record failed every time it sees it
     async with running(poller):
         await eventually(lambda: bool(aws.objects(bucket)), "the on-failure record")
-    # Then the records from the reported one on are given up at once, the ones before it were delivered
-    assert function.batches == [sequence_numbers]
+    # Then, as on AWS, the record is delivered 5 times: once in its batch (which moved the checkpoint to it), then
+    # as a new batch of its own with a fresh budget, invoked once and retried 3 times
+    assert function.batches == [sequence_numbers[:3], sequence_numbers[3:], [last], [last], [last], [last]]
     (document,) = aws.objects(bucket)
-    assert [record["kinesis"]["sequenceNumber"] for record in document["payload"]["Records"]] == sequence_numbers[2:]
+    assert document["requestContext"]["condition"] == RETRY_ATTEMPTS_EXHAUSTED
+    assert document["requestContext"]["approximateInvokeCount"] == 4
+    assert (document["KinesisBatchInfo"]["startSequenceNumber"], document["KinesisBatchInfo"]["batchSize"]) == (last, 1)
+    # And the function answered (a partial response), so functionError is null
+    assert document["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": None}
+
+
+@pytest.mark.parametrize(
+    "invalid_response",
+    [{"batchItemFailures": [{"itemIdentifier": ""}]}, {"batchItemFailures": [{"itemIdentifier": None}]}],
+    ids=["empty_string_item_identifier_failure", "null_item_identifier_failure"],
+)
+async def test_an_invalid_partial_response_given_up_on_has_a_null_function_error(
+    aws: LocalAws, invalid_response: object
+) -> None:
+    # Given one record, BatchSize 1 and MaximumRetryAttempts 2: LocalStack's
+    # test_kinesis_report_batch_item_failure_scenarios[<id>], recorded on AWS (snapshot key sqs_payload)
+    stream = aws.create_stream()
+    bucket = aws.create_bucket()
+    (sequence_number,) = aws.put_records(stream[0], [("test", b"hello")])
+    function = ScriptedFunction(lambda records, invocation: invalid_response)
+    poller = poller_in_virtual_time(
+        aws, stream, function, VirtualTime(), batch_size=1, maximum_retry_attempts=2, on_failure_bucket=bucket
+    )
+    # When the function answers every invocation with an invalid partial response
+    async with running(poller):
+        await eventually(lambda: bool(aws.objects(bucket)), "the on-failure record")
+    # Then the whole batch failed 3 times and was given up, and the function answered: functionError null
+    assert function.batches == [[sequence_number]] * 3
+    (document,) = aws.objects(bucket)
+    assert document["requestContext"]["approximateInvokeCount"] == 3
+    assert document["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": None}
+
+
+async def test_an_empty_batch_item_failures_list_is_success_after_one_invocation(aws: LocalAws) -> None:
+    # Given one record, BatchSize 1, MaximumRetryAttempts 2 and an on-failure destination: LocalStack's
+    # test_kinesis_report_batch_item_success_scenarios[empty_batch_item_failure_success], recorded on AWS
+    # (snapshot key kinesis_events: one invocation)
+    stream = aws.create_stream()
+    bucket = aws.create_bucket()
+    (sequence_number,) = aws.put_records(stream[0], [("test", b"hello")])
+    function = ScriptedFunction(lambda records, invocation: {"batchItemFailures": []})
+    poller = kinesis_poller(aws, stream, function, batch_size=1, maximum_retry_attempts=2, on_failure_bucket=bucket)
+    # When the function answers {"batchItemFailures": []} and a later record follows
+    async with running(poller):
+        await eventually(lambda: len(function.events) == 1)
+        (later,) = aws.put_records(stream[0], [("test", b"later")])
+        await eventually(lambda: len(function.events) == 2)
+    # Then the first record was invoked once and the shard moved on; nothing was given up
+    assert function.batches == [[sequence_number], [later]]
+    assert aws.objects(bucket) == []
+    assert poller.stats.function_errors == 0
+
+
+def test_retries_back_off_exponentially_up_to_the_cap() -> None:
+    # Given the named backoff constants
+    # When the pauses before the first retries are computed
+    pauses = [retry_backoff_seconds(retry) for retry in range(1, 12)]
+    # Then they double from the base and stay at the cap
+    assert pauses[0] == RETRY_BACKOFF_BASE_SECONDS
+    assert all(later == min(2 * earlier, RETRY_BACKOFF_CAP_SECONDS) for earlier, later in itertools.pairwise(pauses))
+    assert pauses[-1] == RETRY_BACKOFF_CAP_SECONDS
+    # And a retry far down an endless budget still waits the cap
+    assert retry_backoff_seconds(10_000) == RETRY_BACKOFF_CAP_SECONDS
+
+
+def attempts_within(seconds: float) -> int:
+    """How many invocations start within `seconds` of the first when every one fails at once."""
+    attempts, elapsed = 1, 0.0
+    while (elapsed := elapsed + retry_backoff_seconds(attempts)) <= seconds:
+        attempts += 1
+    return attempts
+
+
+def test_the_backoff_gives_as_many_attempts_per_minute_as_aws_made() -> None:
+    # Given AWS's record: 8 invocations of an always-failing batch in the 60 s before its record expired
+    # (LocalStack test_kinesis_maximum_record_age_exceeded[expire-while-retrying], record_age_exceeded_payload)
+    # When the constants' schedule is laid over that minute
+    # Then it makes as many attempts, within the 4 to 16 per minute AWS shows early on
+    assert attempts_within(60) == 8
+    assert 4 <= attempts_within(60) <= 16
+
+
+async def test_a_failing_batch_is_retried_with_backoff_until_its_record_expires(aws: LocalAws) -> None:
+    # Given an always-failing function, endless retries and MaximumRecordAgeInSeconds 60, as in LocalStack's
+    # test_kinesis_maximum_record_age_exceeded[expire-while-retrying]
+    stream = aws.create_stream()
+    bucket = aws.create_bucket()
+    aws.put_records(stream[0], [("test", b"stream-data")])
+    function = ScriptedFunction(raising())
+    virtual_time = VirtualTime()
+    poller = poller_in_virtual_time(
+        aws, stream, function, virtual_time, maximum_record_age_seconds=60, on_failure_bucket=bucket
+    )
+    # When the mapping retries it until it is too old (the backoff waits are skipped, the clock moves on by them)
+    async with running(poller):
+        await eventually(lambda: bool(aws.objects(bucket)), "the on-failure record")
+    # Then it was invoked as often as the backoff allows in a minute (real time spent in between can only make the
+    # record expire sooner), with pauses that grew, and given up as too old
+    assert attempts_within(60) - 1 <= len(function.events) <= attempts_within(60)
+    assert virtual_time.sleeps == [retry_backoff_seconds(retry) for retry in range(1, len(function.events) + 1)]
+    (document,) = aws.objects(bucket)
+    assert document["requestContext"]["condition"] == RECORD_AGE_EXCEEDED
+    assert document["requestContext"]["approximateInvokeCount"] == len(function.events)
 
 
 async def test_filter_criteria_drop_records_whose_json_data_does_not_match(aws: LocalAws) -> None:

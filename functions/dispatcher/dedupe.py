@@ -31,8 +31,8 @@ def _sqs_key(subscription: str, record: SourceRecord) -> str:
 def lookup_keys(subscription: str, batch: Batch) -> list[str]:
     """Keys under which earlier invocations may have recorded records of this batch."""
     if batch.kind is SourceKind.KINESIS:
-        first = min(batch.records, key=lambda record: record.sequence_number)
-        return [_kinesis_key(subscription, first)]
+        positioned = _with_sequence_numbers(batch.records)
+        return [_kinesis_key(subscription, min(positioned, key=_sequence_number))] if positioned else []
     return [_sqs_key(subscription, record) for record in batch.records if record.receive_count > 1]
 
 
@@ -40,13 +40,26 @@ def markers_after_partial_failure(
     subscription: str, batch: Batch, finished: Iterable[SourceRecord], failed: Sequence[SourceRecord]
 ) -> dict[str, frozenset[str]]:
     """What Lambda will re-send although it is finished (delivered or parked), keyed for the next lookup."""
-    if batch.kind is not SourceKind.KINESIS or not failed:
+    failed_positioned = _with_sequence_numbers(failed)
+    if batch.kind is not SourceKind.KINESIS or not failed_positioned:
         return {}
-    checkpoint = min(failed, key=lambda record: record.sequence_number)
+    checkpoint = min(failed_positioned, key=_sequence_number)
     resent_anyway = frozenset(
-        record.item_identifier for record in finished if record.sequence_number > checkpoint.sequence_number
+        record.item_identifier
+        for record in _with_sequence_numbers(finished)
+        if _sequence_number(record) > _sequence_number(checkpoint)
     )
     return {_kinesis_key(subscription, checkpoint): resent_anyway} if resent_anyway else {}
+
+
+def _with_sequence_numbers(records: Iterable[SourceRecord]) -> list[SourceRecord]:
+    """Records whose sequence number is readable: only they can be a checkpoint Lambda re-sends from."""
+    return [record for record in records if record.sequence_number is not None]
+
+
+def _sequence_number(record: SourceRecord) -> int:
+    assert record.sequence_number is not None
+    return record.sequence_number
 
 
 def progress_markers(subscription: str, batch: Batch, finished: Sequence[SourceRecord]) -> dict[str, frozenset[str]]:
@@ -54,6 +67,7 @@ def progress_markers(subscription: str, batch: Batch, finished: Sequence[SourceR
     if not finished:
         return {}
     if batch.kind is SourceKind.KINESIS:
-        (batch_start_key,) = lookup_keys(subscription, batch)
-        return {batch_start_key: frozenset(record.item_identifier for record in finished)}
+        return {
+            key: frozenset(record.item_identifier for record in finished) for key in lookup_keys(subscription, batch)
+        }
     return {_sqs_key(subscription, record): frozenset((record.item_identifier,)) for record in finished}

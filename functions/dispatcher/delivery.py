@@ -209,7 +209,8 @@ class _BatchRun:
             key = self.batch.records[index].partition_key
             lanes.setdefault(key if ordered and key is not None else index, []).append(index)
         for lane in lanes.values():
-            lane.sort(key=lambda index: self.batch.records[index].sequence_number)
+            # Records without a readable sequence number are parked before anything is sent: any place will do.
+            lane.sort(key=lambda index: self.batch.records[index].sequence_number or 0)
         return list(lanes.values())
 
     async def _run_lane(self, lane: list[int]) -> None:
@@ -223,7 +224,7 @@ class _BatchRun:
                     f"{record.partition_key!r} was not delivered",
                 )
             else:
-                result = await self._deliver(index)
+                result = await self._deliver_contained(index)
             self._settle(index, result)
             if result.outcome is Outcome.FAILED and held_back_by is None:
                 held_back_by = record
@@ -237,6 +238,19 @@ class _BatchRun:
             future = self._leader_result(webhook_id)
             if not future.done():
                 future.set_result(result)
+
+    async def _deliver_contained(self, index: int) -> RecordResult:
+        """One record's unforeseen error must not fail the other records of the batch: it is reported
+        for retry (and logged with its trace) while the rest of the batch goes out."""
+        try:
+            return await self._deliver(index)
+        except Exception as error:
+            record = self.batch.records[index]
+            logger.exception(
+                "unexpected error delivering a record; reported for retry",
+                extra={"webhook_id": record.webhook_id, "source_position": record.position_for_logs()},
+            )
+            return RecordResult(Outcome.FAILED, reason=f"unexpected {type(error).__name__}")
 
     async def _deliver(self, index: int) -> RecordResult:
         record = self.batch.records[index]
@@ -388,13 +402,13 @@ class _BatchRun:
             "User-Agent": USER_AGENT,
             "webhook-id": record.webhook_id,
             "Idempotency-Key": record.webhook_id,
-            "dispatch-source": record.source_name,
+            "dispatch-source": header_safe(record.source_name),
             "dispatch-produced-at": rfc3339(record.produced_at),
         }
         if record.partition_key is not None:
             headers["dispatch-partition-key"] = header_safe(record.partition_key)
         if record.sequence is not None:
-            headers["dispatch-sequence"] = record.sequence
+            headers["dispatch-sequence"] = header_safe(record.sequence)
         return headers
 
     def _attempt_headers(self, record: SourceRecord, attempt: int, record_headers: dict[str, str]) -> dict[str, str]:
@@ -428,7 +442,7 @@ class _BatchRun:
                     "record parked in the dead-letter queue",
                     extra={
                         "webhook_id": record.webhook_id,
-                        "source_position": record.position(),
+                        "source_position": record.position_for_logs(),
                         "reason": result.reason,
                     },
                 )
@@ -501,7 +515,7 @@ class _BatchRun:
                         "record not delivered; reported for retry",
                         extra={
                             "webhook_id": record.webhook_id,
-                            "source_position": record.position(),
+                            "source_position": record.position_for_logs(),
                             "reason": result.reason,
                         },
                     )

@@ -3,6 +3,12 @@
 One parser serves all three sources; the kind is detected from the records themselves.
 Each record carries what the endpoint contract needs: its payload bytes, its stable webhook-id and
 its position in the source (for ordering headers, failure reports, the dead-letter queue and dedupe).
+
+A record never fails its batch: whatever is wrong with one record's contents (data that is not base64,
+a body that is not UTF-8, JSON too deep or with absurd numbers, a malformed sequence number or
+timestamp, characters no header may carry) ends with that record delivered as bytes or parked with
+the reason. Only an event without the shape Lambda gives every Kinesis or SQS batch (the fields that
+name a record to Lambda: its source, its sequence number or message id) raises UnsupportedEventError.
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn
 from urllib.parse import quote
 
-T = TypeVar("T")
-
-HEADER_SAFE_CHARACTERS = frozenset(chr(code) for code in range(0x21, 0x7F))
+# Visible ASCII but "%": a value made only of these is its own header value. "%" is left out so that
+# percent-encoding stays injective ("a b" -> "a%20b", "a%20b" -> "a%2520b").
+HEADER_SAFE_CHARACTERS = frozenset(chr(code) for code in range(0x21, 0x7F)) - {"%"}
+# Kinesis and FIFO sequence numbers are decimal strings; the Kinesis API's pattern allows up to 129 digits
+# (`0|([1-9]\d{0,128})`; today's are 56).
+MAX_SEQUENCE_DIGITS = 129
+MAX_SHOWN_CHARACTERS = 80  # of a malformed field's value quoted in a parking reason
 
 
 class UnsupportedEventError(ValueError):
@@ -41,20 +51,16 @@ class SourceRecord:
     source_name: str  # stream or queue name
     source_arn: str
     payload: bytes
-    webhook_id: str
+    webhook_id: str  # always a valid header value
     is_json: bool
     produced_at: datetime
     partition_key: str | None = None  # Kinesis partition key or FIFO message group
-    sequence: str | None = None  # Kinesis or FIFO sequence number (decimal string)
+    sequence: str | None = None  # Kinesis or FIFO sequence number (decimal string, as the source wrote it)
+    sequence_number: int | None = None  # `sequence` as an integer, when it is one: compare these, never strings
     shard_id: str | None = None
     receive_count: int = 1  # SQS ApproximateReceiveCount; Kinesis does not say
-    unreadable_reason: str | None = None  # set when the payload could not be decoded: park, never crash
+    unreadable_reason: str | None = None  # set when the record cannot be delivered as it is: park, never crash
     extra_position: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def sequence_number(self) -> int:
-        """Kinesis and FIFO sequence numbers are up to 128-bit decimals: compare them as integers."""
-        return int(self.sequence) if self.sequence is not None else 0
 
     def position(self) -> dict[str, Any]:
         """Where the record came from, as the dead-letter format's `source` object."""
@@ -70,6 +76,14 @@ class SourceRecord:
             if self.kind is SourceKind.SQS_FIFO:
                 position |= {"message_group_id": self.partition_key, "sequence_number": self.sequence}
         return position | dict(self.extra_position)
+
+    def position_for_logs(self) -> dict[str, Any]:
+        """`position()` without message attribute values, which may carry producers' secrets: names only."""
+        position = self.position()
+        attributes = position.pop("message_attributes", None)
+        if isinstance(attributes, Mapping):
+            position["message_attribute_names"] = sorted(map(str, attributes))
+        return position
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,37 +114,43 @@ def parse_event(event: Mapping[str, Any]) -> Batch:
     elif sources == {"aws:sqs"}:
         records = tuple(_sqs_record(raw) for raw in raw_records)
         kind = records[0].kind
-        if any(record.kind is not kind for record in records):
-            raise UnsupportedEventError("event mixes FIFO and standard SQS records")
     else:
         raise UnsupportedEventError(
             f"unsupported eventSource {sorted(map(str, sources))}: expected 'aws:kinesis' or 'aws:sqs'"
         )
     if len({record.source_arn for record in records}) > 1:
-        raise UnsupportedEventError("event mixes records of several sources")
+        raise UnsupportedEventError("event mixes records of several sources (eventSourceARN differs)")
     return Batch(kind=kind, source_name=records[0].source_name, records=records)
 
 
 def _kinesis_record(raw: Mapping[str, Any]) -> SourceRecord:
-    kinesis = _required(raw, "kinesis", dict)
-    sequence = _required(kinesis, "sequenceNumber", str)
-    data = kinesis.get("data")
-    if not isinstance(data, str):  # an empty string is a valid, empty record
-        raise UnsupportedEventError(f"record field 'data' is missing or not a str: {data!r}")
-    partition_key = _required(kinesis, "partitionKey", str)
-    arn = _required(raw, "eventSourceARN", str)
+    kinesis = raw.get("kinesis")
+    if not isinstance(kinesis, Mapping):
+        _unsupported("kinesis", kinesis, "an object")
+    sequence = _identifier(kinesis, "sequenceNumber")
+    arn = _identifier(raw, "eventSourceARN")
     stream = arn.rsplit("/", 1)[-1]
-    shard_id = str(raw.get("eventID", "")).split(":", 1)[0] or "shardId-unknown"
-    produced_at = datetime.fromtimestamp(float(kinesis.get("approximateArrivalTimestamp", 0)), tz=UTC)
+    problems: list[str] = []
+    sequence_number = _sequence_number("sequenceNumber", sequence, problems)
+    data = kinesis.get("data")
+    if isinstance(data, str):  # an empty string is a valid, empty record
+        try:
+            payload = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as error:
+            # Keep the raw field so nothing is lost; the record is parked with this reason.
+            payload = _utf8(data)
+            problems.append(f"Kinesis data is not valid base64 ({error}); payload_base64 holds the raw field")
+    else:
+        payload = b""
+        problems.append(f"Kinesis field 'data' is {_kind_of(data)}, not a base64 string")
+    partition_key = kinesis.get("partitionKey")
+    if not isinstance(partition_key, str):
+        problems.append(f"Kinesis field 'partitionKey' is {_kind_of(partition_key)}, not a string")
+        partition_key = None
+    event_id = raw.get("eventID")
+    shard_id = (event_id.split(":", 1)[0] if isinstance(event_id, str) else "") or "shardId-unknown"
     position_id = f"{stream}:{sequence}"
-    try:
-        payload = base64.b64decode(data, validate=True)
-        unreadable_reason = None
-    except (binascii.Error, ValueError) as error:
-        # Keep the raw field so nothing is lost; the record is parked with this reason.
-        payload = data.encode()
-        unreadable_reason = f"Kinesis data is not valid base64 ({error}); payload_base64 holds the raw field"
-    is_json, webhook_id = _inspect_payload(payload, position_id) if unreadable_reason is None else (False, position_id)
+    is_json, webhook_id = _inspect_payload(payload, position_id) if not problems else (False, header_safe(position_id))
     return SourceRecord(
         item_identifier=sequence,
         kind=SourceKind.KINESIS,
@@ -139,34 +159,48 @@ def _kinesis_record(raw: Mapping[str, Any]) -> SourceRecord:
         payload=payload,
         webhook_id=webhook_id,
         is_json=is_json,
-        produced_at=produced_at,
+        produced_at=_timestamp(kinesis.get("approximateArrivalTimestamp"), scale=1),
         partition_key=partition_key,
         sequence=sequence,
+        sequence_number=sequence_number,
         shard_id=shard_id,
-        unreadable_reason=unreadable_reason,
+        unreadable_reason="; ".join(problems) or None,
     )
 
 
 def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
-    message_id = _required(raw, "messageId", str)
-    body = _required(raw, "body", str)
-    arn = _required(raw, "eventSourceARN", str)
-    attributes = raw.get("attributes") or {}
+    message_id = _identifier(raw, "messageId")
+    arn = _identifier(raw, "eventSourceARN")
     queue = arn.rsplit(":", 1)[-1]
-    group = attributes.get("MessageGroupId")
-    is_fifo = queue.endswith(".fifo") or group is not None
-    sent_ms = int(attributes.get("SentTimestamp", "0"))
-    payload = body.encode()
+    is_fifo = queue.endswith(".fifo")
+    problems: list[str] = []
+    body = raw.get("body")
+    if isinstance(body, str):
+        payload = _utf8(body)
+    else:
+        payload = b""
+        problems.append(f"SQS field 'body' is {_kind_of(body)}, not a string")
+    attributes = raw.get("attributes")
+    if not isinstance(attributes, Mapping):
+        attributes = {}
+    extra: dict[str, Any] = {}
+    group = sequence = sequence_number = None
     if is_fifo:
-        dedup_id = attributes.get("MessageDeduplicationId") or message_id
+        group = _attribute(attributes, "MessageGroupId")
+        if group is None:
+            problems.append("FIFO message has no MessageGroupId attribute")
+        sequence = _attribute(attributes, "SequenceNumber")
+        sequence_number = _sequence_number("SequenceNumber", sequence or "", problems)
+        dedup_id = _attribute(attributes, "MessageDeduplicationId") or message_id
         position_id = f"{queue}:{dedup_id}"
-        extra: dict[str, Any] = {"message_deduplication_id": dedup_id}
+        extra["message_deduplication_id"] = dedup_id
     else:
         position_id = message_id
-        extra = {}
     if raw.get("messageAttributes"):
         extra["message_attributes"] = raw["messageAttributes"]
-    is_json, webhook_id = _inspect_payload(payload, position_id)
+    is_json, webhook_id = _inspect_payload(payload, position_id) if not problems else (False, header_safe(position_id))
+    receive_count = _decimal(_attribute(attributes, "ApproximateReceiveCount"))
+    sent_ms = _decimal(_attribute(attributes, "SentTimestamp"))
     return SourceRecord(
         item_identifier=message_id,
         kind=SourceKind.SQS_FIFO if is_fifo else SourceKind.SQS,
@@ -175,37 +209,97 @@ def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
         payload=payload,
         webhook_id=webhook_id,
         is_json=is_json,
-        produced_at=datetime.fromtimestamp(sent_ms / 1000, tz=UTC),
+        produced_at=_timestamp(sent_ms, scale=1000),
         partition_key=group,
-        sequence=attributes.get("SequenceNumber") if is_fifo else None,
-        receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+        sequence=sequence,
+        sequence_number=sequence_number,
+        # An unreadable count might be a re-send: look the message up rather than risk a second POST.
+        receive_count=receive_count if receive_count is not None else 2,
+        unreadable_reason="; ".join(problems) or None,
         extra_position=extra,
     )
 
 
 def _inspect_payload(payload: bytes, position_id: str) -> tuple[bool, str]:
-    """(is the payload JSON, webhook-id): the payload's own string "id" wins over the source position."""
+    """(is the payload JSON, webhook-id): the payload's own string "id" wins over the source position.
+
+    JSON this function cannot read (not UTF-8, NaN or Infinity, nested deeper than the parser's
+    recursion limit, integers longer than Python accepts) is delivered as bytes under the position's id.
+    """
     try:
-        document = json.loads(payload)
-    except ValueError:  # includes UnicodeDecodeError
-        return False, position_id
+        document = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # ValueError includes UnicodeDecodeError and JSONDecodeError
+        return False, header_safe(position_id)
     if isinstance(document, dict):
         own_id = document.get("id")
         if isinstance(own_id, str) and own_id:
             return True, header_safe(own_id)
-    return True, position_id
+    return True, header_safe(position_id)
 
 
-def _required(container: Mapping[str, Any], key: str, kind: type[T]) -> T:
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _identifier(container: Mapping[str, Any], key: str) -> str:
+    """A field Lambda itself writes to name the record or its source: without it the event is not a batch."""
     value = container.get(key)
-    if not isinstance(value, kind) or (isinstance(value, str) and not value):
-        raise UnsupportedEventError(f"record field {key!r} is missing or not a {kind.__name__}: {value!r}")
-    return cast(T, value)
+    if not isinstance(value, str) or not value:
+        _unsupported(key, value, "a non-empty string")
+    return value
+
+
+def _unsupported(key: str, value: object, expected: str) -> NoReturn:
+    raise UnsupportedEventError(f"record field {key!r} is missing or not {expected}: got {_kind_of(value)}")
+
+
+def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:
+    value = attributes.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def _decimal(text: str | None) -> int | None:
+    """ASCII digits only: int() would also take '+1', ' 1', '1_0' and other scripts' digits."""
+    if text is None or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
+def _sequence_number(name: str, text: str, problems: list[str]) -> int | None:
+    number = _decimal(text) if len(text) <= MAX_SEQUENCE_DIGITS else None
+    if number is None:
+        problems.append(f"{name} {_shown(text)} is not a decimal of at most {MAX_SEQUENCE_DIGITS} digits")
+    return number
+
+
+def _timestamp(value: object, scale: int) -> datetime:
+    """`value / scale` seconds since the epoch; the epoch itself when the source wrote no usable time
+    (the time only labels the record, so a bad one must not keep it from being delivered)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value / scale, tz=UTC)
+        except (ValueError, OverflowError, OSError):
+            pass
+    return datetime.fromtimestamp(0, tz=UTC)
+
+
+def _utf8(text: str) -> bytes:
+    """The text's bytes; lone surrogates (which JSON escapes can carry) are kept, not refused."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _kind_of(value: object) -> str:
+    return "missing" if value is None else f"a {type(value).__name__}"
+
+
+def _shown(text: str) -> str:
+    shown = repr(text[:MAX_SHOWN_CHARACTERS])
+    return shown if len(text) <= MAX_SHOWN_CHARACTERS else f"{shown}..."
 
 
 def header_safe(value: str) -> str:
     """Header values must be visible ASCII: anything else (a Unicode partition key, CR/LF that would
-    inject a header) is percent-encoded."""
+    inject a header) is percent-encoded, "%" included, so two values never encode alike."""
     if value and all(character in HEADER_SAFE_CHARACTERS for character in value):
         return value
-    return quote(value, safe="")
+    return quote(_utf8(value), safe="")

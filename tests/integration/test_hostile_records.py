@@ -1,0 +1,76 @@
+"""Hostile records through the Lambda entry point, with aiohttp sending to a real endpoint on 127.0.0.1
+(issue 8, items 4, 6 and 7): what the in-memory fakes cannot show is the HTTP client refusing a header
+value, or Powertools writing a log line."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from dispatcher.records import header_safe
+from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
+from tests.fakes import SECRET
+from tests.integration.conftest import AwsResources, FakeLambdaContext, HandlerLoader
+from tests.integration.support import LoopbackEndpoint, recorded_logs
+
+pytestmark = pytest.mark.integration
+
+NESTED_1000_DEEP = b"[" * 1_000 + b"]" * 1_000  # about 2 KB: a RecursionError for Python's json module
+
+
+def test_deeply_nested_json_neither_fails_the_batch_nor_stops_its_neighbours(
+    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+) -> None:
+    # Given a Kinesis batch whose middle record is JSON nested 1,000 deep
+    module = load_handler()
+    batch = event(
+        kinesis_record(0, {"id": "evt-0"}, "pk-0"),
+        kinesis_record(1, NESTED_1000_DEEP, "pk-1"),
+        kinesis_record(2, {"id": "evt-2"}, "pk-2"),
+    )
+    # When Lambda invokes the function with it
+    response = module.handler(batch, FakeLambdaContext())
+    # Then every record reaches the endpoint, the nested one as its exact bytes under its position's id,
+    # signed so that a Standard Webhooks receiver verifies it
+    assert response == {"batchItemFailures": []}
+    fallback_id = f"{STREAM}:{sequence_number(1)}"
+    assert endpoint.hits() == {"evt-0": 1, fallback_id: 1, "evt-2": 1}
+    (nested,) = endpoint.for_id(fallback_id)
+    assert nested.body == NESTED_1000_DEEP
+    assert nested.headers["content-type"] == "application/octet-stream"
+    # (the reference package's verify() parses the body as JSON after checking it, so sign() is compared)
+    signed_at = datetime.fromtimestamp(int(nested.headers["webhook-timestamp"]), tz=UTC)
+    expected = Webhook(SECRET).sign(fallback_id, signed_at, nested.body.decode())
+    assert expected in nested.headers["webhook-signature"].split()
+    assert aws.dead_letters() == []
+
+
+def test_header_hostile_source_fields_reach_the_endpoint_encoded(
+    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+) -> None:
+    # Given an SQS FIFO batch whose queue name, message ids and deduplication ids carry CR/LF and non-ASCII,
+    # and a message the endpoint refuses, with a message attribute holding a credential
+    module = load_handler()
+    queue = "jobs\r\nX-Injected 1ü.fifo"
+    hostile = sqs_record("m\r\n1", {"amount": 1}, queue=queue, group="g\r\nü", sequence=1, dedup_id="d\r\nü")
+    plain = sqs_record("m-2", {"amount": 2}, queue=queue, group="g-2", sequence=2, dedup_id="d-2")
+    plain["messageAttributes"] = {"token": {"stringValue": "attribute-secret-value", "dataType": "String"}}
+    endpoint.always(header_safe(f"{queue}:d-2"), 410)  # parked: its log line names its position
+    # When Lambda invokes the function with it
+    with recorded_logs("dispatcher.delivery", "callback-dispatcher") as logged:
+        response = module.handler(event(hostile, plain), FakeLambdaContext())
+    # Then the HTTP client sends every header (nothing is rejected), the hostile one encoded
+    assert response == {"batchItemFailures": []}
+    (received,) = endpoint.for_id(header_safe(f"{queue}:d\r\nü"))
+    assert received.headers["dispatch-source"] == header_safe(queue)
+    assert received.headers["dispatch-partition-key"] == header_safe("g\r\nü")
+    assert json.loads(received.body) == {"amount": 1}
+    # And the parked record's log line names the message attribute, never its value
+    (parked,) = aws.dead_letters()
+    assert parked["source"]["message_id"] == "m-2"
+    (park_warning,) = [record for record in logged if record.getMessage().startswith("record parked")]
+    assert park_warning.__dict__["source_position"]["message_attribute_names"] == ["token"]
+    assert all("attribute-secret-value" not in repr(record.__dict__) for record in logged)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,10 +81,11 @@ async def _serve(arguments: argparse.Namespace, workdir: Path, terminal: Termina
 
 def connection_help(system: LocalSystem) -> Text:
     """How to reach the embedded AWS from another shell: the variables to export, and commands that work as printed."""
-    streams = sorted(
-        {c.spec.mapping.stream_name for c in system.consumers if isinstance(c.spec.mapping, KinesisMappingSpec)}
+    readers = Counter(
+        c.spec.mapping.stream_name for c in system.consumers if isinstance(c.spec.mapping, KinesisMappingSpec)
     )
-    stream = streams[0] if streams else "<stream>"
+    # The example stream is the one most subscriptions read (ties by name): an event there shows the most.
+    stream = min(readers, key=lambda name: (-readers[name], name), default="<stream>")
     event = shlex.quote(EXAMPLE_EVENT)
     endpoint = system.aws.endpoint_url
     return Text(

@@ -13,12 +13,17 @@ from typing import Any
 from dispatcher.config import DLQ_URL_ENV, SUBSCRIPTION_ENV
 from local.aws import DEFAULT_PORT, LOCAL_REGION, EmbeddedAws
 from local.esm import create_poller
+from local.esm.checkpoints import checkpoint_table_definition
+from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED
 from local.spec import ConsumerSpec, ConsumerStats, KinesisMappingSpec, SqsMappingSpec
 from local.synth import synthesize
 from local.template import StackTemplate
 from local.workers import FunctionRunner
 
 NAME_PREFIX = "dev"
+# Where the Kinesis pollers keep their shard checkpoints: a table of the embedded AWS that is not part of the
+# template, as Lambda keeps a mapping's checkpoints on its own side.
+CHECKPOINT_TABLE = "dispatcher-local-kinesis-checkpoints"
 
 
 @dataclass
@@ -43,6 +48,14 @@ class RunningConsumer:
         if isinstance(mapping, SqsMappingSpec):
             return mapping.is_fifo
         return bool(json.loads(self.spec.function.environment[SUBSCRIPTION_ENV]).get("ordering") != "none")
+
+    @property
+    def fidelity_note(self) -> str | None:
+        """Where this consumer's local mapping knowingly differs from Lambda's, for the status table."""
+        mapping = self.spec.mapping
+        if isinstance(mapping, KinesisMappingSpec) and mapping.fan_out_consumer:
+            return FAN_OUT_POLLED_AS_SHARED
+        return None
 
 
 class LocalSystem:
@@ -74,6 +87,7 @@ class LocalSystem:
         self.source_dead_letter_urls = self._source_dead_letter_urls(template, physical.refs)
         secret_ids = {json.loads(spec.function.environment[SUBSCRIPTION_ENV])["signing_secret"] for spec in specs}
         self.signing_secrets = self.aws.create_signing_secrets(secret_ids)
+        self._create_checkpoint_table()
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         for spec in specs:
@@ -85,7 +99,14 @@ class LocalSystem:
                 region=LOCAL_REGION,
                 environment_overrides=self.aws.environment(),
             )
-            poller = create_poller(spec, runner, endpoint_url=self.aws.endpoint_url, region=LOCAL_REGION, stats=stats)
+            poller = create_poller(
+                spec,
+                runner,
+                endpoint_url=self.aws.endpoint_url,
+                region=LOCAL_REGION,
+                stats=stats,
+                checkpoint_table=CHECKPOINT_TABLE,
+            )
             task = asyncio.create_task(poller.run(), name=f"poller-{spec.function.name}")
             self.consumers.append(RunningConsumer(spec, stats, runner, task))
 
@@ -97,6 +118,11 @@ class LocalSystem:
                 await consumer.task
         await asyncio.gather(*(consumer.runner.close() for consumer in self.consumers), return_exceptions=True)
         self.aws.stop()
+
+    def _create_checkpoint_table(self) -> None:
+        dynamodb = self.aws.client("dynamodb")
+        with contextlib.suppress(dynamodb.exceptions.ResourceInUseException):  # kept from an earlier start
+            dynamodb.create_table(**checkpoint_table_definition(CHECKPOINT_TABLE))
 
     def secret_of(self, consumer: RunningConsumer) -> str:
         secret_id = json.loads(consumer.spec.function.environment[SUBSCRIPTION_ENV])["signing_secret"]

@@ -35,8 +35,12 @@ def create_poller(
     endpoint_url: str,
     region: str,
     stats: ConsumerStats | None = None,
+    checkpoint_table: str | None = None,
 ) -> Poller:
-    """The poller for the consumer's mapping, invoking `function` and counting into `stats`."""
+    """The poller for the consumer's mapping, invoking `function` and counting into `stats`; a Kinesis poller
+    keeps its checkpoints in `checkpoint_table` (local/esm/checkpoints.py) when given one."""
     if isinstance(consumer.mapping, KinesisMappingSpec):
-        return KinesisPoller(consumer, function, endpoint_url=endpoint_url, region=region, stats=stats)
+        return KinesisPoller(
+            consumer, function, endpoint_url=endpoint_url, region=region, stats=stats, checkpoint_table=checkpoint_table
+        )
     return SqsPoller(consumer, function, endpoint_url=endpoint_url, region=region, stats=stats)

@@ -89,7 +89,10 @@ async def test_at_timestamp_starts_at_the_first_record_that_arrived_at_or_after_
     early_arrival, late_arrival = arrival_of(aws, stream[0], early), arrival_of(aws, stream[0], late)
     assert late_arrival > early_arrival
     function = ScriptedFunction()
-    mapping = {"starting_position": "AT_TIMESTAMP", "starting_position_timestamp": (early_arrival + late_arrival) / 2}
+    mapping: dict[str, Any] = {
+        "starting_position": "AT_TIMESTAMP",
+        "starting_position_timestamp": (early_arrival + late_arrival) / 2,
+    }
     # When the mapping reads the shard
     async with running(poller(aws, stream, function, **mapping)):
         await eventually(lambda: bool(function.events))

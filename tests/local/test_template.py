@@ -163,3 +163,56 @@ def test_signing_secrets_are_created_locally(local_aws: EmbeddedAws) -> None:
     stored = local_aws.client("secretsmanager").get_secret_value(SecretId="payments/ledger-hook")["SecretString"]
     assert stored == values["payments/ledger-hook"]
     assert stored.startswith("whsec_")
+
+
+def with_mapping_a(**properties: Any) -> dict[str, Any]:
+    """The template with MappingA's properties updated."""
+    document: dict[str, Any] = json.loads(json.dumps(TEMPLATE))
+    document["Resources"]["MappingA"]["Properties"].update(properties)
+    return document
+
+
+def created(local_aws: EmbeddedAws, document: dict[str, Any]) -> tuple[StackTemplate, Any, Any]:
+    """The template created afresh: moto keeps one state per process, shared by its servers, so reset it first."""
+    urlopen(Request(f"{local_aws.endpoint_url}/moto-api/reset", method="POST")).close()
+    template = StackTemplate.parse(document)
+    physical, resolve = local_aws.create(template, "dev-test")
+    return template, physical, resolve
+
+
+def test_at_timestamp_mappings_start_at_the_template_timestamp(local_aws: EmbeddedAws) -> None:
+    # Given a Kinesis mapping starting AT_TIMESTAMP with a StartingPositionTimestamp (epoch seconds)
+    template, physical, resolve = created(
+        local_aws, with_mapping_a(StartingPosition="AT_TIMESTAMP", StartingPositionTimestamp=1767225600)
+    )
+    # When the consumers are read from the template
+    (mapping,) = [spec.mapping for spec in template.consumers(physical, resolve) if spec.function.subscription == "a"]
+    # Then the mapping starts there
+    assert isinstance(mapping, KinesisMappingSpec)
+    assert (mapping.starting_position, mapping.starting_position_timestamp) == ("AT_TIMESTAMP", 1767225600.0)
+
+
+def test_an_at_timestamp_mapping_without_its_timestamp_is_refused_naming_the_mapping(local_aws: EmbeddedAws) -> None:
+    # Given a Kinesis mapping starting AT_TIMESTAMP without StartingPositionTimestamp, which Lambda refuses
+    template, physical, resolve = created(local_aws, with_mapping_a(StartingPosition="AT_TIMESTAMP"))
+    # When the consumers are read from the template
+    # Then the error names the mapping and what it lacks
+    with pytest.raises(
+        TemplateError, match="MappingA: StartingPosition AT_TIMESTAMP needs a StartingPositionTimestamp"
+    ):
+        template.consumers(physical, resolve)
+
+
+def test_an_enhanced_fan_out_mapping_reads_its_stream_and_names_its_consumer(local_aws: EmbeddedAws) -> None:
+    # Given a Kinesis mapping whose source is an enhanced fan-out consumer of the stream
+    document = with_mapping_a(EventSourceArn={"Fn::GetAtt": ["FanOut", "ConsumerARN"]})
+    document["Resources"]["FanOut"] = {
+        "Type": "AWS::Kinesis::StreamConsumer",
+        "Properties": {"ConsumerName": "dev-a-fan-out", "StreamARN": {"Fn::GetAtt": ["Orders", "Arn"]}},
+    }
+    template, physical, resolve = created(local_aws, document)
+    # When the consumers are read from the template
+    (mapping,) = [spec.mapping for spec in template.consumers(physical, resolve) if spec.function.subscription == "a"]
+    # Then the mapping reads the consumer's stream and knows the consumer by name
+    assert isinstance(mapping, KinesisMappingSpec)
+    assert (mapping.stream_name, mapping.fan_out_consumer) == ("dev-orders", "dev-a-fan-out")

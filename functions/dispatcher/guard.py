@@ -75,7 +75,9 @@ def read_endpoint(url: str) -> Endpoint:
     try:
         parsed = URL(url)
         written = urlsplit(url)
-    except ValueError as error:
+    # Whatever a parser raises on hostile input is a refusal, its own bugs included: yarl 1.25 raises
+    # IndexError for "http://[]@/".
+    except (ValueError, LookupError) as error:
         raise EndpointRefusedError(
             f"URL cannot be parsed by the HTTP client: {_without_user_info(error, url)}"
         ) from None

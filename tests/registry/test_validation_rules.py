@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from infra.registry import load_registry
+from infra.registry import RegistryError, load_registry
+from tests.hostile_spellings import fullwidth, ideographic
 from tests.registry.builders import (
     Document,
     fifo_subscription,
@@ -95,6 +96,42 @@ SINGLE_SUBSCRIPTION_CASES: list[tuple[str, Document, str]] = [
         stream_subscription(endpoint="https://[fd00:ec2::254]/latest"),
         AT + "endpoint: fd00:ec2::254 is a cloud metadata address (always refused); "
         "allowed: a public address or DNS name, or a private one inside allow_private_cidrs",
+    ),
+    (
+        "loopback spelled in fullwidth digits, even with loopback allowed",
+        stream_subscription(
+            endpoint=f"https://{fullwidth('127.0.0.1')}:9001/hook", allow_private_cidrs=["127.0.0.0/8"]
+        ),
+        AT + f"endpoint: host '{fullwidth('127.0.0.1')}' is written with non-ASCII characters that normalise to "
+        "the address 127.0.0.1",
+    ),
+    (
+        "metadata address spelled with ideographic full stops",
+        stream_subscription(endpoint=f"https://{ideographic('169.254.169.254')}/latest"),
+        AT + f"endpoint: host '{ideographic('169.254.169.254')}' is written with non-ASCII characters that "
+        "normalise to the address 169.254.169.254",
+    ),
+    (
+        "IPv6 zone id",
+        stream_subscription(endpoint="https://[fd00:ec2::254%251]/latest", allow_private_cidrs=["fd00::/8"]),
+        AT + "endpoint: host [fd00:ec2::254%251] carries an IPv6 zone id; zone ids are refused",
+    ),
+    (
+        "IPv4 written as one integer",
+        stream_subscription(endpoint="https://2130706433/hook", allow_private_cidrs=["127.0.0.0/8"]),
+        AT + "endpoint: host '2130706433' is an IPv4 address in a form other than four decimal octets "
+        "(integer, octal, hex, short and trailing-dot forms are read differently by different parsers)",
+    ),
+    (
+        "user info in the endpoint, not quoted",
+        stream_subscription(endpoint="https://ledger:hunter2@hooks.example.com/orders?token=sekrit"),
+        AT + "endpoint: URL carries user info (user:password@host); credentials do not belong in the URL",
+    ),
+    (
+        "a pasted signing secret, not quoted",
+        stream_subscription(signing_secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        AT + "signing_secret: looks like a secret value, not a secret's name: "
+        "store the signing secret in Secrets Manager and reference it here by name or ARN",
     ),
     (
         "Kinesis batch size above 10000",
@@ -415,3 +452,37 @@ def test_every_problem_in_every_file_is_reported_at_once(write_registry: Registr
         "registry/teams/fulfilment.yaml: subscription 'warehouse': source: 'stream/shipments' is not declared in "
         "registry/sources.yaml; allowed: stream/orders",
     ]
+
+
+def test_registry_errors_never_quote_credentials_query_strings_or_secrets(write_registry: RegistryWriter) -> None:
+    # Given credentials, a query token and a secret value in wrong fields, and in a file that is not YAML
+    root = write_registry(
+        team(
+            "payments",
+            stream_subscription(endpoint="http://ledger:hunter2@hooks.example.com/orders?token=sekrit"),
+            stream_subscription(name="plain", endpoint="http://hooks.example.com/orders?token=sekrit"),  # no allow_http
+            stream_subscription(name="pasted", signing_secret="whsec_hunter2sekrit+AAAAAAAAAAAAAAAAAAAA=="),
+            stream_subscription(name="spaced", signing_secret="hunter2 sekrit"),
+        ),
+        raw_files={
+            "teams/fulfilment.yaml": "team: fulfilment\nendpoint: https://u:hunter2@x.example.com/?token=sekrit: [\n"
+        },
+    )
+
+    # When the registry is validated
+    with pytest.raises(RegistryError) as raised:
+        load_registry(root, "prod")
+
+    # Then every problem is reported, naming its field, and none quotes the secrets
+    report = str(raised.value)
+    assert [problem.field for problem in raised.value.problems] == [
+        "file",
+        "endpoint",
+        "endpoint",
+        "signing_secret",
+        "signing_secret",
+    ]
+    for field in ("file", "endpoint", "signing_secret"):
+        assert f": {field}: " in report
+    assert "hunter2" not in report
+    assert "sekrit" not in report

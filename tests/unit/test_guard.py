@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import socket
 from ipaddress import ip_address, ip_network
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
-from dispatcher.guard import AddressPolicy, EndpointRefusedError, read_endpoint
+from dispatcher.adapters.http import AiohttpSender, GuardedResolver
+from dispatcher.guard import AddressPolicy, Endpoint, EndpointRefusedError, read_endpoint
 from tests.hostile_spellings import circled, fullwidth, ideographic
+
+EVERYTHING = AddressPolicy([ip_network("0.0.0.0/0"), ip_network("::/0")])
 
 
 def named(address: str) -> str:
@@ -58,8 +64,7 @@ def test_allow_list_admits_its_ranges_only() -> None:
 
 @pytest.mark.parametrize("address", ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254"])
 def test_metadata_addresses_are_refused_even_under_everything(address: str) -> None:
-    policy = AddressPolicy([ip_network("0.0.0.0/0"), ip_network("::/0")])
-    refusal = policy.refusal(ip_address(address))
+    refusal = EVERYTHING.refusal(ip_address(address))
     assert refusal == f"{named(address)} is a cloud metadata address (always refused)"
 
 
@@ -131,17 +136,16 @@ NAMES_ADMITTED = [
         ("https://ledger.example.com@169.254.169.254/", "URL carries user info"),
         ("https://a@b@ledger.example.com/", "URL carries user info"),
         # Not a URL the sender posts to
+        ("http://[]@/", "URL cannot be parsed by the HTTP client"),  # yarl 1.25 raises IndexError for it
         ("ftp://ledger.example.com/", "URL must be http(s), got scheme 'ftp'"),
         ("https://ledger.example.com/\thooks", "URL contains whitespace or control characters"),
     ],
 )
 def test_a_host_the_client_could_read_differently_is_refused_naming_the_form(url: str, reason: str) -> None:
     # Given a policy that allows every address: only the form can be at fault
-    policy = AddressPolicy([ip_network("0.0.0.0/0"), ip_network("::/0")])
-
     # When the endpoint is admitted, Then it is refused, and the reason names the form
     with pytest.raises(EndpointRefusedError) as refused:
-        policy.admit(url)
+        EVERYTHING.admit(url)
     assert reason in str(refused.value)
 
 
@@ -175,10 +179,8 @@ def test_metadata_addresses_are_refused_in_every_spelling_whatever_is_allowed(
     address: str, carried: str | None
 ) -> None:
     # Given a policy that allows every address
-    policy = AddressPolicy([ip_network("0.0.0.0/0"), ip_network("::/0")])
-
     # When a metadata address in another spelling is judged (as a resolver answer may carry it)
-    refusal = policy.refusal(ip_address(address))
+    refusal = EVERYTHING.refusal(ip_address(address))
 
     # Then it is refused as metadata, named as it was given
     named = f"{ip_address(address)} ({carried})" if carried else str(ip_address(address))
@@ -191,3 +193,76 @@ def test_a_scope_id_does_not_take_an_address_out_of_its_range() -> None:
 
     # When a link-local address with a scope id is judged, Then it is refused as link-local
     assert policy.refusal(ip_address("fe80::1%2")) == "fe80::1%2 is a link-local address and not in allow_private_cidrs"
+
+
+class Answers(AbstractResolver):
+    """A resolver whose answers are given: what a DNS server (or /etc/hosts) could say."""
+
+    def __init__(self, *addresses: str) -> None:
+        self._addresses = addresses
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(hostname=host, host=address, port=port, family=family, proto=0, flags=0)
+            for address in self._addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_the_resolver_judges_answers_with_a_scope_id_without_it() -> None:
+    # Given a name whose answers are the IPv6 metadata address with scope ids, and everything allowed
+    resolver = GuardedResolver(EVERYTHING, Answers("fd00:ec2::254%1", "fd00:ec2::254%2"))
+
+    # When the connector resolves it, Then every answer is refused and the error names them
+    with pytest.raises(EndpointRefusedError) as refused:
+        await resolver.resolve("metadata.example.com", 80)
+    assert str(refused.value) == (
+        "metadata.example.com resolves only to refused addresses: "
+        "fd00:ec2::254%1 is a cloud metadata address (always refused); "
+        "fd00:ec2::254%2 is a cloud metadata address (always refused)"
+    )
+
+
+async def test_the_resolver_keeps_only_the_answers_the_policy_allows() -> None:
+    # Given a name answering with a metadata address and a public one
+    resolver = GuardedResolver(EVERYTHING, Answers("fd00:ec2::254%1", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"))
+
+    # When the connector resolves it, Then only the public address is left to connect to
+    answers = await resolver.resolve("mixed.example.com", 443)
+    assert [answer["host"] for answer in answers] == ["2606:2800:21f:cb07:6820:80da:af6b:8b2c"]
+
+
+class AdmitsAnything(AddressPolicy):
+    """A guard that lets a URL through which the HTTP client then rejects (as a later aiohttp might)."""
+
+    def admit(self, url: str) -> Endpoint:
+        parsed = URL(url)
+        return Endpoint(parsed, parsed.raw_host or "", parsed.port or 0, None)
+
+
+async def test_a_url_the_client_rejects_is_a_permanent_refusal_not_a_transient_failure() -> None:
+    # Given a sender whose guard let a legacy IPv4 form through, which aiohttp refuses before connecting
+    sender = AiohttpSender(AdmitsAnything(), max_connections=1)
+
+    # When it posts, Then the failure is a refusal (parked), not a transport error (retried)
+    try:
+        with pytest.raises(EndpointRefusedError, match="the HTTP client cannot use the URL"):
+            await sender.post("http://127.1:9/hook", b"{}", {}, timeout_seconds=1.0)
+    finally:
+        await sender.close()
+
+
+async def test_the_sender_refuses_before_opening_a_connection_pool() -> None:
+    # Given a sender with everything allowed
+    sender = AiohttpSender(EVERYTHING, max_connections=1)
+
+    # When it posts to the metadata address behind a zone id, Then it is refused, and twice the same way
+    # (the verdict is kept per URL), with no session ever opened: nothing could have connected
+    for _ in range(2):
+        with pytest.raises(EndpointRefusedError, match=r"host \[fd00:ec2::254%251\] carries an IPv6 zone id"):
+            await sender.post("http://[fd00:ec2::254%251]/latest", b"{}", {}, timeout_seconds=1.0)
+    assert sender._session is None

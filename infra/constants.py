@@ -51,14 +51,17 @@ EVENT_TYPE_FIELD: Final = "type"
 SOURCE_QUEUE_RETENTION: Final = Duration.days(4)  # SQS default; long enough to outlast a weekend outage
 DEAD_LETTER_RETENTION: Final = Duration.days(14)  # SQS maximum: parked records wait for a human
 FAILED_BATCH_RETENTION: Final = Duration.days(30)  # stream on-failure records in S3
+# Payloads too large for their dead-letter message (S3, claim check): kept a day longer than any message that
+# can point at them, counted from the last time the record was parked (parking it again rewrites the object).
+PARKED_PAYLOAD_RETENTION: Final = Duration.days(int(DEAD_LETTER_RETENTION.to_days()) + 1)
 ACCESS_LOG_RETENTION: Final = Duration.days(90)  # S3 server access logs
 LOG_RETENTION: Final[dict[Environment, logs.RetentionDays]] = {
     "dev": logs.RetentionDays.ONE_WEEK,
     "staging": logs.RetentionDays.ONE_MONTH,
     "prod": logs.RetentionDays.THREE_MONTHS,
 }
-# Stateful resources (sources, dead-letter queues, the delivered-ids table, failed batches) outlive a
-# stack deletion outside dev: they hold records nobody has delivered yet.
+# Stateful resources (sources, dead-letter queues, parked payloads, the delivered-ids table, failed batches)
+# outlive a stack deletion outside dev: they hold records nobody has delivered yet.
 STATEFUL_REMOVAL_POLICY: Final[dict[Environment, RemovalPolicy]] = {
     "dev": RemovalPolicy.DESTROY,
     "staging": RemovalPolicy.RETAIN,

@@ -13,6 +13,7 @@ from infra.access_logs_bucket import AccessLogsBucket
 from infra.delivered_ids_table import DeliveredIdsTable
 from infra.monitoring import DispatcherMonitoring
 from infra.naming import ResourceNames
+from infra.parked_payload_bucket import ParkedPayloadBucket
 from infra.registry import Registry
 from infra.registry.limits import Environment
 from infra.source_queue import SourceQueue
@@ -39,6 +40,9 @@ class DispatcherStack(Stack):
 
         delivered_ids = DeliveredIdsTable(self, "DeliveredIds", names=names, removal_policy=removal_policy)
         access_logs = AccessLogsBucket(self, "AccessLogs", removal_policy=removal_policy)
+        parked_payloads = ParkedPayloadBucket(
+            self, "ParkedPayloads", access_logs=access_logs.bucket, removal_policy=removal_policy
+        )
         streams = {
             f"stream/{definition.name}": SourceStream(
                 self, f"Stream-{definition.name}", definition=definition, names=names, removal_policy=removal_policy
@@ -70,6 +74,7 @@ class DispatcherStack(Stack):
                 > constants.SHARED_THROUGHPUT_MAX_CONSUMERS,
                 function_code=function_code,
                 delivered_ids=delivered_ids,
+                parked_payloads=parked_payloads,
                 access_logs=access_logs.bucket,
                 names=names,
                 removal_policy=removal_policy,

@@ -15,12 +15,13 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from dispatcher.config import DLQ_URL_ENV, IDEMPOTENCY_TABLE_ENV, SUBSCRIPTION_ENV
+from dispatcher.config import DLQ_URL_ENV, IDEMPOTENCY_TABLE_ENV, PAYLOAD_BUCKET_ENV, SUBSCRIPTION_ENV
 from infra import constants
 from infra.compliance import acknowledge
 from infra.delivered_ids_table import DeliveredIdsTable
 from infra.failed_batch_bucket import FailedBatchBucket
 from infra.naming import ResourceNames
+from infra.parked_payload_bucket import ParkedPayloadBucket
 from infra.registry import limits
 from infra.registry.model import RegisteredSubscription
 from infra.source_queue import SourceQueue
@@ -44,6 +45,7 @@ class SubscriptionConsumer(Construct):
         enhanced_fan_out: bool,
         function_code: lambda_.Code,
         delivered_ids: DeliveredIdsTable,
+        parked_payloads: ParkedPayloadBucket,
         access_logs: s3.IBucket,
         names: ResourceNames,
         removal_policy: RemovalPolicy,
@@ -57,8 +59,8 @@ class SubscriptionConsumer(Construct):
         self.role = self._build_role()
         self.parked_records = self._build_parked_records_queue(names, removal_policy)
         self.log_group = self._build_log_group(names.environment, removal_policy)
-        self.function = self._build_function(function_code, delivered_ids)
-        self._grant_runtime_access(delivered_ids)
+        self.function = self._build_function(function_code, delivered_ids, parked_payloads)
+        self._grant_runtime_access(delivered_ids, parked_payloads)
         self.failed_batches: FailedBatchBucket | None = None
         if isinstance(source, SourceStream):
             self.failed_batches = FailedBatchBucket(
@@ -106,7 +108,9 @@ class SubscriptionConsumer(Construct):
             removal_policy=removal_policy,
         )
 
-    def _build_function(self, function_code: lambda_.Code, delivered_ids: DeliveredIdsTable) -> lambda_.Function:
+    def _build_function(
+        self, function_code: lambda_.Code, delivered_ids: DeliveredIdsTable, parked_payloads: ParkedPayloadBucket
+    ) -> lambda_.Function:
         subscription = self.subscription
         function = lambda_.Function(
             self,
@@ -127,6 +131,7 @@ class SubscriptionConsumer(Construct):
                 SUBSCRIPTION_ENV: subscription.delivery_config().model_dump_json(),
                 IDEMPOTENCY_TABLE_ENV: delivered_ids.table.table_name,
                 DLQ_URL_ENV: self.parked_records.queue_url,
+                PAYLOAD_BUCKET_ENV: parked_payloads.bucket.bucket_name,
             },
         )
         acknowledge(
@@ -137,9 +142,10 @@ class SubscriptionConsumer(Construct):
         )
         return function
 
-    def _grant_runtime_access(self, delivered_ids: DeliveredIdsTable) -> None:
+    def _grant_runtime_access(self, delivered_ids: DeliveredIdsTable, parked_payloads: ParkedPayloadBucket) -> None:
         self.log_group.grant_write(self.role)
         self.parked_records.grant_send_messages(self.role)
+        parked_payloads.grant_park(self.role, self.subscription.name)
         delivered_ids.grant_subscription_items(self.role, self.subscription.name)
         secret = self.subscription.signing_secret
         secret_arn = secret if secret.startswith("arn:") else self._secret_arn_by_name(secret)

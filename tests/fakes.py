@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.ports import HttpResponse, TransportError
+from dispatcher.ports import DeadLetter, HttpResponse, TransportError
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"o" * 32).decode()
@@ -89,14 +88,18 @@ class FakeStore:
 
 @dataclass
 class FakeParkingLot:
+    """Keeps each parked message as the SQS parking lot would send it with its payload inline."""
+
     messages: list[dict[str, Any]] = field(default_factory=list)
     refuse: bool = False
 
-    def park(self, messages: Sequence[str]) -> list[int]:
+    def park(self, letters: Sequence[DeadLetter]) -> dict[int, str]:
         if self.refuse:
-            return list(range(len(messages)))
-        self.messages.extend(json.loads(message) for message in messages)
-        return []
+            return dict.fromkeys(range(len(letters)), "RuntimeError: the dead-letter queue is unavailable")
+        self.messages.extend(
+            {**letter.fields, "payload_base64": base64.b64encode(letter.payload).decode()} for letter in letters
+        )
+        return {}
 
     def __len__(self) -> int:
         return len(self.messages)

@@ -21,6 +21,7 @@ from dispatcher.guard import EndpointRefusedError, read_endpoint
 SUBSCRIPTION_ENV = "DISPATCHER_SUBSCRIPTION"
 IDEMPOTENCY_TABLE_ENV = "DISPATCHER_IDEMPOTENCY_TABLE"
 DLQ_URL_ENV = "DISPATCHER_DLQ_URL"
+PAYLOAD_BUCKET_ENV = "DISPATCHER_PAYLOAD_BUCKET"
 
 Ordering = Literal["partition-key", "none"]
 
@@ -135,6 +136,7 @@ class FunctionSettings:
     subscription: SubscriptionConfig
     idempotency_table: str
     dlq_url: str
+    payload_bucket: str  # where a parked record too large for its dead-letter message is stored (claim check)
 
 
 def _looks_like_a_secret_value(signing_secret: str) -> bool:
@@ -178,7 +180,8 @@ def describe_validation_error(error: ValidationError, prefix: str) -> str:
 
 def load_settings(environ: Mapping[str, str]) -> FunctionSettings:
     """Parse the function's environment; raises ConfigurationError naming every field at fault."""
-    missing = [name for name in (SUBSCRIPTION_ENV, IDEMPOTENCY_TABLE_ENV, DLQ_URL_ENV) if not environ.get(name)]
+    required = (SUBSCRIPTION_ENV, IDEMPOTENCY_TABLE_ENV, DLQ_URL_ENV, PAYLOAD_BUCKET_ENV)
+    missing = [name for name in required if not environ.get(name)]
     if missing:
         raise ConfigurationError(f"missing environment variable(s): {', '.join(missing)}")
     try:
@@ -189,4 +192,5 @@ def load_settings(environ: Mapping[str, str]) -> FunctionSettings:
         subscription=subscription,
         idempotency_table=environ[IDEMPOTENCY_TABLE_ENV],
         dlq_url=environ[DLQ_URL_ENV],
+        payload_bucket=environ[PAYLOAD_BUCKET_ENV],
     )

@@ -13,11 +13,9 @@ Plain Python behind small ports (ports.py), callable without Lambda. The rules:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import email.utils
 import enum
-import json
 import logging
 import random
 import time
@@ -33,7 +31,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from dispatcher import dedupe
 from dispatcher.config import SubscriptionConfig
 from dispatcher.guard import EndpointRefusedError
-from dispatcher.ports import DeliveredIdsStore, HttpSender, ParkingLot, SecretSource, TransportError
+from dispatcher.ports import DeadLetter, DeliveredIdsStore, HttpSender, ParkingLot, SecretSource, TransportError
 from dispatcher.records import Batch, SourceRecord, header_safe
 from dispatcher.signing import SigningKeys
 from dispatcher.throttle import AdaptiveLimiter, CircuitBreaker, CircuitOpenError, TokenBucket
@@ -425,17 +423,26 @@ class _BatchRun:
         if not to_park:
             return
         parked_at = rfc3339(datetime.fromtimestamp(self.d.wall_clock(), tz=UTC))
-        messages = [self._dead_letter(self.batch.records[i], self._result(i), parked_at) for i in to_park]
+        letters = [self._dead_letter(self.batch.records[i], self._result(i), parked_at) for i in to_park]
         try:
-            unparked = set(self.d.parking.park(messages))
-        except Exception:
+            unparked = self.d.parking.park(letters)
+        except Exception as error:
             logger.exception("parking failed; the records are reported as failures")
-            unparked = set(range(len(to_park)))
+            unparked = dict.fromkeys(range(len(to_park)), f"{type(error).__name__}: {error}")
         for position, index in enumerate(to_park):
             record, result = self.batch.records[index], self._result(index)
             if position in unparked:
+                cause = unparked[position]
                 self.results[index] = RecordResult(
-                    Outcome.FAILED, result.attempts, result.last_status, f"could not park ({result.reason})"
+                    Outcome.FAILED, result.attempts, result.last_status, f"could not park ({result.reason}): {cause}"
+                )
+                logger.error(
+                    "record could not be parked; reported for retry",
+                    extra={
+                        "webhook_id": record.webhook_id,
+                        "source_position": record.position_for_logs(),
+                        "cause": cause,
+                    },
                 )
             else:
                 logger.warning(
@@ -452,14 +459,14 @@ class _BatchRun:
         assert result is not None
         return result
 
-    def _dead_letter(self, record: SourceRecord, result: RecordResult, parked_at: str) -> str:
-        document: dict[str, Any] = {
+    def _dead_letter(self, record: SourceRecord, result: RecordResult, parked_at: str) -> DeadLetter:
+        """The message's fields; the parking lot adds the payload, inline or as a reference to where it stored it."""
+        fields: dict[str, Any] = {
             "subscription": self.config.name,
             "endpoint": self.config.endpoint,
             "webhook_id": record.webhook_id,
             "item_identifier": record.item_identifier,
             "source": record.position(),
-            "payload_base64": base64.b64encode(record.payload).decode(),
             "content_type": "application/json" if record.is_json else "application/octet-stream",
             "produced_at": rfc3339(record.produced_at),
             "reason": result.reason,
@@ -467,7 +474,7 @@ class _BatchRun:
             "attempts": result.attempts,
             "parked_at": parked_at,
         }
-        return json.dumps(document, separators=(",", ":"))
+        return DeadLetter(fields, record.payload)
 
     def _finished_records(self, *outcomes: Outcome) -> list[SourceRecord]:
         return [

@@ -31,9 +31,11 @@ _runtime: tuple[asyncio.AbstractEventLoop, Dispatcher] | None = None
 
 
 def build_dispatcher(function_settings: FunctionSettings) -> Dispatcher:
-    """The production wiring: aiohttp with the SSRF guard, DynamoDB, SQS and Secrets Manager."""
+    """The production wiring: aiohttp with the SSRF guard, DynamoDB, SQS (with S3 for large payloads) and
+    Secrets Manager."""
     from dispatcher.adapters.dynamodb import DynamoDbDeliveredIds
     from dispatcher.adapters.http import AiohttpSender
+    from dispatcher.adapters.s3 import S3PayloadStore
     from dispatcher.adapters.secrets import SecretsManagerSecret
     from dispatcher.adapters.sqs import SqsParkingLot
     from dispatcher.guard import AddressPolicy
@@ -43,7 +45,7 @@ def build_dispatcher(function_settings: FunctionSettings) -> Dispatcher:
         subscription,
         sender=AiohttpSender(AddressPolicy(subscription.allow_private_cidrs), subscription.max_in_flight),
         store=DynamoDbDeliveredIds(function_settings.idempotency_table),
-        parking=SqsParkingLot(function_settings.dlq_url),
+        parking=SqsParkingLot(function_settings.dlq_url, S3PayloadStore(function_settings.payload_bucket)),
         secret=SecretsManagerSecret(subscription.signing_secret),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +39,22 @@ class DeliveredIdsStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record to park: its dead-letter message's fields (all but the payload's) and its payload, which the
+    parking lot carries inline when the message fits and otherwise stores aside, under a key derived from
+    the webhook-id, the source position and the bytes (so parking the record again rewrites the same key)."""
+
+    fields: Mapping[str, Any]  # JSON values; include "subscription", "webhook_id" and "item_identifier"
+    payload: bytes
+
+
 class ParkingLot(Protocol):
     """Where records that can never succeed are kept with their payload (the subscription's DLQ)."""
 
-    def park(self, messages: Sequence[str]) -> list[int]:
-        """Send each JSON message; returns the indexes of the messages that could NOT be parked."""
+    def park(self, letters: Sequence[DeadLetter]) -> dict[int, str]:
+        """Park each letter; returns the indexes of the letters that could NOT be parked, each with why
+        (exception type and message, never payload bytes)."""
         ...
 
 

@@ -165,6 +165,11 @@ class Resources:
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         ]
 
+    def parked_payload_bucket_id(self) -> str:
+        """The logical id of the environment's bucket for parked payloads (the ParkedPayloads construct's)."""
+        (bucket_id,) = [key for key, _ in self.of_type("AWS::S3::Bucket") if key.startswith("ParkedPayloads")]
+        return bucket_id
+
     def alarm(self, name: str) -> dict[str, Any]:
         return self.named("AWS::CloudWatch::Alarm", "AlarmName", f"prod-{name}")[1]
 

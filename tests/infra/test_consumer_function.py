@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dispatcher.config import DLQ_URL_ENV, IDEMPOTENCY_TABLE_ENV, SUBSCRIPTION_ENV, SubscriptionConfig
+from dispatcher.config import (
+    DLQ_URL_ENV,
+    IDEMPOTENCY_TABLE_ENV,
+    PAYLOAD_BUCKET_ENV,
+    SUBSCRIPTION_ENV,
+    SubscriptionConfig,
+)
 from tests.infra.conftest import Resources
 
 
@@ -32,7 +38,7 @@ def test_the_function_environment_is_exactly_the_contract_the_function_parses(re
     # When the function parses DISPATCHER_SUBSCRIPTION with its own model
     delivery = SubscriptionConfig.model_validate_json(variables[SUBSCRIPTION_ENV])
 
-    # Then it sees the registered delivery settings, and the table and its own parked-records queue
+    # Then it sees the registered delivery settings, the table, its own parked-records queue and the payload bucket
     assert delivery == SubscriptionConfig(
         name="events-to-alpha",
         endpoint="https://alpha.example.com/events",
@@ -43,7 +49,8 @@ def test_the_function_environment_is_exactly_the_contract_the_function_parses(re
     )
     assert variables[IDEMPOTENCY_TABLE_ENV] == {"Ref": table_id}
     assert variables[DLQ_URL_ENV] == {"Ref": parked_id}
-    assert set(variables) == {SUBSCRIPTION_ENV, IDEMPOTENCY_TABLE_ENV, DLQ_URL_ENV}
+    assert variables[PAYLOAD_BUCKET_ENV] == {"Ref": resources.parked_payload_bucket_id()}
+    assert set(variables) == {SUBSCRIPTION_ENV, IDEMPOTENCY_TABLE_ENV, DLQ_URL_ENV, PAYLOAD_BUCKET_ENV}
 
 
 def test_the_function_logs_to_its_own_group_with_retention(resources: Resources) -> None:

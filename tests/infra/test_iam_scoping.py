@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -24,6 +25,17 @@ def statements_with(statements: list[dict[str, Any]], action: str) -> list[dict[
         for statement in statements
         if action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
     ]
+
+
+def grants_on(resource_id: str, statements: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """Every (action, resource) an Allow statement grants on resources naming `resource_id`, sorted (the CDK merges
+    statements that share an action, so one statement may name several buckets)."""
+    grants: list[tuple[str, Any]] = []
+    for statement in statements:
+        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        grants.extend((action, target) for action in actions for target in targets if resource_id in json.dumps(target))
+    return sorted(grants, key=json.dumps)
 
 
 @pytest.mark.parametrize("name", ALL_SUBSCRIPTIONS)
@@ -86,16 +98,22 @@ def test_a_stream_function_may_write_failed_batches_but_never_read_or_delete_the
         0
     ]
 
-    s3_actions = sorted(
-        action
-        for statement in statements
-        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
-        if action.startswith("s3:")
-    )
-    writers = statements_with(statements, "s3:PutObject")
+    assert grants_on(bucket_id, statements) == [
+        ("s3:ListBucket", {"Fn::GetAtt": [bucket_id, "Arn"]}),
+        ("s3:PutObject", {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/*"]]}),
+    ]
 
-    assert s3_actions == ["s3:ListBucket", "s3:PutObject"]
-    assert writers[0]["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/*"]]}
+
+@pytest.mark.parametrize("name", ALL_SUBSCRIPTIONS)
+def test_a_function_may_only_put_parked_payloads_and_only_under_its_own_prefix(resources: Resources, name: str) -> None:
+    # Given the environment's parked-payload bucket and the subscription's role
+    bucket_id = resources.parked_payload_bucket_id()
+
+    # When the grants on that bucket are read
+    grants = grants_on(bucket_id, resources.policy_statements_of(name))
+
+    # Then the function may put objects under parked/<its name>/ only: never read, delete or list them
+    assert grants == [("s3:PutObject", {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/parked/{name}/*"]]})]
 
 
 def test_a_queue_function_consumes_only_its_own_queue(resources: Resources) -> None:

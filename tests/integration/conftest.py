@@ -1,5 +1,5 @@
 """Fixtures for the integration tests: moto as a real HTTP server on 127.0.0.1 (DynamoDB, SQS, Secrets
-Manager), a scripted endpoint on 127.0.0.1, and the production wiring of the function built from them."""
+Manager, S3), a scripted endpoint on 127.0.0.1, and the production wiring of the function built from them."""
 
 from __future__ import annotations
 
@@ -96,9 +96,11 @@ class AwsResources:
 
     table: str
     dlq_url: str
+    payload_bucket: str
     secret_id: str
     dynamodb: DynamoDBClient
     sqs: SQSClient
+    s3: Any  # boto3 S3 client (no type stubs installed for it)
     secrets: SecretsManagerClient
     requests: AwsRequestLog
 
@@ -117,13 +119,21 @@ class AwsResources:
                 documents.append(json.loads(message["Body"]))
                 self.sqs.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"])
 
+    def stored_payloads(self) -> dict[str, bytes]:
+        """Every object in the payload bucket, by key."""
+        listing = self.s3.list_objects_v2(Bucket=self.payload_bucket).get("Contents", [])
+        return {
+            item["Key"]: self.s3.get_object(Bucket=self.payload_bucket, Key=item["Key"])["Body"].read()
+            for item in listing
+        }
+
     def table_items(self) -> list[dict[str, Any]]:
         return list(self.dynamodb.scan(TableName=self.table, ConsistentRead=True)["Items"])
 
 
 @pytest.fixture
 def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[AwsResources]:
-    """Fake credentials, AWS_ENDPOINT_URL at moto, and a fresh table, DLQ and secret for this test."""
+    """Fake credentials, AWS_ENDPOINT_URL at moto, and a fresh table, DLQ, payload bucket and secret for this test."""
     use_fake_aws(monkeypatch, tmp_path, REGION, moto_server.endpoint_url)
     # The adapters build clients from boto3's default session and Powertools' default providers:
     # start both afresh so they read this test's environment.
@@ -135,6 +145,7 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any)
     dynamodb: DynamoDBClient = session.client("dynamodb")
     sqs: SQSClient = session.client("sqs")
     secrets: SecretsManagerClient = session.client("secretsmanager")
+    s3 = session.client("s3")
     table = f"delivered-ids-{suffix}"
     dynamodb.create_table(
         TableName=table,
@@ -143,9 +154,11 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any)
         BillingMode="PAY_PER_REQUEST",
     )
     dlq_url = sqs.create_queue(QueueName=f"dispatcher-dlq-{suffix}")["QueueUrl"]
+    payload_bucket = f"parked-payloads-{suffix}"
+    s3.create_bucket(Bucket=payload_bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     secret_id = secrets.create_secret(Name=f"dispatcher/signing-{suffix}", SecretString=SECRET)["ARN"]
     moto_server.requests.clear()
-    yield AwsResources(table, dlq_url, secret_id, dynamodb, sqs, secrets, moto_server.requests)
+    yield AwsResources(table, dlq_url, payload_bucket, secret_id, dynamodb, sqs, s3, secrets, moto_server.requests)
     parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
@@ -220,6 +233,7 @@ def load_handler(
         monkeypatch.setenv("DISPATCHER_SUBSCRIPTION", json.dumps(settings))
         monkeypatch.setenv("DISPATCHER_IDEMPOTENCY_TABLE", aws.table)
         monkeypatch.setenv("DISPATCHER_DLQ_URL", aws.dlq_url)
+        monkeypatch.setenv("DISPATCHER_PAYLOAD_BUCKET", aws.payload_bucket)
         sys.modules.pop("dispatcher.handler", None)
         module = importlib.import_module("dispatcher.handler")
         loaded.append(module)
@@ -253,13 +267,13 @@ async def make_dispatcher(
     aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
 ) -> AsyncIterator[DispatcherFactory]:
     """`build_dispatcher` (the production wiring) for a subscription with the given fields (and
-    optionally another DLQ URL)."""
+    optionally another DLQ URL or payload bucket)."""
     handler_module = load_handler()
     built: list[Dispatcher] = []
 
-    def make(*, dlq_url: str | None = None, **overrides: Any) -> Dispatcher:
+    def make(*, dlq_url: str | None = None, payload_bucket: str | None = None, **overrides: Any) -> Dispatcher:
         config = SubscriptionConfig.model_validate(subscription(endpoint.url(), aws.secret_id, **overrides))
-        settings = FunctionSettings(config, aws.table, dlq_url or aws.dlq_url)
+        settings = FunctionSettings(config, aws.table, dlq_url or aws.dlq_url, payload_bucket or aws.payload_bucket)
         instance: Dispatcher = handler_module.build_dispatcher(settings)
         built.append(instance)
         return instance

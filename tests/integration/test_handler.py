@@ -14,6 +14,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from dispatcher.adapters.dynamodb import DynamoDbDeliveredIds
 from dispatcher.adapters.http import AiohttpSender
+from dispatcher.adapters.s3 import S3PayloadStore
 from dispatcher.adapters.secrets import SecretsManagerSecret
 from dispatcher.adapters.sqs import SqsParkingLot
 from dispatcher.config import ConfigurationError, SubscriptionConfig
@@ -211,7 +212,7 @@ async def test_rotated_secret_is_picked_up_once_the_cache_expires_and_both_secre
         config,
         sender=AiohttpSender(AddressPolicy(config.allow_private_cidrs), config.max_in_flight),
         store=DynamoDbDeliveredIds(aws.table),
-        parking=SqsParkingLot(aws.dlq_url),
+        parking=SqsParkingLot(aws.dlq_url, S3PayloadStore(aws.payload_bucket)),
         secret=SecretsManagerSecret(aws.secret_id, max_age_seconds=0),
     )
     try:

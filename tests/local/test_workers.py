@@ -286,6 +286,7 @@ async def test_the_dispatcher_function_delivers_a_stream_through_a_worker(
         "DISPATCHER_SUBSCRIPTION": json.dumps(subscription),
         "DISPATCHER_IDEMPOTENCY_TABLE": table,
         "DISPATCHER_DLQ_URL": dlq_url,
+        "DISPATCHER_PAYLOAD_BUCKET": "parked-payloads",
     }
     stream = aws.create_stream()
     payloads = [{"id": f"evt-{index}", "type": "order.created"} for index in range(3)]

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from dispatcher.adapters.s3 import S3PayloadStore
 from dispatcher.adapters.sqs import SqsParkingLot
 from dispatcher.delivery import Dispatcher
 from dispatcher.records import parse_event
@@ -34,6 +35,7 @@ class ParkedSubscription:
     s3: Any
     dead_letter_queue_url: str
     bucket: str
+    payload_bucket: str  # where the function stores payloads too large for their dead-letter message
     endpoint: FakeEndpoint = field(default_factory=lambda: FakeEndpoint(default=204))
     store: FakeStore = field(default_factory=FakeStore)
     invocations: list[dict[str, Any]] = field(default_factory=list)
@@ -41,7 +43,8 @@ class ParkedSubscription:
     interrupt_at_invocation: int | None = None  # 1-based: that invocation is cancelled (Ctrl-C) mid-flight
 
     def __post_init__(self) -> None:
-        parking = SqsParkingLot(self.dead_letter_queue_url, client_factory=lambda: self.sqs)
+        payloads = S3PayloadStore(self.payload_bucket, client_factory=lambda: self.s3)
+        parking = SqsParkingLot(self.dead_letter_queue_url, payloads, client_factory=lambda: self.sqs)
         config = subscription(max_attempts=1)
         self.dispatcher = Dispatcher(config, self.endpoint, self.store, parking, FakeSecret(), FAST)
 
@@ -103,5 +106,7 @@ def parked_subscription(aws: None) -> ParkedSubscription:
     suffix = uuid.uuid4().hex[:8]
     url = sqs.create_queue(QueueName=f"dev-{SUBSCRIPTION}-parked-{suffix}")["QueueUrl"]
     bucket = f"failed-batches-{suffix}"
-    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    return ParkedSubscription(sqs, s3, url, bucket)
+    payload_bucket = f"parked-payloads-{suffix}"
+    for name in (bucket, payload_bucket):
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return ParkedSubscription(sqs, s3, url, bucket, payload_bucket)

@@ -6,7 +6,14 @@ from ipaddress import ip_network
 
 import pytest
 
-from dispatcher.config import DLQ_URL_ENV, IDEMPOTENCY_TABLE_ENV, SUBSCRIPTION_ENV, SubscriptionConfig, load_settings
+from dispatcher.config import (
+    DLQ_URL_ENV,
+    IDEMPOTENCY_TABLE_ENV,
+    PAYLOAD_BUCKET_ENV,
+    SUBSCRIPTION_ENV,
+    SubscriptionConfig,
+    load_settings,
+)
 from infra.registry import RegisteredSubscription, load_registry
 from infra.registry.limits import Environment
 from tests.registry.builders import fifo_subscription, queue_subscription, stream_subscription, team
@@ -72,6 +79,7 @@ def test_the_function_reads_back_exactly_the_delivery_settings_of_the_registrati
         SUBSCRIPTION_ENV: subscription.delivery_config().model_dump_json(),
         IDEMPOTENCY_TABLE_ENV: "prod-dispatcher-delivered-ids",
         DLQ_URL_ENV: "https://sqs.eu-west-1.amazonaws.com/123456789012/prod-hook-parked",
+        PAYLOAD_BUCKET_ENV: "prod-parked-payloads",
     }
     settings = load_settings(environment)
 

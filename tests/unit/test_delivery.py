@@ -153,7 +153,9 @@ async def test_record_that_cannot_be_parked_is_reported_instead(harness: Harness
     report = await harness.dispatch(event(kinesis_record(1, {})))
     # Then the record is never dropped: Lambda will send it again
     assert failed_ids(report) == [sequence_number(1)]
-    assert report.results[0].reason == "could not park (HTTP 404 Not Found)"
+    assert report.results[0].reason == (
+        "could not park (HTTP 404 Not Found): RuntimeError: the dead-letter queue is unavailable"
+    )
 
 
 # --- Retry-After and the deadline --------------------------------------------------------------------

@@ -45,6 +45,7 @@ def handler_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType
     monkeypatch.setenv("DISPATCHER_SUBSCRIPTION", json.dumps(SUBSCRIPTION))
     monkeypatch.setenv("DISPATCHER_IDEMPOTENCY_TABLE", "delivered-ids")
     monkeypatch.setenv("DISPATCHER_DLQ_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/parked")
+    monkeypatch.setenv("DISPATCHER_PAYLOAD_BUCKET", "parked-payloads")
     module = fresh_handler_module()
     harness = Harness(subscription(name="orders-to-ledger"))
     loop = asyncio.new_event_loop()
@@ -58,6 +59,7 @@ def test_invalid_configuration_fails_the_cold_start(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DISPATCHER_SUBSCRIPTION", json.dumps(SUBSCRIPTION | {"max_in_flight": "many"}))
     monkeypatch.setenv("DISPATCHER_IDEMPOTENCY_TABLE", "delivered-ids")
     monkeypatch.setenv("DISPATCHER_DLQ_URL", "https://sqs/parked")
+    monkeypatch.setenv("DISPATCHER_PAYLOAD_BUCKET", "parked-payloads")
     with pytest.raises(ConfigurationError, match=r"DISPATCHER_SUBSCRIPTION\.max_in_flight"):
         fresh_handler_module()
     sys.modules.pop("dispatcher.handler", None)
@@ -69,6 +71,7 @@ def test_import_loads_no_aws_sdk_or_http_client() -> None:
         "DISPATCHER_SUBSCRIPTION": json.dumps(SUBSCRIPTION),
         "DISPATCHER_IDEMPOTENCY_TABLE": "delivered-ids",
         "DISPATCHER_DLQ_URL": "https://sqs/parked",
+        "DISPATCHER_PAYLOAD_BUCKET": "parked-payloads",
         "PYTHONPATH": str(FUNCTIONS_ROOT),
     }
     # When it imports the handler (a cold start's init phase)

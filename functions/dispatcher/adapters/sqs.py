@@ -1,37 +1,69 @@
-"""The parking lot on SQS: one message per parked record, sent in batches."""
+"""The parking lot on SQS: one message per parked record, sent in batches; a payload too large for its message
+goes to S3 first and the message carries its location (claim check)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dispatcher.adapters.aws import aws_client
+from dispatcher.adapters.s3 import S3PayloadStore
+from dispatcher.ports import DeadLetter
 
 SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
-SEND_BATCH_MAX_BYTES = 256 * 1024  # payload of one SendMessageBatch accepted by every SQS endpoint
+# Bytes of one message, and of one SendMessageBatch, that every SQS endpoint and queue accepts: 256 KiB is the
+# default MaximumMessageSize; AWS raised the maximum to 1 MiB in 2025, but not for every queue or emulator.
+SQS_MESSAGE_MAX_BYTES = 256 * 1024
+SEND_BATCH_MAX_BYTES = 256 * 1024
 
 
 class SqsParkingLot:
-    def __init__(self, queue_url: str, client_factory: Callable[[], Any] = lambda: aws_client("sqs")) -> None:
+    def __init__(
+        self,
+        queue_url: str,
+        payloads: S3PayloadStore,
+        client_factory: Callable[[], Any] = lambda: aws_client("sqs"),
+    ) -> None:
         self._queue_url = queue_url
         self._is_fifo = queue_url.endswith(".fifo")
+        self._payloads = payloads
         self._client_factory = client_factory
         self._client: Any = None
 
-    def park(self, messages: Sequence[str]) -> list[int]:
+    def park(self, letters: Sequence[DeadLetter]) -> dict[int, str]:
+        unparked: dict[int, str] = {}
+        bodies: dict[int, str] = {}
+        for index, letter in enumerate(letters):
+            try:
+                bodies[index] = self._message(letter)
+            except Exception as error:
+                unparked[index] = f"storing the payload in S3 failed: {describe(error)}"
+        if not bodies:
+            return unparked
         if self._client is None:
             self._client = self._client_factory()
-        unparked: list[int] = []
-        for chunk in _send_batches(messages):
-            entries = [self._entry(index, messages[index]) for index in chunk]
+        for chunk in _send_batches(bodies):
+            entries = [self._entry(index, bodies[index]) for index in chunk]
             try:
                 response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
-            except Exception:
-                unparked.extend(chunk)
+            except Exception as error:
+                unparked |= dict.fromkeys(chunk, f"sending to the dead-letter queue failed: {describe(error)}")
                 continue
-            unparked.extend(int(failure["Id"]) for failure in response.get("Failed", []))
-        return sorted(unparked)
+            for failure in response.get("Failed", []):
+                unparked[int(failure["Id"])] = (
+                    f"the dead-letter queue refused the message: {failure.get('Code')}: {failure.get('Message')}"
+                )
+        return dict(sorted(unparked.items()))
+
+    def _message(self, letter: DeadLetter) -> str:
+        """The payload inline when the message fits SQS, else stored first and referenced."""
+        inline = _render({**letter.fields, "payload_base64": base64.b64encode(letter.payload).decode()})
+        if len(inline.encode()) <= SQS_MESSAGE_MAX_BYTES:
+            return inline
+        return _render({**letter.fields, "payload_s3": self._payloads.put(letter)})
 
     def _entry(self, index: int, body: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"Id": str(index), "MessageBody": body}
@@ -41,12 +73,21 @@ class SqsParkingLot:
         return entry
 
 
-def _send_batches(messages: Sequence[str]) -> Iterator[list[int]]:
+def describe(error: BaseException) -> str:
+    """An exception in one line for the logs: its type and message (AWS errors never echo the payload)."""
+    return f"{type(error).__name__}: {error}"
+
+
+def _render(document: dict[str, Any]) -> str:
+    return json.dumps(document, separators=(",", ":"))
+
+
+def _send_batches(bodies: dict[int, str]) -> Iterator[list[int]]:
     """Indexes grouped by SendMessageBatch's count and size limits (a larger message goes alone)."""
     chunk: list[int] = []
     size = 0
-    for index, message in enumerate(messages):
-        length = len(message.encode())
+    for index, body in bodies.items():
+        length = len(body.encode())
         if chunk and (len(chunk) == SEND_BATCH_LIMIT or size + length > SEND_BATCH_MAX_BYTES):
             yield chunk
             chunk, size = [], 0

@@ -8,6 +8,7 @@ import pytest
 
 from cli.main import main
 from tests.cli.conftest import SHIPPED_REGISTRY, RegistryCopier
+from tests.hostile_spellings import fullwidth
 
 BROKEN_TEAM = """\
 team: payments
@@ -32,6 +33,32 @@ subscriptions:
     source: stream/orders
     endpoint: http://ledger.example.com/hooks
     allow_http: true
+"""
+
+SECRET_VALUE = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+HOSTILE_TEAM = f"""\
+team: payments
+alerts_email: payments-oncall@example.com
+subscriptions:
+  - name: loopback-hook
+    source: stream/orders
+    endpoint: https://{fullwidth("127.0.0.1")}:9001/hooks
+    allow_private_cidrs: ["127.0.0.0/8"]
+  - name: legacy-hook
+    source: stream/orders
+    endpoint: https://127.1/hooks
+    allow_private_cidrs: ["127.0.0.0/8"]
+  - name: zoned-hook
+    source: stream/orders
+    endpoint: https://[fd00:ec2::254%251]/latest
+    allow_private_cidrs: ["fd00::/8"]
+  - name: credentials-hook
+    source: stream/orders
+    endpoint: https://ledger:hunter2@ledger.example.com/hooks?token=sekrit
+  - name: pasted-hook
+    source: stream/orders
+    endpoint: https://ledger.example.com/hooks
+    signing_secret: {SECRET_VALUE}
 """
 
 
@@ -91,3 +118,34 @@ def test_warnings_outside_dev_are_printed_but_pass(
 def test_a_missing_registry_directory_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--registry", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_endpoints_the_guard_would_refuse_fail_validation_in_every_environment_without_leaking_secrets(
+    copy_registry: RegistryCopier, capsys: pytest.CaptureFixture[str], environment: str
+) -> None:
+    # Given endpoints in forms the SSRF guard refuses (private ranges allowed: the form alone is at fault),
+    # one carrying credentials and a query token, and a signing secret pasted where its name belongs
+    root = copy_registry({"teams/payments.yaml": HOSTILE_TEAM})
+
+    # When it is validated for the environment
+    exit_code = main(["validate", "--registry", str(root), "--env", environment])
+
+    # Then it fails naming file, subscription and field for each, even in dev
+    output = capsys.readouterr()
+    err = " ".join(output.err.split())  # the terminal wraps long lines
+    at = "registry/teams/payments.yaml: subscription"
+    assert exit_code == 1
+    assert "the registry has 5 errors" in err
+    assert (
+        f"{at} 'loopback-hook': endpoint: host '{fullwidth('127.0.0.1')}' is written with non-ASCII characters "
+        "that normalise to the address 127.0.0.1" in err
+    )
+    assert f"{at} 'legacy-hook': endpoint: host '127.1' is an IPv4 address in a form other than" in err
+    assert f"{at} 'zoned-hook': endpoint: host [fd00:ec2::254%251] carries an IPv6 zone id" in err
+    assert f"{at} 'credentials-hook': endpoint: URL carries user info" in err
+    assert f"{at} 'pasted-hook': signing_secret: looks like a secret value, not a secret's name: " in err
+    # And none of the secrets is printed
+    unwrapped = "".join((output.out + output.err).split())
+    for secret in ("hunter2", "sekrit", SECRET_VALUE):
+        assert secret not in unwrapped

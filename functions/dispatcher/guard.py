@@ -120,7 +120,7 @@ def _literal_address(host: str, *, bracketed: bool) -> IPAddress | None:
         ) from None
 
 
-def _without_user_info(error: ValueError, url: str) -> str:
+def _without_user_info(error: Exception, url: str) -> str:
     """A parser's message may quote the whole authority: keep what it says, not the credentials in it."""
     message = str(error)
     authority = url.partition("://")[2].split("/", 1)[0]

@@ -46,6 +46,7 @@ MAX_HOST_NAME_LENGTH = 253  # characters, RFC 1035
 # browsers and to inet_aton (which getaddrinfo uses), whatever DNS would say. No top-level domain is numeric.
 NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
 CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+AUTHORITY_END = re.compile(r"[/?#]")
 
 
 class EndpointRefusedError(OSError):
@@ -123,7 +124,7 @@ def _literal_address(host: str, *, bracketed: bool) -> IPAddress | None:
 def _without_user_info(error: Exception, url: str) -> str:
     """A parser's message may quote the whole authority: keep what it says, not the credentials in it."""
     message = str(error)
-    authority = url.partition("://")[2].split("/", 1)[0]
+    authority = AUTHORITY_END.split(url.partition("://")[2], maxsplit=1)[0]
     user_info = authority.rpartition("@")[0]
     return message.replace(user_info, "***") if user_info else message
 

@@ -9,7 +9,6 @@ import pytest
 from dispatcher.config import (
     DLQ_URL_ENV,
     IDEMPOTENCY_TABLE_ENV,
-    PAYLOAD_BUCKET_ENV,
     SUBSCRIPTION_ENV,
     ConfigurationError,
     load_settings,
@@ -25,12 +24,7 @@ VALID: dict[str, Any] = {
 
 def environ(subscription: Any) -> dict[str, str]:
     text = subscription if isinstance(subscription, str) else json.dumps(subscription)
-    return {
-        SUBSCRIPTION_ENV: text,
-        IDEMPOTENCY_TABLE_ENV: "delivered-ids",
-        DLQ_URL_ENV: "https://sqs/parked",
-        PAYLOAD_BUCKET_ENV: "parked-payloads",
-    }
+    return {SUBSCRIPTION_ENV: text, IDEMPOTENCY_TABLE_ENV: "delivered-ids", DLQ_URL_ENV: "https://sqs/parked"}
 
 
 def test_valid_subscription_gets_documented_defaults() -> None:
@@ -43,7 +37,6 @@ def test_valid_subscription_gets_documented_defaults() -> None:
     assert (config.request_timeout_seconds, config.rate_limit_per_second) == (10.0, None)
     assert (config.allow_private_cidrs, config.allow_http) == ((), False)
     assert (settings.idempotency_table, settings.dlq_url) == ("delivered-ids", "https://sqs/parked")
-    assert settings.payload_bucket == "parked-payloads"
 
 
 @pytest.mark.parametrize(
@@ -90,9 +83,7 @@ def test_plain_http_needs_allow_http() -> None:
 def test_missing_variables_are_all_named() -> None:
     with pytest.raises(ConfigurationError) as error:
         load_settings({SUBSCRIPTION_ENV: json.dumps(VALID)})
-    assert str(error.value) == (
-        f"missing environment variable(s): {IDEMPOTENCY_TABLE_ENV}, {DLQ_URL_ENV}, {PAYLOAD_BUCKET_ENV}"
-    )
+    assert str(error.value) == f"missing environment variable(s): {IDEMPOTENCY_TABLE_ENV}, {DLQ_URL_ENV}"
 
 
 def test_subscription_that_is_not_json_is_refused() -> None:
@@ -143,7 +134,7 @@ def test_an_endpoint_the_guard_would_refuse_fails_cold_start_naming_the_form(end
         {"endpoint": "https://user:hunter2@ledger.example.com/hooks?token=sekrit"},
         {"endpoint": "http://ledger.example.com/hooks?token=sekrit"},  # model-level check: http without allow_http
         {"endpoint": "https://ledger.example.com/hooks?token=sekrit#x", "max_attempts": 0},
-        {"endpoint": "https://user:hunter2@\u2102/hooks?token=sekrit"},  # the parser's own message quotes it
+        {"endpoint": "https://user:hunter2@\u2100.example/hooks?token=sekrit"},  # the parser's own message quotes it
         {"signing_secret": "whsec_hunter2+sekrit/AAAAAAAAAAAAAAAAAAAAAA=="},
         {"signing_secret": "hunter2 sekrit"},
     ],

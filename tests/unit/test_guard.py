@@ -151,7 +151,12 @@ def test_a_host_the_client_could_read_differently_is_refused_naming_the_form(url
 
 def test_a_refusal_never_quotes_the_user_info() -> None:
     # Given URLs with a password that also fail to parse (yarl's own message quotes the whole authority)
-    urls = ["https://user:hunter2@\u2102/", "https://user:hunter2@[::1/", "https://user:hunter2@ledger.example.com/"]
+    urls = [
+        "https://user:hunter2@\u2100.example/",  # U+2100 normalises to "a/c": yarl's message quotes the authority
+        "https://user:hunter2@\u2100.example?next=a@b",
+        "https://user:hunter2@[::1/",
+        "https://user:hunter2@ledger.example.com/",
+    ]
 
     # When they are read, Then each is refused without the password
     for url in urls:

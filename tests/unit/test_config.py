@@ -9,6 +9,7 @@ import pytest
 from dispatcher.config import (
     DLQ_URL_ENV,
     IDEMPOTENCY_TABLE_ENV,
+    PAYLOAD_BUCKET_ENV,
     SUBSCRIPTION_ENV,
     ConfigurationError,
     load_settings,
@@ -24,7 +25,12 @@ VALID: dict[str, Any] = {
 
 def environ(subscription: Any) -> dict[str, str]:
     text = subscription if isinstance(subscription, str) else json.dumps(subscription)
-    return {SUBSCRIPTION_ENV: text, IDEMPOTENCY_TABLE_ENV: "delivered-ids", DLQ_URL_ENV: "https://sqs/parked"}
+    return {
+        SUBSCRIPTION_ENV: text,
+        IDEMPOTENCY_TABLE_ENV: "delivered-ids",
+        DLQ_URL_ENV: "https://sqs/parked",
+        PAYLOAD_BUCKET_ENV: "parked-payloads",
+    }
 
 
 def test_valid_subscription_gets_documented_defaults() -> None:
@@ -37,6 +43,7 @@ def test_valid_subscription_gets_documented_defaults() -> None:
     assert (config.request_timeout_seconds, config.rate_limit_per_second) == (10.0, None)
     assert (config.allow_private_cidrs, config.allow_http) == ((), False)
     assert (settings.idempotency_table, settings.dlq_url) == ("delivered-ids", "https://sqs/parked")
+    assert settings.payload_bucket == "parked-payloads"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +90,9 @@ def test_plain_http_needs_allow_http() -> None:
 def test_missing_variables_are_all_named() -> None:
     with pytest.raises(ConfigurationError) as error:
         load_settings({SUBSCRIPTION_ENV: json.dumps(VALID)})
-    assert str(error.value) == f"missing environment variable(s): {IDEMPOTENCY_TABLE_ENV}, {DLQ_URL_ENV}"
+    assert str(error.value) == (
+        f"missing environment variable(s): {IDEMPOTENCY_TABLE_ENV}, {DLQ_URL_ENV}, {PAYLOAD_BUCKET_ENV}"
+    )
 
 
 def test_subscription_that_is_not_json_is_refused() -> None:

@@ -1,5 +1,6 @@
 """How each class of response from a real endpoint on 127.0.0.1 is treated: delivered, parked in the real
-SQS dead-letter queue (moto), or retried and then reported as a batch item failure."""
+SQS dead-letter queue (moto; a payload too large for the message in the real payload bucket), or retried and then
+reported as a batch item failure."""
 
 from __future__ import annotations
 
@@ -13,17 +14,26 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from dispatcher.adapters.sqs import SQS_MESSAGE_MAX_BYTES
 from dispatcher.delivery import Outcome
 from dispatcher.records import parse_event
 from tests.events import SHARD, STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.fakes import SECRET
-from tests.integration.conftest import AwsResources, DispatcherFactory
-from tests.integration.support import LoopbackEndpoint, Reply
+from tests.integration.conftest import AwsResources, DispatcherFactory, FakeLambdaContext, HandlerLoader
+from tests.integration.support import LoopbackEndpoint, Reply, recorded_logs
 
 pytestmark = pytest.mark.integration
 
 PAYLOAD = b'{"id": "evt-42", "amount": 10.00}'
 WEBHOOK_ID = "evt-42"
+LARGEST_RECORD_BYTES = 1024 * 1024  # the largest record Kinesis and SQS accept (1 MiB)
+LARGE_WEBHOOK_ID = "evt-large"
+
+
+def json_payload(webhook_id: str, size: int) -> bytes:
+    """A JSON record of exactly `size` bytes carrying `webhook_id`."""
+    head, tail = b'{"id": "' + webhook_id.encode() + b'", "blob": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
 
 
 def assert_parked_at_about_now(document: dict[str, Any], started: float, finished: float) -> None:
@@ -308,3 +318,120 @@ async def test_fifo_dead_letter_queue_receives_parked_records(
     messages = aws.sqs.receive_message(QueueUrl=fifo_dlq, MaxNumberOfMessages=10)["Messages"]
     parked = sorted(base64.b64decode(json.loads(message["Body"])["payload_base64"]) for message in messages)
     assert parked == sorted([PAYLOAD, b"two"])
+
+
+def test_a_1_mib_record_refused_with_413_is_parked_with_its_payload_in_s3(
+    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+) -> None:
+    # Given the function, and an endpoint answering 413 Content Too Large to the largest record a source accepts
+    payload = json_payload(LARGE_WEBHOOK_ID, LARGEST_RECORD_BYTES)
+    endpoint.always(LARGE_WEBHOOK_ID, 413)
+    module = load_handler()
+
+    # When the handler gets it
+    response = module.handler(event(kinesis_record(0, payload, "acct-7")), FakeLambdaContext())
+
+    # Then the endpoint received the exact bytes once, and the record is parked, not reported
+    assert [request.body for request in endpoint.for_id(LARGE_WEBHOOK_ID)] == [payload]
+    assert response == {"batchItemFailures": []}
+    # and its dead-letter message, which SQS accepted, points at an object holding exactly those bytes
+    stored = aws.stored_payloads()
+    messages = aws.sqs.receive_message(QueueUrl=aws.dlq_url, MaxNumberOfMessages=10)["Messages"]
+    (message,) = messages
+    assert len(message["Body"].encode()) <= SQS_MESSAGE_MAX_BYTES
+    parked = json.loads(message["Body"])
+    assert "payload_base64" not in parked
+    assert parked["payload_s3"]["bucket"] == aws.payload_bucket
+    assert parked["payload_s3"]["key"].startswith("parked/it-orders/")
+    assert stored == {parked["payload_s3"]["key"]: payload}
+    # with every other field of the documented format
+    assert parked["webhook_id"] == LARGE_WEBHOOK_ID
+    assert parked["item_identifier"] == sequence_number(0)
+    assert parked["source"]["partition_key"] == "acct-7"
+    assert parked["content_type"] == "application/json"
+    assert (parked["last_status"], parked["attempts"]) == (413, 1)
+    assert "413" in parked["reason"]
+
+
+@pytest.mark.parametrize(
+    ("payload_bytes", "stored_aside"),
+    [
+        (190_000, False),  # base64 and envelope just under SQS's 256 KiB: inline
+        (200_000, True),  # just over: claim check
+    ],
+)
+async def test_the_payload_is_inline_whenever_the_message_fits_and_in_s3_only_otherwise(
+    aws: AwsResources,
+    endpoint: LoopbackEndpoint,
+    make_dispatcher: DispatcherFactory,
+    payload_bytes: int,
+    stored_aside: bool,
+) -> None:
+    # Given a record of this size the endpoint refuses
+    payload = json_payload(LARGE_WEBHOOK_ID, payload_bytes)
+    endpoint.default = Reply(422)
+    dispatcher = make_dispatcher()
+
+    # When it is dispatched
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, payload))), 30)
+
+    # Then it is parked either inline or in S3, never both, and the bytes come back exact either way
+    assert report.response() == {"batchItemFailures": []}
+    (parked,) = aws.dead_letters()
+    stored = aws.stored_payloads()
+    if stored_aside:
+        assert "payload_base64" not in parked
+        assert stored == {parked["payload_s3"]["key"]: payload}
+    else:
+        assert "payload_s3" not in parked
+        assert stored == {}
+        assert base64.b64decode(parked["payload_base64"]) == payload
+
+
+async def test_parking_the_same_large_record_again_rewrites_its_one_object(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given a large record refused by the endpoint, parked by an invocation whose report Lambda never got
+    payload = json_payload(LARGE_WEBHOOK_ID, LARGEST_RECORD_BYTES)
+    endpoint.default = Reply(413)
+    batch = event(kinesis_record(0, payload))
+    await make_dispatcher().dispatch(parse_event(batch), 30)
+
+    # When Lambda sends the batch again to a fresh environment, which parks it again
+    await make_dispatcher().dispatch(parse_event(batch), 30)
+
+    # Then both dead-letter messages point at the same single object
+    keys = {parked["payload_s3"]["key"] for parked in aws.dead_letters()}
+    assert len(keys) == 1
+    assert aws.stored_payloads() == {keys.pop(): payload}
+
+
+async def test_a_payload_that_cannot_be_stored_is_reported_and_logged_with_the_cause(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given a payload bucket that does not exist, and an endpoint refusing a large record and a small one
+    payload = json_payload(LARGE_WEBHOOK_ID, LARGEST_RECORD_BYTES)
+    endpoint.default = Reply(413)
+    dispatcher = make_dispatcher(payload_bucket=f"{aws.payload_bucket}-missing")
+
+    # When both are dispatched
+    with recorded_logs("dispatcher") as logs:
+        report = await dispatcher.dispatch(
+            parse_event(event(kinesis_record(0, payload), kinesis_record(1, PAYLOAD))), 30
+        )
+
+    # Then the large one is reported for Lambda to retry, never dropped, and its message was never sent
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": sequence_number(0)}]}
+    large, small = report.results
+    assert large.outcome is Outcome.FAILED
+    assert "could not park" in large.reason
+    assert "NoSuchBucket" in large.reason
+    # while the small one, which needs no bucket, is parked inline
+    assert small.outcome is Outcome.PARKED
+    (parked,) = aws.dead_letters()
+    assert parked["webhook_id"] == WEBHOOK_ID
+    # and the log names the record and the cause, without the payload's bytes
+    (failure,) = [record for record in logs if record.getMessage().startswith("record could not be parked")]
+    assert failure.webhook_id == LARGE_WEBHOOK_ID  # type: ignore[attr-defined]
+    assert "NoSuchBucket" in failure.cause  # type: ignore[attr-defined]
+    assert all("xxxxxxxx" not in str(record.__dict__) for record in logs)

@@ -1,13 +1,107 @@
-"""The Docker-free asset build targets the function's runtime and leaves the SDK to Lambda."""
+"""The Docker-free asset build targets the function's runtime, leaves the SDK to Lambda, fits its size
+budget and removes nothing the function imports.
+
+The asset is built once per session by `make asset` (which reuses build/lambda-asset while its inputs are
+unchanged). Its arm64 extensions cannot load on this x86_64 machine, so the imports are proven on its
+twin: the same build for this machine's architecture, holding the same files but for the extensions'
+platform tag (a test checks that), imported by Python 3.13 with nothing but the twin, the standard
+library and the SDK Lambda's runtime provides on sys.path.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import json
+import platform
 import re
+import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from infra import constants
-from infra.lambda_asset import RUNTIME_PROVIDED_PACKAGES, runtime_dependencies, zipped_size_bytes
+from infra.lambda_asset import (
+    LAMBDA_TARGET,
+    MAX_ZIPPED_BYTES,
+    REMOVED,
+    REPOSITORY_ROOT,
+    RUNTIME_PROVIDED_PACKAGES,
+    Removal,
+    Target,
+    build,
+    drop_long_descriptions,
+    remove,
+    runtime_dependencies,
+    zipped_size_bytes,
+)
+from tests.events import event, sqs_record
+
+ASSET_DIRECTORY = REPOSITORY_ROOT / "build" / "lambda-asset"  # the Makefile's ASSET_DIR
+# What Lambda's Python runtime puts on sys.path after the asset: the SDK and the packages it imports.
+LAMBDA_RUNTIME_MODULES = (*RUNTIME_PROVIDED_PACKAGES, "s3transfer", "jmespath", "dateutil", "six", "urllib3")
+# What the function imports from its dependencies, at cold start or lazily in its adapters.
+DEPENDENCY_MODULES = (
+    "aiohttp",
+    "aws_lambda_powertools.logging",
+    "aws_lambda_powertools.metrics",
+    "aws_lambda_powertools.utilities.parameters",
+    "pydantic",
+    "tenacity",
+)
+ELF_MACHINES = {"aarch64": 183, "x86_64": 62}  # e_machine of the ELF header
+EXTENSION_PLATFORM_TAG = re.compile(r"\.cpython-\d+-[^.]+\.so$")
+SUBSCRIPTION = {
+    "name": "asset-check",
+    "endpoint": "https://callbacks.example.com/hook",
+    "ordering": "none",
+    "max_in_flight": 4,
+    "signing_secret": "asset-check/signing-secret",
+}
+
+# Runs in the fresh interpreter: imports the function and its dependencies, walks one invocation's path
+# as far as it goes without the network, and reports what it saw to a file (Powertools prints to stdout).
+COLD_START = """
+import importlib, importlib.metadata, json, sys
+asset, runtime, modules, lambda_event, report = sys.argv[1:]
+sys.path[:0] = [asset, runtime]
+for module in json.loads(modules):
+    importlib.import_module(module)
+handler = sys.modules["dispatcher.handler"]
+batch = sys.modules["dispatcher.records"].parse_event(json.loads(lambda_event))
+handler.build_dispatcher(handler.settings)
+handler.logger.info("asset check")
+handler.publish(sys.modules["dispatcher.delivery"].DeliveryStats(delivered=len(batch.records)))
+handler.metrics.flush_metrics()
+from_asset = [m for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith(asset)]
+with open(report, "w") as out:
+    json.dump({
+        "handler": handler.__file__,
+        "records": [record.item_identifier for record in batch.records],
+        "subscription": handler.settings.subscription.name,
+        "not_compiled": sorted(m.__file__ for m in from_asset if m.__file__.endswith(".py")
+                               and not __import__("os").path.exists(m.__cached__)),
+        "versions": {d.metadata["Name"]: d.version for d in importlib.metadata.distributions(path=[asset])},
+    }, out)
+"""
+
+
+@pytest.fixture(scope="session")
+def lambda_asset() -> Path:
+    made = subprocess.run(
+        ["make", "--no-print-directory", "asset"], cwd=REPOSITORY_ROOT, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    return ASSET_DIRECTORY
+
+
+@pytest.fixture(scope="session")
+def host_twin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    twin = tmp_path_factory.mktemp("host-twin") / "asset"
+    build(twin, Target(f"manylinux2014_{platform.machine()}", LAMBDA_TARGET.python_version))
+    return twin
 
 
 def distribution_name(requirement: str) -> str:
@@ -17,10 +111,31 @@ def distribution_name(requirement: str) -> str:
     return match.group()
 
 
+def files_without_platform_tags(directory: Path) -> set[str]:
+    return {
+        EXTENSION_PLATFORM_TAG.sub(".so", str(path.relative_to(directory)))
+        for path in directory.rglob("*")
+        if path.is_file()
+    }
+
+
+def lambda_runtime_stand_in(directory: Path) -> Path:
+    """Links to this environment's SDK, laid out as Lambda's runtime provides it beside the asset."""
+    directory.mkdir()
+    for name in LAMBDA_RUNTIME_MODULES:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, name
+        assert spec.origin is not None, name
+        source = Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin)
+        (directory / source.name).symlink_to(source)
+    return directory
+
+
 def test_the_asset_is_built_for_the_functions_runtime_and_architecture() -> None:
     assert constants.FUNCTION_RUNTIME.name == f"python{constants.ASSET_PYTHON_VERSION}"
     assert constants.FUNCTION_ARCHITECTURE.name == "arm64"
     assert constants.ASSET_PIP_PLATFORM.endswith("_aarch64")
+    assert Target(constants.ASSET_PIP_PLATFORM, constants.ASSET_PYTHON_VERSION) == LAMBDA_TARGET
 
 
 def test_the_asset_bundles_the_declared_runtime_dependencies_but_not_the_sdk() -> None:
@@ -44,3 +159,145 @@ def test_the_reported_size_is_the_deflated_zip_of_the_directory(tmp_path: Path) 
         archive.write(asset / "package" / "module.py", "package/module.py")
     assert size == (tmp_path / "reference.zip").stat().st_size
     assert size < 60_000 / 10
+
+
+def test_a_removal_pattern_that_matches_nothing_fails_naming_it_and_deletes_nothing(tmp_path: Path) -> None:
+    # Given an installed package with a stub, and removals of which one no longer matches anything
+    (tmp_path / "package").mkdir()
+    (tmp_path / "package" / "module.pyi").write_text("x: int\n", encoding="utf-8")
+    removals = (Removal("**/*.pyi", "stubs"), Removal("package/tests", "the package's tests"))
+
+    # When the removals are applied
+    with pytest.raises(SystemExit, match="'package/tests'") as failure:
+        remove(tmp_path, removals)
+
+    # Then the build stops naming the stale pattern, and the stub is still there
+    assert "'**/*.pyi'" not in str(failure.value)
+    assert (tmp_path / "package" / "module.pyi").exists()
+
+
+def test_removals_inside_a_removed_directory_are_not_an_error(tmp_path: Path) -> None:
+    # Given a directory one pattern removes whole and another pattern reaches into
+    (tmp_path / "unused" / "sub").mkdir(parents=True)
+    (tmp_path / "unused" / "sub" / "module.pyi").write_text("x: int\n", encoding="utf-8")
+    (tmp_path / "used.py").write_text("x = 1\n", encoding="utf-8")
+
+    # When both are applied
+    remove(tmp_path, (Removal("unused", "unused"), Removal("**/*.pyi", "stubs")))
+
+    # Then both are gone and nothing else is
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["used.py"]
+
+
+def test_distribution_metadata_keeps_what_importlib_metadata_reads(tmp_path: Path) -> None:
+    # Given a distribution whose METADATA carries its README as the long description
+    dist_info = tmp_path / "example-1.2.3.dist-info"
+    dist_info.mkdir()
+    headers = "Metadata-Version: 2.4\nName: example\nVersion: 1.2.3\nRequires-Dist: yarl>=1.0\n"
+    (dist_info / "METADATA").write_text(headers + "\n# Example\n\nA long README.\n", encoding="utf-8")
+
+    # When the long descriptions are dropped
+    drop_long_descriptions(tmp_path)
+
+    # Then the headers are all still read, the README is gone
+    distribution = importlib.metadata.PathDistribution(dist_info)
+    assert (distribution.metadata["Name"], distribution.version) == ("example", "1.2.3")
+    assert distribution.requires == ["yarl>=1.0"]
+    assert (dist_info / "METADATA").read_text(encoding="utf-8") == headers
+
+
+def test_every_removal_says_why_it_is_safe() -> None:
+    assert all(removal.why_safe for removal in REMOVED)
+    assert len({removal.pattern for removal in REMOVED}) == len(REMOVED)
+
+
+def test_the_zipped_asset_fits_the_size_budget(lambda_asset: Path) -> None:
+    size = zipped_size_bytes(lambda_asset)
+
+    assert size <= MAX_ZIPPED_BYTES, f"the asset zips to {size:,} bytes, over the budget of {MAX_ZIPPED_BYTES:,}"
+
+
+def test_the_asset_keeps_its_compiled_extensions_for_lambdas_architecture(lambda_asset: Path) -> None:
+    architecture = constants.ASSET_PIP_PLATFORM.split("_", 1)[1]
+    extensions = sorted(lambda_asset.rglob("*.so"))
+
+    assert {path.relative_to(lambda_asset).parts[0] for path in extensions} >= {
+        "aiohttp",
+        "frozenlist",
+        "multidict",
+        "propcache",
+        "pydantic_core",
+        "yarl",
+    }
+    for extension in extensions:
+        header = extension.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF", extension
+        assert int.from_bytes(header[18:20], "little") == ELF_MACHINES[architecture], extension
+        assert extension.name.endswith(f"-{architecture}-linux-gnu.so"), extension
+
+
+def test_the_host_twin_holds_the_same_files_as_the_lambda_asset(lambda_asset: Path, host_twin: Path) -> None:
+    assert files_without_platform_tags(host_twin) == files_without_platform_tags(lambda_asset)
+
+
+def test_the_asset_ships_python_3_13_byte_code_only(lambda_asset: Path) -> None:
+    byte_code = {path.name.split(".")[1] for path in lambda_asset.rglob("*.pyc")}
+
+    assert byte_code == {f"cpython-{LAMBDA_TARGET.python_version.replace('.', '')}"}
+
+
+def test_a_cold_start_imports_the_function_and_its_dependencies_from_the_asset_alone(
+    host_twin: Path, tmp_path: Path
+) -> None:
+    # Given the twin, the SDK as Lambda's runtime provides it, the function's environment and an SQS event
+    runtime = lambda_runtime_stand_in(tmp_path / "runtime")
+    function_modules = sorted(
+        ".".join(path.relative_to(host_twin).with_suffix("").parts).removesuffix(".__init__")
+        for path in (host_twin / "dispatcher").rglob("*.py")
+    )
+    environment = {
+        "DISPATCHER_SUBSCRIPTION": json.dumps(SUBSCRIPTION),
+        "DISPATCHER_IDEMPOTENCY_TABLE": "asset-check-delivered-ids",
+        "DISPATCHER_DLQ_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/asset-check-parked",
+        "DISPATCHER_PAYLOAD_BUCKET": "asset-check-parked-payloads",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "POWERTOOLS_SERVICE_NAME": "asset-check",
+    }
+    lambda_event = event(sqs_record("message-1", {"order": 1}))
+    report = tmp_path / "report.json"
+
+    # When Python 3.13 (isolated: no site-packages, no byte-code written) imports everything and walks the
+    # invocation's path up to the network
+    completed = subprocess.run(
+        [
+            LAMBDA_TARGET.interpreter,
+            "-I",
+            "-S",
+            "-B",
+            "-c",
+            COLD_START,
+            str(host_twin),
+            str(runtime),
+            json.dumps([*function_modules, *DEPENDENCY_MODULES]),
+            json.dumps(lambda_event),
+            str(report),
+        ],
+        env={**LAMBDA_TARGET.interpreter_environment(), **environment},
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 0, completed.stderr
+    seen: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
+
+    # Then the function ran from the twin, with its settings and the event parsed
+    assert seen["handler"] == str(host_twin / "dispatcher" / "handler.py")
+    assert (seen["subscription"], seen["records"]) == ("asset-check", ["message-1"])
+    # and Powertools logged and published its metrics
+    printed = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert [line["message"] for line in printed if "message" in line] == ["asset check"]
+    assert [line["Delivered"] for line in printed if "Delivered" in line] == [[1.0]]
+    # and every module it imported from the asset was loaded from shipped byte-code
+    assert seen["not_compiled"] == []
+    # and every distribution still reports its version
+    assert {"aiohttp", "pydantic", "pydantic_core", "tenacity", "attrs"} <= set(seen["versions"])
+    assert all(seen["versions"].values())

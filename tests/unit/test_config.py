@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import base64
 import json
+import string
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dispatcher.config import (
     DLQ_URL_ENV,
@@ -216,3 +219,45 @@ def test_a_signing_secret_that_is_neither_a_name_nor_an_arn_is_refused() -> None
         "(up to 512 of A-Z a-z 0-9 /_+=.@-) nor its ARN: store the signing secret in Secrets Manager and "
         "reference it here by name or ARN"
     )
+
+
+SECRET_TOKENS = st.text(st.sampled_from(string.ascii_letters + string.digits), min_size=12, max_size=24)
+BAD_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "max_attempts": st.just(0),
+        "allow_private_cidrs": st.just(["10.0.0.1/8"]),
+        "colour": st.just("blue"),
+    },
+)
+
+
+@pytest.mark.adversarial
+@given(
+    token=SECRET_TOKENS,
+    host=st.sampled_from(
+        ["ledger.example.com", "127.1", "[fd00:ec2::254%251]", fullwidth("127.0.0.1"), "[]", "\u2100"]
+    ),
+    where=st.sampled_from(["password", "query", "secret", "user"]),
+    bad_fields=BAD_FIELDS,
+)
+def test_no_configuration_error_quotes_a_credential(
+    token: str, host: str, where: str, bad_fields: dict[str, Any]
+) -> None:
+    # Given a subscription carrying a credential (in the endpoint's user info or query, or pasted as the
+    # signing secret) next to any mix of other mistakes
+    endpoint = {
+        "password": f"http://ledger:{token}@{host}/hooks",
+        "user": f"http://{token}@{host}/hooks",
+        "query": f"http://{host}/hooks?token={token}",
+        "secret": f"http://{host}/hooks",
+    }[where]
+    signing_secret = f"whsec_{token}" if where == "secret" else VALID["signing_secret"]
+    fields = VALID | {"endpoint": endpoint, "signing_secret": signing_secret} | bad_fields
+
+    # When the function parses it (http:// without allow_http: wrong at least for that)
+    with pytest.raises(ConfigurationError) as error:
+        load_settings(environ(fields))
+
+    # Then whatever is wrong, the error does not quote the credential
+    assert token not in str(error.value)

@@ -24,6 +24,7 @@ from local.receiver import DemoReceiver, FaultKnobs
 from local.runtime import LocalSystem, RunningConsumer
 from local.spec import KinesisMappingSpec
 from producer import Event, KinesisProducer, SqsProducer
+from redrive.parked import StoredPayload, parked_payload
 
 DEFAULT_EVENTS = 2_000
 DEFAULT_POISON_RATE = 0.005  # events the receiver refuses for good (422): they must end up parked
@@ -312,10 +313,15 @@ def _consumer_counts(consumer: RunningConsumer) -> dict[str, int]:
 
 def _parked_payloads(system: LocalSystem) -> Iterable[tuple[str, Any]]:
     """(event id, payload) of everything in a dead-letter store, read without removing it."""
-    sqs = system.aws.client("sqs")
+    sqs, s3 = system.aws.client("sqs"), system.aws.client("s3")
+
+    def read_stored(stored: StoredPayload) -> bytes:
+        payload: bytes = s3.get_object(Bucket=stored.bucket, Key=stored.key)["Body"].read()
+        return payload
+
     for consumer in system.consumers:
         for body in _read_all(sqs, consumer.parked_records_url):
-            yield _identified(base64.b64decode(json.loads(body)["payload_base64"]))
+            yield _identified(parked_payload(json.loads(body), read_stored)[0])
     for url in system.source_dead_letter_urls:
         for body in _read_all(sqs, url):
             yield _identified(body.encode())

@@ -1,5 +1,6 @@
 """A deployed environment as the redrive target: function `<env>-<subscription>` invoked with Lambda's Invoke,
-the dead-letter queue `<env>-<subscription>-parked`, the on-failure bucket named by the event source mapping.
+the dead-letter queue `<env>-<subscription>-parked`, the on-failure bucket named by the event source mapping, and
+the parked-payload bucket named in the function's environment.
 
 AWS credentials, region and endpoint come from the standard environment (or `endpoint_url`); on a loopback endpoint
 what the shell does not set is the local runtime's (local.aws.client_for_endpoint).
@@ -15,6 +16,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from dispatcher.config import PAYLOAD_BUCKET_ENV
 from infra.naming import ResourceNames
 from infra.registry.limits import Environment
 from local.aws import client_for_endpoint
@@ -40,10 +42,14 @@ def aws_target(subscription: str, environment: Environment, endpoint_url: str | 
     sqs = client_for_endpoint("sqs", endpoint_url)
     s3 = client_for_endpoint("s3", endpoint_url)
     try:
-        timeout = float(lambda_client.get_function_configuration(FunctionName=function_name)["Timeout"])
+        configuration = lambda_client.get_function_configuration(FunctionName=function_name)
         mappings = lambda_client.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]
     except ClientError as error:
         raise TargetNotFoundError(f"function {function_name}: {error}") from None
+    timeout = float(configuration["Timeout"])
+    payload_bucket = configuration.get("Environment", {}).get("Variables", {}).get(PAYLOAD_BUCKET_ENV)
+    if not payload_bucket:
+        raise TargetNotFoundError(f"function {function_name}: its environment names no {PAYLOAD_BUCKET_ENV}")
     queue_name = names.name(subscription, PARKED_QUEUE_SUFFIX)
     try:
         queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
@@ -70,6 +76,7 @@ def aws_target(subscription: str, environment: Environment, endpoint_url: str | 
         dead_letter_queue_url=queue_url,
         s3=s3,
         on_failure_bucket=on_failure_bucket(mappings),
+        payload_bucket=str(payload_bucket),
     )
 
 

@@ -8,6 +8,10 @@ duplicated, whenever the run is interrupted:
   batchItemFailures). If the endpoint refused it again, the function has by then parked it as a NEW message,
   so the old one is deleted too: it was re-queued. An interruption between the delivery and the delete
   re-delivers it next run with the same webhook-id, which receivers dedupe;
+- a payload the function stored in S3 (`payload_s3`) is deleted only after its message was, and only once the
+  record was delivered: a record refused again has been parked again under the same key, so its new message
+  points at the same object. An interruption between the two deletes leaves an object nothing points at, which
+  the bucket's lifecycle expires;
 - a message carrying a webhook-id this run has already re-delivered (the copy the function parked when the
   endpoint refused the record again) is left for the next run, so a record refused again is not looped;
 - every message received and not deleted is held invisible while the run lasts and released when it ends
@@ -29,11 +33,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
+
+from dispatcher.adapters.s3 import parked_payload_prefix
 from dispatcher.records import UnsupportedEventError, parse_event
 from local.esm.base import judge
 from local.workers import InvocationResult
 from redrive.errors import NotRedrivableError
-from redrive.parked import ParkedRecord, describe_position
+from redrive.parked import ParkedRecord, PayloadReader, StoredPayload, describe_position
 from redrive.target import RedriveTarget
 
 logger = logging.getLogger(__name__)
@@ -77,7 +84,7 @@ class RedriveSummary:
 class PlannedRecord:
     """A record a redrive would re-deliver (dry run)."""
 
-    store: str  # "dlq" or s3://bucket/key
+    store: str  # "dlq" (with its stored payload's s3://bucket/key, if any) or the on-failure object's s3://bucket/key
     webhook_id: str
     position: str
     reason: str
@@ -169,26 +176,34 @@ class Redriver:
                     seen.add(message_id)
                     if self._room() <= 0:
                         break
-                    if await self._redrive_message(message, redriven_ids):
-                        await asyncio.to_thread(
-                            self.target.sqs.delete_message,
-                            QueueUrl=self.target.dead_letter_queue_url,
-                            ReceiptHandle=held.pop(message_id),
-                        )
+                    redriven = await self._redrive_message(message, redriven_ids)
+                    if redriven is None:
+                        continue
+                    record, outcome = redriven
+                    await asyncio.to_thread(
+                        self.target.sqs.delete_message,
+                        QueueUrl=self.target.dead_letter_queue_url,
+                        ReceiptHandle=held.pop(message_id),
+                    )
+                    # Parked again, the record's new message points at the very same object: it stays.
+                    if record.stored_payload is not None and outcome is Outcome.REDRIVEN:
+                        await asyncio.to_thread(self._delete_stored_payload, record.stored_payload)
         finally:
             # Synchronous on purpose: this also runs while the run is being cancelled (Ctrl-C).
             self._release(held)
 
-    async def _redrive_message(self, message: dict[str, Any], redriven_ids: set[str]) -> bool:
-        """Re-deliver one dead-letter message; whether it may be deleted now."""
+    async def _redrive_message(
+        self, message: dict[str, Any], redriven_ids: set[str]
+    ) -> tuple[ParkedRecord, Outcome] | None:
+        """Re-deliver one dead-letter message; the record and how it ended when the message may be deleted now."""
         try:
-            record = ParkedRecord.from_message(message["Body"])
+            record = await asyncio.to_thread(ParkedRecord.from_message, message["Body"], self._read_stored_payload)
             if record.subscription != self.target.subscription:
                 raise NotRedrivableError(f"it was parked by subscription {record.subscription!r}")
             event = record.lambda_event()
         except NotRedrivableError as error:
             self._finish(Outcome.SKIPPED, 1, f"dlq message {message['MessageId']}: {error}")
-            return False
+            return None
         await self._pacer.wait(1)
         redriven_ids.add(record.webhook_id)  # before invoking: the function may park it again at once
         result = await self.target.invoke(event)
@@ -196,14 +211,15 @@ class Redriver:
         where = f"{record.webhook_id} ({record.position()})"
         if not verdict.succeeded:
             self._finish(Outcome.STILL_FAILING, 1, f"{where}: {verdict.reason or 'reported as failed'}")
-            return False
+            return None
         if _metric(result, DUPLICATES_SKIPPED_METRIC):
             # The function's delivered-ids store lists it as finished (delivered or parked) and did not POST it:
             # deleting it would lose it. Kinesis markers expire with their TTL; a later run then delivers it.
             self._finish(Outcome.SKIPPED, 1, f"{where}: the function skipped it as already delivered or parked")
-            return False
-        self._finish(Outcome.PARKED_AGAIN if _metric(result, DEAD_LETTERED_METRIC) else Outcome.REDRIVEN, 1)
-        return True
+            return None
+        outcome = Outcome.PARKED_AGAIN if _metric(result, DEAD_LETTERED_METRIC) else Outcome.REDRIVEN
+        self._finish(outcome, 1)
+        return record, outcome
 
     async def _redrive_on_failure_objects(self, bucket: str) -> None:
         for key in await asyncio.to_thread(lambda: list(self._object_keys(bucket))):
@@ -248,6 +264,7 @@ class Redriver:
         return planned[: self.limit]
 
     def _plan_dead_letter_queue(self) -> list[PlannedRecord]:
+        """Stored payloads are read (to check each record can be rebuilt), never changed."""
         held: dict[str, str] = {}
         planned: list[PlannedRecord] = []
         try:
@@ -258,7 +275,7 @@ class Redriver:
                     return planned
                 for message in fresh:
                     held[message["MessageId"]] = message["ReceiptHandle"]
-                    planned.append(_planned_from_message(message))
+                    planned.append(_planned_from_message(message, self._read_stored_payload))
             return planned
         finally:
             self._release(held)
@@ -295,6 +312,28 @@ class Redriver:
             except Exception:
                 logger.warning("could not release held messages; they reappear after %d s", self._hold_seconds)
                 return
+
+    def _read_stored_payload(self, stored: StoredPayload) -> bytes:
+        """A parked payload's bytes, read only from where this subscription's function may have stored it: a
+        message pointing anywhere else is not redriven (a redrive must not deliver other data to the endpoint)."""
+        prefix = parked_payload_prefix(self.target.subscription)
+        if stored.bucket != self.target.payload_bucket or not stored.key.startswith(prefix):
+            raise NotRedrivableError(
+                f"its payload {stored} is outside the subscription's parked payloads "
+                f"(s3://{self.target.payload_bucket}/{prefix}...)"
+            )
+        try:
+            payload: bytes = self.target.s3.get_object(Bucket=stored.bucket, Key=stored.key)["Body"].read()
+        except ClientError as error:
+            raise NotRedrivableError(f"its payload {stored} cannot be read: {error}") from None
+        return payload
+
+    def _delete_stored_payload(self, stored: StoredPayload) -> None:
+        """Best effort: the message is gone already, so a payload left behind is only garbage, which expires."""
+        try:
+            self.target.s3.delete_object(Bucket=stored.bucket, Key=stored.key)
+        except ClientError as error:
+            logger.warning("could not delete the re-delivered payload %s (the bucket expires it): %s", stored, error)
 
     def _object_keys(self, bucket: str) -> Iterator[str]:
         """Every on-failure object, oldest first (Lambda's keys sort by shard and time)."""
@@ -347,9 +386,9 @@ def _sequence_number(event_record: dict[str, Any]) -> str:
     return str(event_record["kinesis"]["sequenceNumber"])
 
 
-def _planned_from_message(message: dict[str, Any]) -> PlannedRecord:
+def _planned_from_message(message: dict[str, Any], read_stored: PayloadReader) -> PlannedRecord:
     try:
-        record = ParkedRecord.from_message(message["Body"])
+        record = ParkedRecord.from_message(message["Body"], read_stored)
     except NotRedrivableError as error:
         return PlannedRecord("dlq", "?", f"message {message['MessageId']}", "", "", problem=str(error))
     problem = None
@@ -357,7 +396,8 @@ def _planned_from_message(message: dict[str, Any]) -> PlannedRecord:
         record.lambda_event()
     except NotRedrivableError as error:
         problem = str(error)
-    return PlannedRecord("dlq", record.webhook_id, record.position(), record.reason, record.parked_at, problem)
+    store = "dlq" if record.stored_payload is None else f"dlq, payload {record.stored_payload}"
+    return PlannedRecord(store, record.webhook_id, record.position(), record.reason, record.parked_at, problem)
 
 
 def _planned_from_object(bucket: str, key: str, document: dict[str, Any]) -> Iterator[PlannedRecord]:

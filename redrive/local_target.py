@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dispatcher.config import DLQ_URL_ENV
+from dispatcher.config import DLQ_URL_ENV, PAYLOAD_BUCKET_ENV
 from local.aws import LOCAL_REGION, EmbeddedAws, ResourceNotFoundError
 from local.runtime import NAME_PREFIX
 from local.spec import KinesisMappingSpec
@@ -54,6 +54,7 @@ async def local_target(subscription: str, registry: Path, endpoint_url: str) -> 
             dead_letter_queue_url=spec.function.environment[DLQ_URL_ENV],
             s3=aws.client("s3"),
             on_failure_bucket=spec.mapping.on_failure_bucket if isinstance(spec.mapping, KinesisMappingSpec) else None,
+            payload_bucket=spec.function.environment[PAYLOAD_BUCKET_ENV],
         )
     finally:
         await runner.close()

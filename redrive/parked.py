@@ -8,6 +8,9 @@ subscriptions of a stream or queue would see the record again.
 
 Every rebuilt event is parsed back with the function's own parser and refused unless it yields the parked
 webhook-id and payload, so a redrive can never reach an endpoint under an id it cannot dedupe.
+
+The payload is in the message (`payload_base64`) or, when it was too large for it, in S3 (`payload_s3`: bucket
+and key), read through the reader the caller passes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import binascii
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +39,31 @@ REDRIVE_RECEIPT_HANDLE = "redrive"  # events carry one; the function never uses 
 
 
 @dataclass(frozen=True, slots=True)
+class StoredPayload:
+    """Where the function stored a payload too large for its dead-letter message."""
+
+    bucket: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+# Reads a stored payload's bytes; raises NotRedrivableError when it cannot (missing, or not where it may be).
+PayloadReader = Callable[[StoredPayload], bytes]
+
+
+def parked_payload(document: Mapping[str, Any], read_stored: PayloadReader) -> tuple[bytes, StoredPayload | None]:
+    """The payload of a dead-letter message, from the message itself or from S3, and where it is stored if so.
+    Raises KeyError, TypeError or binascii.Error when the message has neither field or a malformed one."""
+    if "payload_s3" in document:
+        location = document["payload_s3"]
+        stored = StoredPayload(str(location["bucket"]), str(location["key"]))
+        return read_stored(stored), stored
+    return base64.b64decode(document["payload_base64"], validate=True), None
+
+
+@dataclass(frozen=True, slots=True)
 class ParkedRecord:
     """One dead-letter message of the subscription, with the fields a redrive needs."""
 
@@ -47,10 +75,12 @@ class ParkedRecord:
     produced_at: datetime
     reason: str
     parked_at: str
+    stored_payload: StoredPayload | None = None  # set when the payload came from S3 (claim check)
 
     @classmethod
-    def from_message(cls, body: str) -> ParkedRecord:
-        """Parse a dead-letter message body; NotRedrivableError names what is missing or malformed."""
+    def from_message(cls, body: str, read_stored: PayloadReader) -> ParkedRecord:
+        """Parse a dead-letter message body, reading its payload from S3 if it is stored there; NotRedrivableError
+        names what is missing or malformed."""
         try:
             document = json.loads(body)
         except ValueError as error:
@@ -59,15 +89,17 @@ class ParkedRecord:
             raise NotRedrivableError("the message is not a JSON object")
         try:
             source = document["source"]
+            payload, stored_payload = parked_payload(document, read_stored)
             record = cls(
                 subscription=str(document["subscription"]),
                 webhook_id=str(document["webhook_id"]),
                 item_identifier=str(document.get("item_identifier") or _source_identifier(source)),
                 source=source,
-                payload=base64.b64decode(document["payload_base64"], validate=True),
+                payload=payload,
                 produced_at=datetime.fromisoformat(document["produced_at"]),
                 reason=str(document.get("reason", "")),
                 parked_at=str(document.get("parked_at", "")),
+                stored_payload=stored_payload,
             )
         except (KeyError, TypeError, ValueError, binascii.Error) as error:
             raise NotRedrivableError(f"the message lacks a valid field: {error}") from None

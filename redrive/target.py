@@ -1,4 +1,5 @@
-"""The port a redrive runs against: the subscription's function, its dead-letter queue and on-failure bucket.
+"""The port a redrive runs against: the subscription's function, its dead-letter queue, its parked payloads and
+on-failure bucket.
 
 Two adapters build it: `redrive.aws_target` (a deployed environment) and `redrive.local_target` (a running
 `dispatcher local`). Tests pass a fake `invoke`.
@@ -26,3 +27,4 @@ class RedriveTarget:
     dead_letter_queue_url: str
     s3: Any  # boto3 S3 client
     on_failure_bucket: str | None  # stream subscriptions only
+    payload_bucket: str  # the function's DISPATCHER_PAYLOAD_BUCKET: parked payloads too large for their message

@@ -16,6 +16,7 @@ from dispatcher.delivery import Dispatcher
 from dispatcher.records import parse_event
 from local.workers import InvocationResult
 from redrive import RedriveTarget
+from redrive.parked import StoredPayload
 from tests.fakes import FakeEndpoint, FakeSecret, FakeStore
 from tests.producer.conftest import REGION, aws
 from tests.unit.conftest import FAST, subscription
@@ -81,7 +82,21 @@ class ParkedSubscription:
             dead_letter_queue_url=self.dead_letter_queue_url,
             s3=self.s3,
             on_failure_bucket=self.bucket if with_bucket else None,
+            payload_bucket=self.payload_bucket,
         )
+
+    def read_stored(self, stored: StoredPayload) -> bytes:
+        """The redrive's payload reader, without its checks of where the payload may be."""
+        payload: bytes = self.s3.get_object(Bucket=stored.bucket, Key=stored.key)["Body"].read()
+        return payload
+
+    def stored_payloads(self) -> dict[str, bytes]:
+        """Every payload the function stored aside (too large for its message), by key."""
+        contents = self.s3.list_objects_v2(Bucket=self.payload_bucket).get("Contents", [])
+        return {
+            item["Key"]: self.s3.get_object(Bucket=self.payload_bucket, Key=item["Key"])["Body"].read()
+            for item in contents
+        }
 
     def parked_bodies(self) -> list[str]:
         """Every message in the dead-letter queue, read and made visible again."""

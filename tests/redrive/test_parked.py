@@ -10,10 +10,25 @@ import pytest
 
 from dispatcher.records import parse_event
 from redrive import NotRedrivableError, ParkedRecord
+from redrive.parked import StoredPayload
 from tests.events import kinesis_record, sqs_record
 from tests.redrive.conftest import ParkedSubscription
 
 MESSAGE_ATTRIBUTES = {"tenant": {"stringValue": "t-1", "dataType": "String"}}
+LARGEST_RECORD_BYTES = 1024 * 1024  # the largest record Kinesis and SQS accept (1 MiB)
+# Every field of a dead-letter message but its payload.
+PARKED_FIELDS = {
+    "subscription": "s",
+    "webhook_id": "w",
+    "item_identifier": "m-1",
+    "source": {"type": "sqs", "name": "q", "arn": "arn:aws:sqs:eu-west-1:123456789012:q", "message_id": "m-1"},
+    "produced_at": "2026-01-01T00:00:00.000Z",
+}
+
+
+def no_stored_payloads(stored: StoredPayload) -> bytes:
+    raise AssertionError(f"no payload should be read from S3, but {stored} was")
+
 
 ORIGINAL_RECORDS = {
     "kinesis, webhook-id from the position": kinesis_record(3, {"type": "order.created"}, "customer-7"),
@@ -34,7 +49,7 @@ async def test_a_parked_record_is_rebuilt_at_its_original_position(
     (body,) = parked_subscription.parked_bodies()
 
     # When it is rebuilt from the dead-letter message
-    rebuilt_event = ParkedRecord.from_message(body).lambda_event()
+    rebuilt_event = ParkedRecord.from_message(body, parked_subscription.read_stored).lambda_event()
 
     # Then the function parses the same record back: same webhook-id, payload and source position
     (expected,) = parse_event({"Records": [original]}).records
@@ -54,7 +69,7 @@ async def test_a_record_unreadable_at_the_source_is_not_redrivable(parked_subscr
 
     # When / Then it cannot be rebuilt: delivering its raw field would not be the original record
     with pytest.raises(NotRedrivableError, match="not base64"):
-        ParkedRecord.from_message(body).lambda_event()
+        ParkedRecord.from_message(body, parked_subscription.read_stored).lambda_event()
 
 
 @pytest.mark.parametrize(
@@ -63,11 +78,14 @@ async def test_a_record_unreadable_at_the_source_is_not_redrivable(parked_subscr
         ("not json", "not JSON"),
         ("[1]", "not a JSON object"),
         (json.dumps({"subscription": "s", "webhook_id": "w"}), "lacks a valid field"),
+        (json.dumps(PARKED_FIELDS), "lacks a valid field: 'payload_base64'"),
+        (json.dumps(PARKED_FIELDS | {"payload_s3": "s3://bucket/key"}), "lacks a valid field"),
+        (json.dumps(PARKED_FIELDS | {"payload_s3": {"bucket": "b"}}), "lacks a valid field: 'key'"),
     ],
 )
 def test_a_malformed_message_is_not_redrivable(body: str, problem: str) -> None:
     with pytest.raises(NotRedrivableError, match=problem):
-        ParkedRecord.from_message(body)
+        ParkedRecord.from_message(body, no_stored_payloads)
 
 
 async def test_a_record_whose_position_no_longer_gives_its_webhook_id_is_refused(
@@ -80,4 +98,24 @@ async def test_a_record_whose_position_no_longer_gives_its_webhook_id_is_refused
 
     # When / Then it is refused: the endpoint could not dedupe it against the original
     with pytest.raises(NotRedrivableError, match="someone-else"):
-        ParkedRecord.from_message(tampered).lambda_event()
+        ParkedRecord.from_message(tampered, parked_subscription.read_stored).lambda_event()
+
+
+async def test_a_record_whose_payload_was_stored_in_s3_is_rebuilt_with_its_exact_bytes(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given the function parked the largest record a source accepts: its payload went to S3
+    payload = b"\x00\xff" * (LARGEST_RECORD_BYTES // 2)
+    original = kinesis_record(6, payload)
+    await parked_subscription.park(original)
+    (body,) = parked_subscription.parked_bodies()
+    (key,) = parked_subscription.stored_payloads()
+
+    # When it is rebuilt from the dead-letter message
+    record = ParkedRecord.from_message(body, parked_subscription.read_stored)
+
+    # Then the payload is read from where the message points, and the function parses the same record back
+    assert record.stored_payload == StoredPayload(parked_subscription.payload_bucket, key)
+    (rebuilt,) = parse_event(record.lambda_event()).records
+    (expected,) = parse_event({"Records": [original]}).records
+    assert (rebuilt.payload, rebuilt.webhook_id) == (payload, expected.webhook_id)

@@ -229,3 +229,121 @@ async def test_dry_run_lists_every_record_and_changes_nothing(parked_subscriptio
     assert parked_subscription.invocations == []
     assert len(parked_subscription.parked_bodies()) == 1  # visible again at once
     assert on_failure_objects(parked_subscription) == {"object-1": records}
+
+
+# -- payloads stored in S3 (too large for their dead-letter message) ---------------------------------------------
+
+LARGEST_RECORD_BYTES = 1024 * 1024  # the largest record Kinesis and SQS accept (1 MiB)
+
+
+def large_record(position: int) -> tuple[dict[str, Any], bytes]:
+    payload = json.dumps({"type": "order.created", "blob": "x" * LARGEST_RECORD_BYTES})[:LARGEST_RECORD_BYTES]
+    return kinesis_record(position, payload.encode()), payload.encode()
+
+
+async def test_a_record_parked_in_s3_is_redelivered_exactly_and_its_payload_deleted_after_its_message(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given a 1 MiB record the function parked with its payload in S3
+    original, payload = large_record(1)
+    await parked_subscription.park(original)
+    assert len(parked_subscription.stored_payloads()) == 1
+    deletes: list[str] = []
+    parked_subscription.s3.meta.events.register("before-call.s3.DeleteObject", lambda **_: deletes.append("object"))
+    parked_subscription.sqs.meta.events.register("before-call.sqs.DeleteMessage", lambda **_: deletes.append("message"))
+
+    # When the endpoint accepts it again and it is redriven
+    summary = await redriver(parked_subscription).run()
+
+    # Then the endpoint got the exact bytes under the original webhook-id
+    (request,) = parked_subscription.endpoint.requests
+    assert request.body == payload
+    assert request.headers["webhook-id"] == webhook_ids([original])[0]
+    assert summary.counts == {Outcome.REDRIVEN: 1}
+    # and the message, then the payload it pointed at, are gone: never a message pointing at nothing
+    assert deletes == ["message", "object"]
+    assert parked_subscription.parked_bodies() == []
+    assert parked_subscription.stored_payloads() == {}
+
+
+async def test_a_record_parked_in_s3_and_refused_again_keeps_the_payload_its_new_message_points_at(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given a 1 MiB record parked with its payload in S3, which the endpoint still refuses
+    original, payload = large_record(1)
+    await parked_subscription.park(original)
+    parked_subscription.endpoint.default = 413
+
+    # When it is redriven
+    summary = await redriver(parked_subscription).run()
+
+    # Then it is parked again, and its new message points at the payload, which is still there
+    assert summary.counts == {Outcome.PARKED_AGAIN: 1}
+    (body,) = parked_subscription.parked_bodies()
+    stored = json.loads(body)["payload_s3"]
+    assert parked_subscription.stored_payloads() == {stored["key"]: payload}
+
+
+async def test_a_record_parked_in_s3_that_still_fails_keeps_message_and_payload(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    original, payload = large_record(1)
+    await parked_subscription.park(original)
+    parked_subscription.function_error = "Sandbox.Timedout: Task timed out"
+
+    summary = await redriver(parked_subscription).run()
+
+    assert summary.counts == {Outcome.STILL_FAILING: 1}
+    assert len(parked_subscription.parked_bodies()) == 1
+    assert list(parked_subscription.stored_payloads().values()) == [payload]
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ({"bucket": "someone-elses-bucket", "key": "parked/orders-to-ledger/abc"}, "outside the subscription's"),
+        ({"key": "parked/another-subscription/abc"}, "outside the subscription's"),
+        ({"key": "parked/orders-to-ledger/missing"}, "cannot be read"),
+    ],
+)
+async def test_a_message_pointing_anywhere_but_at_its_own_stored_payload_is_skipped_and_kept(
+    parked_subscription: ParkedSubscription, where: dict[str, str], problem: str
+) -> None:
+    # Given a dead-letter message whose payload_s3 points outside the subscription's prefix, or at nothing
+    original, _ = large_record(1)
+    await parked_subscription.park(original)
+    (body,) = parked_subscription.parked_bodies()
+    document = json.loads(body)
+    document["payload_s3"] |= where
+    parked_subscription.sqs.purge_queue(QueueUrl=parked_subscription.dead_letter_queue_url)
+    parked_subscription.sqs.send_message(
+        QueueUrl=parked_subscription.dead_letter_queue_url, MessageBody=json.dumps(document)
+    )
+
+    # When it is redriven
+    summary = await redriver(parked_subscription).run()
+
+    # Then nothing reaches the function, the message stays, and the run says why
+    assert summary.counts == {Outcome.SKIPPED: 1}
+    assert parked_subscription.invocations == []
+    assert len(parked_subscription.parked_bodies()) == 1
+    (reported,) = summary.problems
+    assert problem in reported
+
+
+async def test_dry_run_reads_a_stored_payload_but_changes_nothing(parked_subscription: ParkedSubscription) -> None:
+    # Given a 1 MiB record parked with its payload in S3
+    original, payload = large_record(1)
+    await parked_subscription.park(original)
+    (key,) = parked_subscription.stored_payloads()
+
+    # When the redrive is planned
+    (planned,) = await redriver(parked_subscription).plan()
+
+    # Then it is listed as redrivable, with where its payload is, and the message and object are untouched
+    assert planned.problem is None
+    assert planned.webhook_id == webhook_ids([original])[0]
+    assert key in planned.store
+    assert parked_subscription.invocations == []
+    assert len(parked_subscription.parked_bodies()) == 1
+    assert parked_subscription.stored_payloads() == {key: payload}

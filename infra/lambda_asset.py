@@ -217,7 +217,7 @@ def drop_long_descriptions(directory: Path) -> None:
     # Core metadata is an email-style message; importlib.metadata reads only its headers.
     for metadata in directory.glob("*.dist-info/METADATA"):
         headers, _, _description = metadata.read_text(encoding="utf-8").partition("\n\n")
-        metadata.write_text(headers + "\n", encoding="utf-8")
+        metadata.write_text(headers.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def strip_extensions(directory: Path) -> None:

@@ -16,11 +16,14 @@ import json
 import platform
 import re
 import subprocess
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from infra import constants
 from infra.lambda_asset import (
@@ -189,21 +192,29 @@ def test_removals_inside_a_removed_directory_are_not_an_error(tmp_path: Path) ->
     assert sorted(path.name for path in tmp_path.iterdir()) == ["used.py"]
 
 
-def test_distribution_metadata_keeps_what_importlib_metadata_reads(tmp_path: Path) -> None:
-    # Given a distribution whose METADATA carries its README as the long description
-    dist_info = tmp_path / "example-1.2.3.dist-info"
-    dist_info.mkdir()
-    headers = "Metadata-Version: 2.4\nName: example\nVersion: 1.2.3\nRequires-Dist: yarl>=1.0\n"
-    (dist_info / "METADATA").write_text(headers + "\n# Example\n\nA long README.\n", encoding="utf-8")
+README_TEXT = st.text(st.characters(exclude_categories=("Cs",)))
 
-    # When the long descriptions are dropped
-    drop_long_descriptions(tmp_path)
 
-    # Then the headers are all still read, the README is gone
-    distribution = importlib.metadata.PathDistribution(dist_info)
-    assert (distribution.metadata["Name"], distribution.version) == ("example", "1.2.3")
-    assert distribution.requires == ["yarl>=1.0"]
-    assert (dist_info / "METADATA").read_text(encoding="utf-8") == headers
+@given(summary=README_TEXT.map(lambda text: " ".join(text.split())), readme=README_TEXT)
+def test_distribution_metadata_keeps_what_importlib_metadata_reads(summary: str, readme: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        # Given a distribution whose METADATA carries any README as its long description
+        dist_info = Path(directory) / "example-1.2.3.dist-info"
+        dist_info.mkdir()
+        headers = (
+            f"Metadata-Version: 2.4\nName: example\nVersion: 1.2.3\nSummary: {summary}\nRequires-Dist: yarl>=1.0\n"
+        )
+        (dist_info / "METADATA").write_text(f"{headers}\n{readme}", encoding="utf-8")
+
+        # When the long descriptions are dropped
+        drop_long_descriptions(Path(directory))
+
+        # Then every header still reads the same, and the README is gone
+        distribution = importlib.metadata.PathDistribution(dist_info)
+        assert (distribution.metadata["Name"], distribution.version) == ("example", "1.2.3")
+        assert distribution.metadata["Summary"] == summary
+        assert distribution.requires == ["yarl>=1.0"]
+        assert (dist_info / "METADATA").read_text(encoding="utf-8") == headers
 
 
 def test_every_removal_says_why_it_is_safe() -> None:

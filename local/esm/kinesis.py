@@ -39,8 +39,9 @@ test_lambda_integration_kinesis snapshots):
 
   under the key aws/lambda/<mapping id>/<shard id>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>, as Lambda names them.
 
-Checkpoints (local/esm/checkpoints.py) are kept per shard in a DynamoDB table of the local AWS: a restarted
-poller resumes after the last record done, and skips the shards it finished. IteratorAge is measured as AWS
+Checkpoints (local/esm/checkpoints.py) are kept per shard in a DynamoDB table of the local AWS when the runtime
+names one (in memory otherwise): a restarted poller resumes after the last record done, and skips the shards it
+finished. IteratorAge is measured as AWS
 defines it: when a batch is sent, now minus the approximate arrival time of its last record.
 
 Enhanced fan-out consumers are polled like shared-throughput ones: moto has no SubscribeToShard.

@@ -133,6 +133,12 @@ def status_table(system: LocalSystem) -> Table:
             f"{stats.dead_lettered:,.0f}",
             _age(consumer),
         )
+    notes = [
+        f"{consumer.subscription}: {consumer.fidelity_note}" for consumer in system.consumers if consumer.fidelity_note
+    ]
+    if notes:  # where the local mapping knowingly differs from Lambda's, said where the numbers are read
+        table.caption = "\n".join(notes)
+        table.caption_justify = "left"
     return table
 
 

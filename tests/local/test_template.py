@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from urllib.request import Request, urlopen
 
 import pytest
+from rich.console import Console
 
+from cli.local import status_table
 from local.aws import EmbeddedAws
-from local.spec import KinesisMappingSpec, SqsMappingSpec
+from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED
+from local.runtime import RunningConsumer
+from local.spec import ConsumerStats, KinesisMappingSpec, SqsMappingSpec
 from local.template import StackTemplate, TemplateError
 
 SUBSCRIPTION = {"name": "orders-to-ledger", "endpoint": "https://ledger.example.com/h", "signing_secret": "p/ledger"}
@@ -216,3 +221,24 @@ def test_an_enhanced_fan_out_mapping_reads_its_stream_and_names_its_consumer(loc
     # Then the mapping reads the consumer's stream and knows the consumer by name
     assert isinstance(mapping, KinesisMappingSpec)
     assert (mapping.stream_name, mapping.fan_out_consumer) == ("dev-orders", "dev-a-fan-out")
+
+
+def test_the_status_table_says_a_fan_out_consumer_is_polled_as_a_shared_one(local_aws: EmbeddedAws) -> None:
+    # Given the consumers of a template where subscription a reads through an enhanced fan-out consumer
+    document = with_mapping_a(EventSourceArn={"Fn::GetAtt": ["FanOut", "ConsumerARN"]})
+    document["Resources"]["FanOut"] = {
+        "Type": "AWS::Kinesis::StreamConsumer",
+        "Properties": {"ConsumerName": "dev-a-fan-out", "StreamARN": {"Fn::GetAtt": ["Orders", "Arn"]}},
+    }
+    template, physical, resolve = created(local_aws, document)
+    consumers = [
+        RunningConsumer(spec, ConsumerStats(), runner=cast(Any, None), task=cast(Any, None))
+        for spec in template.consumers(physical, resolve)
+    ]
+    # When `dispatcher local` draws its status table
+    console = Console(width=400, record=True)
+    console.print(status_table(cast(Any, SimpleNamespace(consumers=consumers))))
+    # Then the table says, for that subscription only, why its local mapping differs from Lambda's
+    drawn = console.export_text()
+    assert f"a: {FAN_OUT_POLLED_AS_SHARED}" in drawn
+    assert drawn.count(FAN_OUT_POLLED_AS_SHARED) == 1

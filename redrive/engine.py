@@ -324,6 +324,13 @@ class Redriver:
             )
         try:
             payload: bytes = self.target.s3.get_object(Bucket=stored.bucket, Key=stored.key)["Body"].read()
+        except self.target.s3.exceptions.NoSuchKey:
+            # Payloads outlive their messages and parking again rewrites them, so a missing one was deleted: by a
+            # redrive that delivered another message of the same record (a retry parked it twice), or by hand.
+            raise NotRedrivableError(
+                f"its payload {stored} cannot be read: it is gone (deleted once another parked copy of this record "
+                "was redriven, or by hand); delete this message once you have checked the record was delivered"
+            ) from None
         except ClientError as error:
             raise NotRedrivableError(f"its payload {stored} cannot be read: {error}") from None
         return payload

@@ -303,7 +303,7 @@ async def test_a_record_parked_in_s3_that_still_fails_keeps_message_and_payload(
     [
         ({"bucket": "someone-elses-bucket", "key": "parked/orders-to-ledger/abc"}, "outside the subscription's"),
         ({"key": "parked/another-subscription/abc"}, "outside the subscription's"),
-        ({"key": "parked/orders-to-ledger/missing"}, "cannot be read"),
+        ({"key": "parked/orders-to-ledger/missing"}, "it is gone"),
     ],
 )
 async def test_a_message_pointing_anywhere_but_at_its_own_stored_payload_is_skipped_and_kept(
@@ -347,3 +347,29 @@ async def test_dry_run_reads_a_stored_payload_but_changes_nothing(parked_subscri
     assert parked_subscription.invocations == []
     assert len(parked_subscription.parked_bodies()) == 1
     assert parked_subscription.stored_payloads() == {key: payload}
+
+
+async def test_a_record_parked_twice_is_redriven_once_and_its_second_message_kept_with_the_reason(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given a 1 MiB record parked twice (an invocation that parked it crashed before Lambda got its report):
+    # two messages pointing at its one stored payload
+    original, _ = large_record(1)
+    await parked_subscription.park(original)
+    parked_subscription.store.markers.clear()
+    await parked_subscription.park(original)
+    assert len(parked_subscription.parked_bodies()) == 2
+    assert len(parked_subscription.stored_payloads()) == 1
+
+    # When it is redriven, twice
+    first = await redriver(parked_subscription).run()
+    second = await redriver(parked_subscription).run()
+
+    # Then it reached the endpoint once; the copy left pointing at the deleted payload is kept, never
+    # re-delivered, and the run says what it is
+    assert len(parked_subscription.endpoint.requests) == 1
+    assert first.counts == {Outcome.REDRIVEN: 1}
+    assert second.counts == {Outcome.SKIPPED: 1}
+    (problem,) = second.problems
+    assert "it is gone" in problem
+    assert len(parked_subscription.parked_bodies()) == 1

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import tests.integration.conftest as integration
 from infra import constants
 from infra.lambda_asset import (
     LAMBDA_TARGET,
@@ -40,7 +41,8 @@ from infra.lambda_asset import (
     runtime_dependencies,
     zipped_size_bytes,
 )
-from tests.events import event, sqs_record
+from tests.events import event, kinesis_record
+from tests.integration.support import LoopbackEndpoint
 
 ASSET_DIRECTORY = REPOSITORY_ROOT / "build" / "lambda-asset"  # the Makefile's ASSET_DIR
 # What Lambda's Python runtime puts on sys.path after the asset: the SDK and the packages it imports.
@@ -56,39 +58,41 @@ DEPENDENCY_MODULES = (
 )
 ELF_MACHINES = {"aarch64": 183, "x86_64": 62}  # e_machine of the ELF header
 EXTENSION_PLATFORM_TAG = re.compile(r"\.cpython-\d+-[^.]+\.so$")
-SUBSCRIPTION = {
-    "name": "asset-check",
-    "endpoint": "https://callbacks.example.com/hook",
-    "ordering": "none",
-    "max_in_flight": 4,
-    "signing_secret": "asset-check/signing-secret",
-}
 
-# Runs in the fresh interpreter: imports the function and its dependencies, walks one invocation's path
-# as far as it goes without the network, and reports what it saw to a file (Powertools prints to stdout).
+# Runs in the fresh interpreter: imports the function and its dependencies, invokes the handler as Lambda
+# would, and reports what it saw to a file (Powertools prints to stdout).
 COLD_START = """
-import importlib, importlib.metadata, json, sys
+import importlib, importlib.metadata, json, os, sys
 asset, runtime, modules, lambda_event, report = sys.argv[1:]
 sys.path[:0] = [asset, runtime]
 for module in json.loads(modules):
     importlib.import_module(module)
+
+class Context:  # what Powertools and the handler read from Lambda's context
+    function_name = "asset-check"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:asset-check"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
 handler = sys.modules["dispatcher.handler"]
-batch = sys.modules["dispatcher.records"].parse_event(json.loads(lambda_event))
-handler.build_dispatcher(handler.settings)
-handler.logger.info("asset check")
-handler.publish(sys.modules["dispatcher.delivery"].DeliveryStats(delivered=len(batch.records)))
-handler.metrics.flush_metrics()
+response = handler.handler(json.loads(lambda_event), Context())
 from_asset = [m for m in list(sys.modules.values()) if (getattr(m, "__file__", None) or "").startswith(asset)]
 with open(report, "w") as out:
     json.dump({
         "handler": handler.__file__,
-        "records": [record.item_identifier for record in batch.records],
-        "subscription": handler.settings.subscription.name,
-        "not_compiled": sorted(m.__file__ for m in from_asset if m.__file__.endswith(".py")
-                               and not __import__("os").path.exists(m.__cached__)),
+        "response": response,
+        "not_compiled": sorted(m.__file__ for m in from_asset
+                               if m.__file__.endswith(".py") and not os.path.exists(m.__cached__)),
         "versions": {d.metadata["Name"]: d.version for d in importlib.metadata.distributions(path=[asset])},
     }, out)
 """
+# The integration suite's moto on 127.0.0.1 (with the function's table, queue, bucket and secret) and its
+# scripted endpoint on 127.0.0.1: pytest finds fixtures by name in this module.
+moto_server = integration.moto_server
+aws = integration.aws
+endpoint = integration.endpoint
 
 
 @pytest.fixture(scope="session")
@@ -257,28 +261,28 @@ def test_the_asset_ships_python_3_13_byte_code_only(lambda_asset: Path) -> None:
     assert byte_code == {f"cpython-{LAMBDA_TARGET.python_version.replace('.', '')}"}
 
 
-def test_a_cold_start_imports_the_function_and_its_dependencies_from_the_asset_alone(
-    host_twin: Path, tmp_path: Path
+@pytest.mark.integration
+def test_a_cold_start_on_the_asset_alone_delivers_a_batch(
+    host_twin: Path, aws: integration.AwsResources, endpoint: LoopbackEndpoint, tmp_path: Path
 ) -> None:
-    # Given the twin, the SDK as Lambda's runtime provides it, the function's environment and an SQS event
+    # Given the twin, the SDK as Lambda's runtime provides it, the function's environment (moto and the
+    # endpoint on 127.0.0.1) and a one-record Kinesis batch
     runtime = lambda_runtime_stand_in(tmp_path / "runtime")
     function_modules = sorted(
         ".".join(path.relative_to(host_twin).with_suffix("").parts).removesuffix(".__init__")
         for path in (host_twin / "dispatcher").rglob("*.py")
     )
     environment = {
-        "DISPATCHER_SUBSCRIPTION": json.dumps(SUBSCRIPTION),
-        "DISPATCHER_IDEMPOTENCY_TABLE": "asset-check-delivered-ids",
-        "DISPATCHER_DLQ_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/asset-check-parked",
-        "DISPATCHER_PAYLOAD_BUCKET": "asset-check-parked-payloads",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "POWERTOOLS_SERVICE_NAME": "asset-check",
+        "DISPATCHER_SUBSCRIPTION": json.dumps(integration.subscription(endpoint.url(), aws.secret_id)),
+        "DISPATCHER_IDEMPOTENCY_TABLE": aws.table,
+        "DISPATCHER_DLQ_URL": aws.dlq_url,
+        "DISPATCHER_PAYLOAD_BUCKET": aws.payload_bucket,
     }
-    lambda_event = event(sqs_record("message-1", {"order": 1}))
+    record = {"order": 1}
     report = tmp_path / "report.json"
 
-    # When Python 3.13 (isolated: no site-packages, no byte-code written) imports everything and walks the
-    # invocation's path up to the network
+    # When Python 3.13 (isolated: no site-packages, no byte-code written) imports everything from the twin
+    # and invokes the handler once
     completed = subprocess.run(
         [
             LAMBDA_TARGET.interpreter,
@@ -290,7 +294,7 @@ def test_a_cold_start_imports_the_function_and_its_dependencies_from_the_asset_a
             str(host_twin),
             str(runtime),
             json.dumps([*function_modules, *DEPENDENCY_MODULES]),
-            json.dumps(lambda_event),
+            json.dumps(event(kinesis_record(0, record))),
             str(report),
         ],
         env={**LAMBDA_TARGET.interpreter_environment(), **environment},
@@ -300,12 +304,14 @@ def test_a_cold_start_imports_the_function_and_its_dependencies_from_the_asset_a
     assert completed.returncode == 0, completed.stderr
     seen: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
 
-    # Then the function ran from the twin, with its settings and the event parsed
+    # Then the function ran from the twin and delivered the record, signed, with nothing to retry
     assert seen["handler"] == str(host_twin / "dispatcher" / "handler.py")
-    assert (seen["subscription"], seen["records"]) == ("asset-check", ["message-1"])
-    # and Powertools logged and published its metrics
+    assert seen["response"] == {"batchItemFailures": []}
+    assert [json.loads(request.body) for request in endpoint.received] == [record]
+    assert all("webhook-signature" in request.headers for request in endpoint.received)
+    # and Powertools logged the batch and published its metrics
     printed = [json.loads(line) for line in completed.stdout.splitlines()]
-    assert [line["message"] for line in printed if "message" in line] == ["asset check"]
+    assert [line["delivered"] for line in printed if line.get("message") == "batch dispatched"] == [1]
     assert [line["Delivered"] for line in printed if "Delivered" in line] == [[1.0]]
     # and every module it imported from the asset was loaded from shipped byte-code
     assert seen["not_compiled"] == []

@@ -4,8 +4,9 @@ budget and removes nothing the function imports.
 The asset is built once per session by `make asset` (which reuses build/lambda-asset while its inputs are
 unchanged). Its arm64 extensions cannot load on this x86_64 machine, so the imports are proven on its
 twin: the same build for this machine's architecture, holding the same files but for the extensions'
-platform tag (a test checks that), imported by Python 3.13 with nothing but the twin, the standard
-library and the SDK Lambda's runtime provides on sys.path.
+platform tag (a test checks that): Python 3.13, with nothing but the twin, the standard library and the
+SDK Lambda's runtime provides on sys.path, imports the function and its adapters and invokes the handler
+once against moto and an endpoint on 127.0.0.1. Both builds fetch the pinned wheels with pip.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from local.moto_kinesis import enforce_kinesis_resharding
 from local.moto_sqs import enforce_sqs_semantics
 from local.template import (
     BUCKET,
@@ -77,6 +78,7 @@ class EmbeddedAws:
         # The server's per-request access log would drown the status table.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         enforce_sqs_semantics()
+        enforce_kinesis_resharding()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         if self.port == 0:

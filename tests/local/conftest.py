@@ -17,6 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from local.esm import KinesisPoller, SqsPoller
+from local.moto_kinesis import enforce_kinesis_resharding
 from local.moto_sqs import enforce_sqs_semantics
 from local.spec import ConsumerSpec, FunctionSpec, KinesisMappingSpec, SqsMappingSpec
 from local.workers import InvocationResult
@@ -35,6 +36,7 @@ EVENTUALLY_TIMEOUT_SECONDS = 20.0  # a guard against hangs, far above what any c
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     enforce_sqs_semantics()  # as the embedded AWS does
+    enforce_kinesis_resharding()
     server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -122,13 +122,14 @@ def test_a_starting_position_lambda_would_refuse_is_refused_naming_the_setting(
 
 
 async def test_a_merged_shard_is_read_only_after_both_parents_are_finished(aws: LocalAws) -> None:
-    # Given two shards with records, merged into a child shard before the mapping starts
-    # (moto copies the parents' records into the child, so the child has records to read too)
+    # Given two shards with records, merged into a child shard that received records after the merge,
+    # all before the mapping starts
     stream = aws.create_stream(shards=2)
     aws.put_records(stream[0], [(f"key-{index}", f"r{index}".encode()) for index in range(8)])
     aws.kinesis.merge_shards(
         StreamName=stream[0], ShardToMerge="shardId-000000000000", AdjacentShardToMerge="shardId-000000000001"
     )
+    aws.put_records(stream[0], [(f"key-{index}", f"after-{index}".encode()) for index in range(8)])
     function = ScriptedFunction(delay_seconds=0.05)
     # When the mapping reads the stream from its start, one record per batch
     async with running(poller(aws, stream, function, batch_size=1)):
@@ -153,7 +154,9 @@ async def test_a_resharding_while_running_finishes_the_parents_then_follows_the_
         aws.kinesis.merge_shards(
             StreamName=stream[0], ShardToMerge="shardId-000000000000", AdjacentShardToMerge="shardId-000000000001"
         )
-        # Then the mapping discovers the child and reads it (moto copied the parents' records into it)
+        # And records arrive after the merge (they go to the child only)
+        aws.put_records(stream[0], [(f"key-{index}", b"after") for index in range(6)])
+        # Then the mapping discovers the child and reads it
         await eventually(lambda: sum(len(event["Records"]) for event in function.events) == 12, "the child's records")
         # And the closed parents are checkpointed as finished, the child at its last record
         await eventually(lambda: len(stored_checkpoints(aws, table)) == 3, "the child's checkpoint")

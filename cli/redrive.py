@@ -43,9 +43,10 @@ for a stream subscription, the batches in its on-failure bucket. Each record goe
 own function, rebuilt at its original source position, so the endpoint receives it with its ORIGINAL
 webhook-id; nothing is put back on the stream or queue (other subscriptions would see it again).
 
-A dead-letter message is deleted only after its re-delivery succeeded. A record the endpoint refuses again is
-parked again as a new message (and not retried in the same run); one that still fails is kept. An on-failure
-object is replaced by one holding only the records that failed again.
+A dead-letter message is deleted only after its re-delivery succeeded, and then the payload it points at in the
+parked-payload bucket (payload_s3), if it had one. A record the endpoint refuses again is parked again as a new
+message (and not retried in the same run); one that still fails is kept. An on-failure object is replaced by
+one holding only the records that failed again.
 
 Interrupted at any point (Ctrl-C, kill), nothing is lost: a record interrupted between its delivery and its
 delete is delivered again by the next run with the same webhook-id, which receivers dedupe."""

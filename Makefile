@@ -1,4 +1,6 @@
-# Every install step lives here, so a fresh machine with Python 3.11+ and Node 20+ needs nothing else.
+# Every install step lives here, so a fresh machine with Python 3.11+ and Node 20+ needs nothing else, except
+# for the Lambda asset (`make asset`, built by tests/infra too): Python 3.13 as `python3.13` (pyenv's is found)
+# for Lambda's byte-code, and `llvm-strip` (Debian package llvm). Both are on this project's machines.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

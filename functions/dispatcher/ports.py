@@ -21,7 +21,8 @@ class TransportError(Exception):
 class HttpSender(Protocol):
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> HttpResponse:
         """POST once, without following redirects. Raises TransportError, or
-        guard.EndpointRefusedError when the endpoint resolves only to refused addresses."""
+        guard.EndpointRefusedError when the SSRF guard refuses the endpoint: a refused form of the URL,
+        a refused address literal, or only refused addresses among those it resolves to."""
         ...
 
     async def close(self) -> None: ...

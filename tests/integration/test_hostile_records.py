@@ -4,16 +4,18 @@ value, or Powertools writing a log line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from dispatcher.records import header_safe
+from dispatcher.delivery import Outcome
+from dispatcher.records import header_safe, parse_event
 from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.fakes import SECRET
-from tests.integration.conftest import AwsResources, FakeLambdaContext, HandlerLoader
+from tests.integration.conftest import AwsResources, DispatcherFactory, FakeLambdaContext, HandlerLoader
 from tests.integration.support import LoopbackEndpoint, recorded_logs
 
 pytestmark = pytest.mark.integration
@@ -74,3 +76,28 @@ def test_header_hostile_source_fields_reach_the_endpoint_encoded(
     (park_warning,) = [record for record in logged if record.getMessage().startswith("record parked")]
     assert park_warning.__dict__["source_position"]["message_attribute_names"] == ["token"]
     assert all("attribute-secret-value" not in repr(record.__dict__) for record in logged)
+
+
+async def test_an_endpoint_query_string_never_reaches_a_reason_or_a_log(make_dispatcher: DispatcherFactory) -> None:
+    # Given an endpoint URL carrying a token in its query string, served by something that answers garbage
+    async def answer_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65_536)
+        writer.write(b"not an HTTP status line\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    dispatcher = make_dispatcher(endpoint=f"http://127.0.0.1:{port}/hook?token=query-secret", max_attempts=1)
+    # When a record is dispatched to it
+    try:
+        with recorded_logs("dispatcher.delivery") as logged:
+            report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, {"id": "evt-0"}))), 30)
+    finally:
+        server.close()
+    # Then the failure is reported with what went wrong, and neither its reason nor a log carries the token
+    (result,) = report.results
+    assert result.outcome is Outcome.FAILED
+    assert "ClientResponseError" in result.reason
+    assert "query-secret" not in result.reason
+    assert all("query-secret" not in repr(record.__dict__) for record in logged)

@@ -95,7 +95,7 @@ class AiohttpSender:
         except TimeoutError:
             raise TransportError(f"timed out after {timeout_seconds:.1f}s") from None
         except aiohttp.ClientError as error:
-            raise TransportError(f"{type(error).__name__}: {error}") from None
+            raise TransportError(_described(error, endpoint)) from None
 
     def _admit(self, url: str) -> Endpoint:
         """The endpoint as the client reads it, judged once per URL (the subscription has one)."""
@@ -112,6 +112,18 @@ class AiohttpSender:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _described(error: aiohttp.ClientError, endpoint: Endpoint) -> str:
+    """What went wrong, naming the host at most: aiohttp puts the whole URL in some messages (a response it
+    cannot parse, say), and an endpoint's path or query may carry a token."""
+    if isinstance(error, aiohttp.ClientResponseError):
+        return f"{type(error).__name__}: {error.status}, {error.message}"
+    message = f"{type(error).__name__}: {error}"
+    for secret_part in (str(endpoint.url), endpoint.url.raw_path_qs, endpoint.url.raw_query_string):
+        if len(secret_part) > 1:  # "/" alone names nothing
+            message = message.replace(secret_part, "<endpoint path and query>")
+    return message
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from cli.main import main
 from cli.terminal import EXIT_OK, EXIT_USAGE
+from dispatcher.config import PAYLOAD_BUCKET_ENV
 from local.runtime import LocalSystem
 from producer import KinesisProducer
 
@@ -21,6 +22,8 @@ STREAM = "events"
 SUBSCRIPTION = "events-to-hook"
 PARKED_TIMEOUT_SECONDS = 30.0  # far above what parking one record takes
 POLL_SECONDS = 0.2
+# Makes the record's JSON about 900 KB: under Kinesis's 1 MiB, far over what fits a dead-letter message inline.
+LARGE_RECORD_PADDING_BYTES = 900_000
 
 
 class Endpoint:
@@ -29,10 +32,11 @@ class Endpoint:
     def __init__(self) -> None:
         self.status = 422
         self.received: list[tuple[str, int]] = []  # (webhook-id, status answered)
+        self.bodies: list[bytes] = []
         self.port = 0
 
     async def handle(self, request: web.Request) -> web.Response:
-        await request.read()
+        self.bodies.append(await request.read())
         self.received.append((request.headers["webhook-id"], self.status))
         return web.Response(status=self.status)
 
@@ -80,37 +84,49 @@ def test_local_needs_a_loopback_endpoint(tmp_path: Path) -> None:
     assert main(arguments) == EXIT_USAGE
 
 
-async def test_local_redrive_redelivers_a_parked_record_with_its_webhook_id(
+async def test_local_redrive_redelivers_parked_records_with_their_webhook_ids(
     tmp_path: Path, endpoint: Endpoint, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given a local system whose endpoint refused a record (422), so the function parked it
+    # Given a local system whose endpoint refused a small and a large record (422), so the function parked them,
+    # the large one's payload in the parked-payload bucket
     registry = write_registry(tmp_path, endpoint.port)
     system = LocalSystem(registry, tmp_path / "work", port=0)
     await system.start()
     try:
         (consumer,) = system.consumers
+        s3 = system.aws.client("s3")
+        payload_bucket = consumer.spec.function.environment[PAYLOAD_BUCKET_ENV]
         producer = KinesisProducer(f"dev-{STREAM}", partition_key="customer-1", client=system.aws.client("kinesis"))
-        event = {"id": "evt-redrive-1", "type": "order.created"}
-        await asyncio.to_thread(producer.send, [event])
+        small = {"id": "evt-redrive-1", "type": "order.created"}
+        large = {"id": "evt-redrive-2", "type": "order.created", "padding": "x" * LARGE_RECORD_PADDING_BYTES}
+        await asyncio.to_thread(producer.send, [small, large])
         async with asyncio.timeout(PARKED_TIMEOUT_SECONDS):
             while True:
-                if system.queue_depth(consumer.parked_records_url) >= 1:
+                if system.queue_depth(consumer.parked_records_url) >= 2:
                     break
                 await asyncio.sleep(POLL_SECONDS)
-        assert endpoint.received == [("evt-redrive-1", 422)]
+        assert endpoint.received == [("evt-redrive-1", 422), ("evt-redrive-2", 422)]
+        assert len(s3.list_objects_v2(Bucket=payload_bucket).get("Contents", [])) == 1
+        refused_bodies = dict(zip(["evt-redrive-1", "evt-redrive-2"], endpoint.bodies, strict=True))
 
         # When the endpoint accepts again and `dispatcher redrive --local` runs against the system
         endpoint.status = 204
         dry_run = ["redrive", SUBSCRIPTION, "--local", "--registry", str(registry)]
         dry_run += ["--endpoint-url", system.aws.endpoint_url, "--dry-run"]
         assert await asyncio.to_thread(main, dry_run) == EXIT_OK
-        assert "evt-redrive-1" in capsys.readouterr().out
+        planned = capsys.readouterr().out
+        assert "evt-redrive-1" in planned
+        assert "evt-redrive-2" in planned
         exit_code = await asyncio.to_thread(main, dry_run[:-1])
 
-        # Then the endpoint received the record under its original webhook-id and the queue is empty
+        # Then the endpoint received the exact records under their original webhook-ids, and the queue and the
+        # parked-payload bucket are empty
         assert exit_code == EXIT_OK
-        assert endpoint.received == [("evt-redrive-1", 422), ("evt-redrive-1", 204)]
+        redriven = endpoint.received[2:]
+        assert sorted(redriven) == [("evt-redrive-1", 204), ("evt-redrive-2", 204)]
+        assert dict(zip([webhook_id for webhook_id, _ in redriven], endpoint.bodies[2:], strict=True)) == refused_bodies
         assert system.queue_depth(consumer.parked_records_url) == 0
+        assert s3.list_objects_v2(Bucket=payload_bucket).get("Contents", []) == []
         assert "redriven" in capsys.readouterr().out
     finally:
         await system.stop()

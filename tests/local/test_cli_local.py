@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,20 +156,23 @@ def test_local_delivers_events_and_stops_every_worker_on_sigint(
 @pytest.mark.integration
 def test_the_printed_exports_point_any_sdk_at_the_embedded_aws(empty_home: Path) -> None:
     # Given a running embedded AWS with a stream
+    # (a name of its own: moto's state is shared by every server of this process, and the template tests
+    # create dev-orders)
     aws = EmbeddedAws(port=0)
     aws.start()
+    stream = f"exports-{uuid.uuid4().hex[:8]}"
     try:
-        aws.client("kinesis").create_stream(StreamName="dev-orders", ShardCount=1)
+        aws.client("kinesis").create_stream(StreamName=stream, ShardCount=1)
 
         # When boto3, configured only by the printed export line, puts a record from a bare shell
         put = bare_shell(
-            f'{export_command(aws)}\n{sys.executable} -c "{PUT_WITH_BOTO3}" dev-orders \'{{"id":"e-1"}}\'',
+            f'{export_command(aws)}\n{sys.executable} -c "{PUT_WITH_BOTO3}" {stream} \'{{"id":"e-1"}}\'',
             empty_home,
         )
 
         # Then the record is on the embedded AWS's stream
         assert put.returncode == 0, put.stderr
-        assert stream_records(aws.client("kinesis"), "dev-orders") == [("k", b'{"id":"e-1"}')]
+        assert stream_records(aws.client("kinesis"), stream) == [("k", b'{"id":"e-1"}')]
     finally:
         aws.stop()
 

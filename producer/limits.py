@@ -17,7 +17,7 @@ KINESIS_MAX_REQUEST_BYTES: Final = 5 * MIB  # bytes
 KINESIS_MAX_PARTITION_KEY_CHARACTERS: Final = 256  # Unicode characters
 
 # --- SQS SendMessageBatch. AWS raised the message ceiling to 1 MiB in 2025, but 256 KiB is what every
-# queue accepts whatever its MaximumMessageSize, and what a parked message still fits into a DLQ with.
+# queue accepts whatever its MaximumMessageSize (the dispatcher parks a larger payload in S3 and sends a reference).
 SQS_MAX_ENTRIES_PER_REQUEST: Final = 10  # messages
 SQS_MAX_MESSAGE_BYTES: Final = 256 * KIB  # bytes of message body
 SQS_MAX_REQUEST_BYTES: Final = 256 * KIB  # bytes, the sum of the bodies in one batch

@@ -1,4 +1,5 @@
-"""The capacity planner: the seed's throughput model, backlog forecasts and the settings that keep up.
+"""The capacity planner: the throughput model of CreditorWatch's article on Lambda at scale,
+backlog forecasts and the settings that keep up.
 
 from capacity import Consumer
 Consumer(batch_size=10, concurrency=5, max_in_flight=1).records_per_second  # 21.739... (50 per 2.3 s)

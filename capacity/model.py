@@ -1,4 +1,5 @@
-"""The seed's capacity model ("Control your executions"): how many records per second a consumer delivers.
+"""How many records per second a consumer delivers: the model of CreditorWatch's article on Lambda at scale
+("5 lessons I've learned after 2 billion lambda executions", the lesson "Control your executions").
 
     records/s = concurrency x batch_size / (invoke_overhead + batch_delivery_time)
     batch_delivery_time = ceil(batch_size / max_in_flight) x record_latency
@@ -18,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-# The seed's example figures, and sensible starting points until you measure your own: a warm Lambda
+# The article's example figures, and sensible starting points until you measure your own: a warm Lambda
 # invocation through an event source mapping, and one webhook round trip.
 DEFAULT_INVOKE_OVERHEAD_SECONDS = 0.3  # s per invocation
 DEFAULT_RECORD_LATENCY_SECONDS = 0.2  # s per record delivered
@@ -70,7 +71,7 @@ class Consumer:
 
     @property
     def records_per_second(self) -> float:
-        """The seed's formula, before any rate limit."""
+        """The article's formula, before any rate limit."""
         return self.concurrency * self.batch_size / self.invocation_seconds
 
     @property

@@ -1,4 +1,5 @@
-"""`dispatcher plan`: the seed's capacity model for one subscription, every subscription, or the flags alone."""
+"""`dispatcher plan`: the capacity model of CreditorWatch's article on Lambda at scale, for one
+subscription, every subscription, or the flags alone."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     from cli.terminal import Subcommands
 
 DESCRIPTION = """\
-How many records per second a subscription's consumer delivers (the seed's model):
+How many records per second a subscription's consumer delivers (the model of CreditorWatch's article
+on Lambda at scale):
 
   records/s = concurrency x batch_size / (invoke_overhead + ceil(batch_size / max_in_flight) x record_latency)
 
@@ -48,7 +50,7 @@ subscription in it; neither: the flags alone describe the consumer (unset ones t
 defaults: batch 100, concurrency 5, max_in_flight 16). Flags override the registry's values.
 """
 EXAMPLES = """examples:
-  dispatcher plan --batch-size 10 --concurrency 5 --max-in-flight 1       # the seed's 21.74 rec/s
+  dispatcher plan --batch-size 10 --concurrency 5 --max-in-flight 1       # the article's 21.74 rec/s
   dispatcher plan --subscription order-created-to-ledger --rate 80
   dispatcher plan --registry registry --rate 40 --record-latency 0.35
 """
@@ -71,14 +73,14 @@ def register(subcommands: Subcommands) -> None:
         type=non_negative_float,
         default=DEFAULT_INVOKE_OVERHEAD_SECONDS,
         metavar="SECONDS",
-        help=f"time to invoke the function for a batch (default: {DEFAULT_INVOKE_OVERHEAD_SECONDS}, the seed's)",
+        help=f"time to invoke the function for a batch (default: {DEFAULT_INVOKE_OVERHEAD_SECONDS}, the article's)",
     )
     parser.add_argument(
         "--record-latency",
         type=positive_float,
         default=DEFAULT_RECORD_LATENCY_SECONDS,
         metavar="SECONDS",
-        help=f"time to deliver one record to the endpoint (default: {DEFAULT_RECORD_LATENCY_SECONDS}, the seed's)",
+        help=f"time to deliver one record to the endpoint (default: {DEFAULT_RECORD_LATENCY_SECONDS}, the article's)",
     )
     parser.add_argument("--batch-size", type=positive_int, metavar="N", help="records per invocation")
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""The seed's capacity model, its backlog forecast and the settings it proposes."""
+"""The capacity model of CreditorWatch's article on Lambda at scale, its backlog forecast and the settings
+it proposes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from capacity import Consumer, SettingBounds, batch_delivery_seconds, forecast
 from dispatcher.config import SubscriptionConfig
 from infra.registry.timing import batch_time_estimate
 
-SEED_ONE_AT_A_TIME = 1  # max_in_flight in the seed's example: one record after another
+ARTICLE_ONE_AT_A_TIME = 1  # max_in_flight in the article's example: one record after another
 WIDE_BOUNDS = SettingBounds(batch_size=10_000, concurrency=1_000, max_in_flight=1_000)
 
 
@@ -17,20 +18,22 @@ WIDE_BOUNDS = SettingBounds(batch_size=10_000, concurrency=1_000, max_in_flight=
     [
         (1, 1, 2.0, "2.00"),  # 0.3 s invoke + 0.2 s record = 0.5 s per record
         (1, 5, 10.0, "10.00"),  # five of those at once
-        (10, 5, 50 / 2.3, "21.74"),  # 50 records per 2.3 s; the seed truncates it to 21.73
+        (10, 5, 50 / 2.3, "21.74"),  # 50 records per 2.3 s; the article truncates it to 21.73
     ],
 )
-def test_reproduces_the_seed_example(batch_size: int, concurrency: int, records_per_second: float, shown: str) -> None:
-    # Given the seed's consumer: 0.3 s to invoke, 0.2 s per record, one record at a time (the defaults)
-    consumer = Consumer(batch_size=batch_size, concurrency=concurrency, max_in_flight=SEED_ONE_AT_A_TIME)
+def test_reproduces_the_article_example(
+    batch_size: int, concurrency: int, records_per_second: float, shown: str
+) -> None:
+    # Given the article's consumer: 0.3 s to invoke, 0.2 s per record, one record at a time (the defaults)
+    consumer = Consumer(batch_size=batch_size, concurrency=concurrency, max_in_flight=ARTICLE_ONE_AT_A_TIME)
 
-    # Then its throughput is the seed's figure
+    # Then its throughput is the article's figure
     assert consumer.records_per_second == pytest.approx(records_per_second, rel=1e-12)
     assert f"{consumer.records_per_second:.2f}" == shown
 
 
-def test_the_seed_batch_of_ten_takes_two_seconds_plus_the_invocation() -> None:
-    consumer = Consumer(batch_size=10, concurrency=5, max_in_flight=SEED_ONE_AT_A_TIME)
+def test_the_articles_batch_of_ten_takes_two_seconds_plus_the_invocation() -> None:
+    consumer = Consumer(batch_size=10, concurrency=5, max_in_flight=ARTICLE_ONE_AT_A_TIME)
 
     assert consumer.batch_delivery_seconds == pytest.approx(2.0)
     assert consumer.invocation_seconds == pytest.approx(2.3)
@@ -71,7 +74,7 @@ def test_the_rate_limit_caps_sustained_throughput_per_invocation() -> None:
 
 
 def test_a_consumer_faster_than_the_incoming_rate_keeps_up() -> None:
-    # Given the seed's 21.74 rec/s consumer and 20 events per second coming in
+    # Given the article's 21.74 rec/s consumer and 20 events per second coming in
     result = forecast(Consumer(batch_size=10, concurrency=5, max_in_flight=1), 20, WIDE_BOUNDS)
 
     # Then the backlog does not grow and nothing needs changing
@@ -86,7 +89,7 @@ def test_exactly_the_incoming_rate_counts_as_keeping_up() -> None:
 
 
 def test_a_slow_consumer_grows_its_backlog_and_iterator_age() -> None:
-    # Given the seed's consumer and 40 events per second coming in
+    # Given the article's consumer and 40 events per second coming in
     result = forecast(Consumer(batch_size=10, concurrency=5, max_in_flight=1), 40, WIDE_BOUNDS)
 
     # Then 40 - 21.74 records pile up each second: a minute's worth takes the consumer 50.4 s to deliver
@@ -96,7 +99,7 @@ def test_a_slow_consumer_grows_its_backlog_and_iterator_age() -> None:
 
 
 def test_proposes_the_smallest_single_change_that_keeps_up() -> None:
-    # Given the seed's consumer and 40 events per second
+    # Given the article's consumer and 40 events per second
     result = forecast(Consumer(batch_size=10, concurrency=5, max_in_flight=1), 40, WIDE_BOUNDS)
     proposals = {adjustment.setting: adjustment for adjustment in result.adjustments}
 

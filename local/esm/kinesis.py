@@ -120,7 +120,7 @@ class StreamRecord:
     event_record: dict[str, Any]  # the record as Lambda's Kinesis event carries it
 
     @property
-    def position(self) -> int:
+    def ordinal(self) -> int:
         """Sequence numbers are decimal strings of up to 128-bit integers: order them as integers."""
         return int(self.sequence_number)
 
@@ -579,7 +579,7 @@ def _lowest_reported_index(records: list[StreamRecord], verdict: BatchVerdict) -
     if verdict.whole_batch_failed:
         return 0
     lowest = min(int(identifier) for identifier in verdict.reported_failures)
-    return next(index for index, record in enumerate(records) if record.position == lowest)
+    return next(index for index, record in enumerate(records) if record.ordinal == lowest)
 
 
 def _lane_index(partition_key: str, lane_count: int) -> int:

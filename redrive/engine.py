@@ -419,5 +419,5 @@ def _planned_from_object(bucket: str, key: str, document: dict[str, Any]) -> Ite
         return
     for source_record in parsed:
         yield PlannedRecord(
-            store, source_record.webhook_id, describe_position(source_record.position()), reason, parked_at
+            store, source_record.webhook_id, describe_position(source_record.source_fields()), reason, parked_at
         )

@@ -21,7 +21,9 @@ KEY_SEPARATOR = "#"
 
 
 def _kinesis_key(subscription: str, record: SourceRecord) -> str:
-    return KEY_SEPARATOR.join((subscription, "kinesis", record.source_name, str(record.shard_id), str(record.sequence)))
+    return KEY_SEPARATOR.join(
+        (subscription, "kinesis", record.source_name, str(record.shard_id), str(record.sequence_number))
+    )
 
 
 def _sqs_key(subscription: str, record: SourceRecord) -> str:
@@ -31,8 +33,8 @@ def _sqs_key(subscription: str, record: SourceRecord) -> str:
 def lookup_keys(subscription: str, batch: Batch) -> list[str]:
     """Keys under which earlier invocations may have recorded records of this batch."""
     if batch.kind is SourceKind.KINESIS:
-        positioned = _with_sequence_numbers(batch.records)
-        return [_kinesis_key(subscription, min(positioned, key=_sequence_number))] if positioned else []
+        positioned = _with_ordinals(batch.records)
+        return [_kinesis_key(subscription, min(positioned, key=_ordinal))] if positioned else []
     return [_sqs_key(subscription, record) for record in batch.records if record.receive_count > 1]
 
 
@@ -40,26 +42,24 @@ def markers_after_partial_failure(
     subscription: str, batch: Batch, finished: Iterable[SourceRecord], failed: Sequence[SourceRecord]
 ) -> dict[str, frozenset[str]]:
     """What Lambda will re-send although it is finished (delivered or parked), keyed for the next lookup."""
-    failed_positioned = _with_sequence_numbers(failed)
+    failed_positioned = _with_ordinals(failed)
     if batch.kind is not SourceKind.KINESIS or not failed_positioned:
         return {}
-    checkpoint = min(failed_positioned, key=_sequence_number)
+    checkpoint = min(failed_positioned, key=_ordinal)
     resent_anyway = frozenset(
-        record.item_identifier
-        for record in _with_sequence_numbers(finished)
-        if _sequence_number(record) > _sequence_number(checkpoint)
+        record.item_identifier for record in _with_ordinals(finished) if _ordinal(record) > _ordinal(checkpoint)
     )
     return {_kinesis_key(subscription, checkpoint): resent_anyway} if resent_anyway else {}
 
 
-def _with_sequence_numbers(records: Iterable[SourceRecord]) -> list[SourceRecord]:
+def _with_ordinals(records: Iterable[SourceRecord]) -> list[SourceRecord]:
     """Records whose sequence number is readable: only they can be a checkpoint Lambda re-sends from."""
-    return [record for record in records if record.sequence_number is not None]
+    return [record for record in records if record.ordinal is not None]
 
 
-def _sequence_number(record: SourceRecord) -> int:
-    assert record.sequence_number is not None
-    return record.sequence_number
+def _ordinal(record: SourceRecord) -> int:
+    assert record.ordinal is not None
+    return record.ordinal
 
 
 def progress_markers(subscription: str, batch: Batch, finished: Sequence[SourceRecord]) -> dict[str, frozenset[str]]:

@@ -208,7 +208,7 @@ class _BatchRun:
             lanes.setdefault(key if ordered and key is not None else index, []).append(index)
         for lane in lanes.values():
             # Records without a readable sequence number are parked before anything is sent: any place will do.
-            lane.sort(key=lambda index: self.batch.records[index].sequence_number or 0)
+            lane.sort(key=lambda index: self.batch.records[index].ordinal or 0)
         return list(lanes.values())
 
     async def _run_lane(self, lane: list[int]) -> None:
@@ -246,7 +246,7 @@ class _BatchRun:
             record = self.batch.records[index]
             logger.exception(
                 "unexpected error delivering a record; reported for retry",
-                extra={"webhook_id": record.webhook_id, "source_position": record.position_for_logs()},
+                extra={"webhook_id": record.webhook_id, "source_position": record.source_fields_for_logs()},
             )
             return RecordResult(Outcome.FAILED, reason=f"unexpected {type(error).__name__}")
 
@@ -405,8 +405,8 @@ class _BatchRun:
         }
         if record.partition_key is not None:
             headers["dispatch-partition-key"] = header_safe(record.partition_key)
-        if record.sequence is not None:
-            headers["dispatch-sequence"] = header_safe(record.sequence)
+        if record.sequence_number is not None:
+            headers["dispatch-sequence"] = header_safe(record.sequence_number)
         return headers
 
     def _attempt_headers(self, record: SourceRecord, attempt: int, record_headers: dict[str, str]) -> dict[str, str]:
@@ -440,7 +440,7 @@ class _BatchRun:
                     "record could not be parked; reported for retry",
                     extra={
                         "webhook_id": record.webhook_id,
-                        "source_position": record.position_for_logs(),
+                        "source_position": record.source_fields_for_logs(),
                         "cause": cause,
                     },
                 )
@@ -449,7 +449,7 @@ class _BatchRun:
                     "record parked in the dead-letter queue",
                     extra={
                         "webhook_id": record.webhook_id,
-                        "source_position": record.position_for_logs(),
+                        "source_position": record.source_fields_for_logs(),
                         "reason": result.reason,
                     },
                 )
@@ -466,7 +466,7 @@ class _BatchRun:
             "endpoint": self.config.endpoint,
             "webhook_id": record.webhook_id,
             "item_identifier": record.item_identifier,
-            "source": record.position(),
+            "source": record.source_fields(),
             "content_type": "application/json" if record.is_json else "application/octet-stream",
             "produced_at": rfc3339(record.produced_at),
             "reason": result.reason,
@@ -522,7 +522,7 @@ class _BatchRun:
                         "record not delivered; reported for retry",
                         extra={
                             "webhook_id": record.webhook_id,
-                            "source_position": record.position_for_logs(),
+                            "source_position": record.source_fields_for_logs(),
                             "reason": result.reason,
                         },
                     )

@@ -2,7 +2,7 @@
 
 One parser serves all three sources; the kind is detected from the records themselves.
 Each record carries what the endpoint contract needs: its payload bytes, its stable webhook-id and
-its position in the source (for ordering headers, failure reports, the dead-letter queue and dedupe).
+its position in the source (for ordering headers, failure reports, parked messages and delivered ids).
 
 A record never fails its batch: whatever is wrong with one record's contents (data that is not base64,
 a body that is not UTF-8, JSON too deep or with absurd numbers, a malformed sequence number or
@@ -55,35 +55,35 @@ class SourceRecord:
     is_json: bool
     produced_at: datetime
     partition_key: str | None = None  # Kinesis partition key or FIFO message group
-    sequence: str | None = None  # Kinesis or FIFO sequence number (decimal string, as the source wrote it)
-    sequence_number: int | None = None  # `sequence` as an integer, when it is one: compare these, never strings
+    sequence_number: str | None = None  # Kinesis or FIFO sequence number (decimal string, as the source wrote it)
+    ordinal: int | None = None  # `sequence_number` as an integer, when it is one: compare these, never strings
     shard_id: str | None = None
     receive_count: int = 1  # SQS ApproximateReceiveCount; Kinesis does not say
     unreadable_reason: str | None = None  # set when the record cannot be delivered as it is: park, never crash
-    extra_position: Mapping[str, Any] = field(default_factory=dict)
+    extra_source_fields: Mapping[str, Any] = field(default_factory=dict)  # SQS extras of `source_fields()`
 
-    def position(self) -> dict[str, Any]:
-        """Where the record came from, as the dead-letter format's `source` object."""
-        position: dict[str, Any] = {"type": self.kind.value, "name": self.source_name, "arn": self.source_arn}
+    def source_fields(self) -> dict[str, Any]:
+        """Where the record came from, as the parked message's `source` object."""
+        fields: dict[str, Any] = {"type": self.kind.value, "name": self.source_name, "arn": self.source_arn}
         if self.kind is SourceKind.KINESIS:
-            position |= {
+            fields |= {
                 "shard_id": self.shard_id,
-                "sequence_number": self.sequence,
+                "sequence_number": self.sequence_number,
                 "partition_key": self.partition_key,
             }
         else:
-            position["message_id"] = self.item_identifier
+            fields["message_id"] = self.item_identifier
             if self.kind is SourceKind.SQS_FIFO:
-                position |= {"message_group_id": self.partition_key, "sequence_number": self.sequence}
-        return position | dict(self.extra_position)
+                fields |= {"message_group_id": self.partition_key, "sequence_number": self.sequence_number}
+        return fields | dict(self.extra_source_fields)
 
-    def position_for_logs(self) -> dict[str, Any]:
-        """`position()` without message attribute values, which may carry producers' secrets: names only."""
-        position = self.position()
-        attributes = position.pop("message_attributes", None)
+    def source_fields_for_logs(self) -> dict[str, Any]:
+        """`source_fields()` without message attribute values, which may carry producers' secrets: names only."""
+        fields = self.source_fields()
+        attributes = fields.pop("message_attributes", None)
         if isinstance(attributes, Mapping):
-            position["message_attribute_names"] = sorted(map(str, attributes))
-        return position
+            fields["message_attribute_names"] = sorted(map(str, attributes))
+        return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +127,11 @@ def _kinesis_record(raw: Mapping[str, Any]) -> SourceRecord:
     kinesis = raw.get("kinesis")
     if not isinstance(kinesis, Mapping):
         _unsupported("kinesis", kinesis, "an object")
-    sequence = _identifier(kinesis, "sequenceNumber")
+    sequence_number = _identifier(kinesis, "sequenceNumber")
     arn = _identifier(raw, "eventSourceARN")
     stream = arn.rsplit("/", 1)[-1]
     problems: list[str] = []
-    sequence_number = _sequence_number("sequenceNumber", sequence, problems)
+    ordinal = _ordinal("sequenceNumber", sequence_number, problems)
     data = kinesis.get("data")
     if isinstance(data, str):  # an empty string is a valid, empty record
         try:
@@ -149,10 +149,10 @@ def _kinesis_record(raw: Mapping[str, Any]) -> SourceRecord:
         partition_key = None
     event_id = raw.get("eventID")
     shard_id = (event_id.split(":", 1)[0] if isinstance(event_id, str) else "") or "shardId-unknown"
-    position_id = f"{stream}:{sequence}"
+    position_id = f"{stream}:{sequence_number}"
     is_json, webhook_id = _inspect_payload(payload, position_id) if not problems else (False, header_safe(position_id))
     return SourceRecord(
-        item_identifier=sequence,
+        item_identifier=sequence_number,
         kind=SourceKind.KINESIS,
         source_name=stream,
         source_arn=arn,
@@ -161,8 +161,8 @@ def _kinesis_record(raw: Mapping[str, Any]) -> SourceRecord:
         is_json=is_json,
         produced_at=_timestamp(kinesis.get("approximateArrivalTimestamp"), scale=1),
         partition_key=partition_key,
-        sequence=sequence,
         sequence_number=sequence_number,
+        ordinal=ordinal,
         shard_id=shard_id,
         unreadable_reason="; ".join(problems) or None,
     )
@@ -184,13 +184,13 @@ def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
     if not isinstance(attributes, Mapping):
         attributes = {}
     extra: dict[str, Any] = {}
-    group = sequence = sequence_number = None
+    group = sequence_number = ordinal = None
     if is_fifo:
         group = _attribute(attributes, "MessageGroupId")
         if group is None:
             problems.append("FIFO message has no MessageGroupId attribute")
-        sequence = _attribute(attributes, "SequenceNumber")
-        sequence_number = _sequence_number("SequenceNumber", sequence or "", problems)
+        sequence_number = _attribute(attributes, "SequenceNumber")
+        ordinal = _ordinal("SequenceNumber", sequence_number or "", problems)
         dedup_id = _attribute(attributes, "MessageDeduplicationId") or message_id
         position_id = f"{queue}:{dedup_id}"
         extra["message_deduplication_id"] = dedup_id
@@ -211,12 +211,12 @@ def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
         is_json=is_json,
         produced_at=_timestamp(sent_ms, scale=1000),
         partition_key=group,
-        sequence=sequence,
         sequence_number=sequence_number,
+        ordinal=ordinal,
         # An unreadable count might be a re-send: look the message up rather than risk a second POST.
         receive_count=receive_count if receive_count is not None else 2,
         unreadable_reason="; ".join(problems) or None,
-        extra_position=extra,
+        extra_source_fields=extra,
     )
 
 
@@ -265,7 +265,7 @@ def _decimal(text: str | None) -> int | None:
     return int(text)
 
 
-def _sequence_number(name: str, text: str, problems: list[str]) -> int | None:
+def _ordinal(name: str, text: str, problems: list[str]) -> int | None:
     number = _decimal(text) if len(text) <= MAX_SEQUENCE_DIGITS else None
     if number is None:
         problems.append(f"{name} {_shown(text)} is not a decimal of at most {MAX_SEQUENCE_DIGITS} digits")

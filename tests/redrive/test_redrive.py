@@ -141,7 +141,7 @@ async def test_a_record_the_function_skips_as_finished_is_kept(parked_subscripti
     original = kinesis_record(7, {"type": "order.created"})
     await parked_subscription.park(original)
     (record,) = parse_event({"Records": [original]}).records
-    key = f"orders-to-ledger#kinesis#{record.source_name}#{record.shard_id}#{record.sequence}"
+    key = f"orders-to-ledger#kinesis#{record.source_name}#{record.shard_id}#{record.sequence_number}"
     parked_subscription.store.markers[key] = frozenset({record.item_identifier})
 
     # When it is redriven, the function answers success without POSTing it

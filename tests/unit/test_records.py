@@ -17,7 +17,7 @@ def test_kinesis_record_is_decoded_with_its_position() -> None:
     assert record.payload == b'{"type": "order.created"}'
     assert record.is_json
     assert record.webhook_id == f"{STREAM}:{sequence_number(7)}"
-    assert (record.item_identifier, record.sequence) == (sequence_number(7), sequence_number(7))
+    assert (record.item_identifier, record.sequence_number) == (sequence_number(7), sequence_number(7))
     assert (record.partition_key, record.shard_id, record.source_name) == ("customer-9", SHARD, STREAM)
     assert record.produced_at == datetime.fromtimestamp(1_700_000_007.5, tz=UTC)
 
@@ -61,7 +61,7 @@ def test_sqs_standard_record_uses_the_message_id() -> None:
     (record,) = batch.records
     assert batch.kind is SourceKind.SQS
     assert record.webhook_id == "m-1"
-    assert (record.partition_key, record.sequence, record.receive_count) == (None, None, 2)
+    assert (record.partition_key, record.sequence_number, record.receive_count) == (None, None, 2)
     assert record.produced_at == datetime.fromtimestamp(1_700_000_000.123, tz=UTC)
 
 
@@ -72,8 +72,8 @@ def test_sqs_fifo_record_uses_queue_and_deduplication_id() -> None:
     assert batch.ordered_by_source
     assert record.webhook_id == "jobs.fifo:d-9"
     assert record.partition_key == "g-1"
-    assert record.position()["message_group_id"] == "g-1"
-    assert record.position()["message_deduplication_id"] == "d-9"
+    assert record.source_fields()["message_group_id"] == "g-1"
+    assert record.source_fields()["message_deduplication_id"] == "d-9"
 
 
 def test_payload_id_that_is_not_a_header_value_is_percent_encoded() -> None:

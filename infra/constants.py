@@ -19,11 +19,8 @@ from infra.registry.limits import Environment
 SERVICE_NAME: Final = function_contract.SERVICE_NAME
 METRICS_NAMESPACE: Final = function_contract.METRICS_NAMESPACE
 HANDLER: Final = "dispatcher.handler.handler"
-# EMF metric names emitted by the function; dimensions are exactly {service, subscription}.
-METRIC_DELIVERED: Final = "Delivered"
-METRIC_DELIVERY_FAILED: Final = "DeliveryFailed"
-METRIC_DEAD_LETTERED: Final = "DeadLettered"
-METRIC_DELIVERY_LATENCY: Final = "DeliveryLatency"  # ms
+# The EMF metric names emitted by the function are dispatcher.metric_names, which monitoring.py imports;
+# their dimensions are exactly {service, subscription}.
 # Delivered-ids table: every item's partition key starts with "<subscription name>#".
 DELIVERED_IDS_PARTITION_KEY: Final = "pk"
 DELIVERED_IDS_TTL_ATTRIBUTE: Final = "expires_at"

@@ -17,6 +17,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from constructs import Construct
 
+from dispatcher import metric_names
 from infra import constants
 from infra.naming import ResourceNames
 from infra.source_queue import SourceQueue
@@ -88,9 +89,9 @@ class DispatcherMonitoring(Construct):
         return cloudwatch.MathExpression(
             expression="100 * delivered / (delivered + failed + parked)",
             using_metrics={
-                "delivered": self._delivery_metric(consumer, constants.METRIC_DELIVERED, "Sum"),
-                "failed": self._delivery_metric(consumer, constants.METRIC_DELIVERY_FAILED, "Sum"),
-                "parked": self._delivery_metric(consumer, constants.METRIC_DEAD_LETTERED, "Sum"),
+                "delivered": self._delivery_metric(consumer, metric_names.DELIVERED, "Sum"),
+                "failed": self._delivery_metric(consumer, metric_names.DELIVERY_FAILED, "Sum"),
+                "parked": self._delivery_metric(consumer, metric_names.PARKED, "Sum"),
             },
             label="Delivery success rate (%)",
             period=constants.ALARM_PERIOD,
@@ -205,9 +206,9 @@ class DispatcherMonitoring(Construct):
                 [
                     self._delivery_metric(consumer, metric_name, "Sum")
                     for metric_name in (
-                        constants.METRIC_DELIVERED,
-                        constants.METRIC_DELIVERY_FAILED,
-                        constants.METRIC_DEAD_LETTERED,
+                        metric_names.DELIVERED,
+                        metric_names.DELIVERY_FAILED,
+                        metric_names.PARKED,
                     )
                 ],
             ),
@@ -215,7 +216,7 @@ class DispatcherMonitoring(Construct):
             (
                 "Delivery latency (ms)",
                 [
-                    self._delivery_metric(consumer, constants.METRIC_DELIVERY_LATENCY, statistic)
+                    self._delivery_metric(consumer, metric_names.DELIVERY_LATENCY, statistic)
                     for statistic in ("p50", "p99")
                 ],
             ),

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from dispatcher import metric_names
 from dispatcher.adapters.s3 import parked_payload_prefix
 from dispatcher.records import UnsupportedEventError, parse_event
 from local.esm.base import judge
@@ -54,8 +55,6 @@ SQS_WAIT_SECONDS = 1
 MINIMUM_HOLD_SECONDS = 15 * 60
 SQS_MAXIMUM_VISIBILITY_SECONDS = 12 * 60 * 60
 HOLD_MARGIN_SECONDS = 60
-DUPLICATES_SKIPPED_METRIC = "DuplicatesSkipped"  # EMF metrics the function publishes per invocation
-DEAD_LETTERED_METRIC = "DeadLettered"
 
 
 class Outcome(enum.Enum):
@@ -212,12 +211,12 @@ class Redriver:
         if not verdict.succeeded:
             self._finish(Outcome.STILL_FAILING, 1, f"{where}: {verdict.reason or 'reported as failed'}")
             return None
-        if _metric(result, DUPLICATES_SKIPPED_METRIC):
+        if _metric(result, metric_names.DUPLICATES_SKIPPED):
             # The function's delivered-ids store lists it as finished (delivered or parked) and did not POST it:
             # deleting it would lose it. Kinesis markers expire with their TTL; a later run then delivers it.
             self._finish(Outcome.SKIPPED, 1, f"{where}: the function skipped it as already delivered or parked")
             return None
-        outcome = Outcome.PARKED_AGAIN if _metric(result, DEAD_LETTERED_METRIC) else Outcome.REDRIVEN
+        outcome = Outcome.PARKED_AGAIN if _metric(result, metric_names.PARKED) else Outcome.REDRIVEN
         self._finish(outcome, 1)
         return record, outcome
 
@@ -245,7 +244,7 @@ class Redriver:
                 await asyncio.to_thread(self._replace_object, bucket, key, document, remaining)
             else:
                 await asyncio.to_thread(self.target.s3.delete_object, Bucket=bucket, Key=key)
-            parked_again = min(int(_metric(result, DEAD_LETTERED_METRIC)), len(attempted) - len(failed))
+            parked_again = min(int(_metric(result, metric_names.PARKED)), len(attempted) - len(failed))
             if failed:
                 self._finish(Outcome.STILL_FAILING, len(failed), f"{location}: {len(failed)} records failed again")
             self._finish(Outcome.PARKED_AGAIN, parked_again)

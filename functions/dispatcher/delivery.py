@@ -77,7 +77,7 @@ class DeliveryStats:
     failed: int = 0
     retried: int = 0
     duplicates_skipped: int = 0
-    dead_lettered: int = 0
+    parked: int = 0
     status_classes: Counter[str] = field(default_factory=Counter)  # "2xx" .. "5xx", "network"
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -514,7 +514,7 @@ class _BatchRun:
             if result.outcome is Outcome.DELIVERED:
                 self.stats.delivered += 1
             elif result.outcome is Outcome.PARKED:
-                self.stats.dead_lettered += 1
+                self.stats.parked += 1
             elif result.outcome is Outcome.FAILED:
                 self.stats.failed += 1
                 if self.stats.failed <= MAX_FAILURES_LOGGED:

@@ -16,6 +16,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from dispatcher import metric_names
 from dispatcher.config import METRICS_NAMESPACE, SERVICE_NAME, FunctionSettings, load_settings
 from dispatcher.delivery import DeliveryStats, Dispatcher
 from dispatcher.records import parse_event
@@ -72,7 +73,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
             "records": len(batch.records),
             "delivered": report.stats.delivered,
             "failed": report.stats.failed,
-            "parked": report.stats.dead_lettered,
+            "parked": report.stats.parked,
             "duplicates_skipped": report.stats.duplicates_skipped,
         },
     )
@@ -81,15 +82,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
 
 def publish(stats: DeliveryStats) -> None:
     counts = {
-        "Delivered": stats.delivered,
-        "DeliveryFailed": stats.failed,
-        "Retried": stats.retried,
-        "DuplicatesSkipped": stats.duplicates_skipped,
-        "DeadLettered": stats.dead_lettered,
+        metric_names.DELIVERED: stats.delivered,
+        metric_names.DELIVERY_FAILED: stats.failed,
+        metric_names.RETRIED: stats.retried,
+        metric_names.DUPLICATES_SKIPPED: stats.duplicates_skipped,
+        metric_names.PARKED: stats.parked,
     }
     for name, value in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     for status_class, value in stats.status_classes.items():
-        metrics.add_metric(name=f"Status{status_class}", unit=MetricUnit.Count, value=value)
+        metrics.add_metric(name=f"{metric_names.STATUS_CLASS_PREFIX}{status_class}", unit=MetricUnit.Count, value=value)
     for latency in stats.latencies_ms:
-        metrics.add_metric(name="DeliveryLatency", unit=MetricUnit.Milliseconds, value=latency)
+        metrics.add_metric(name=metric_names.DELIVERY_LATENCY, unit=MetricUnit.Milliseconds, value=latency)

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from dispatcher import metric_names
 from local.spec import ConsumerStats
 from local.workers import LOCAL_ACCOUNT_ID, InvocationResult
 
@@ -20,11 +21,11 @@ AWS_MAX_ATTEMPTS = 3
 PLACEHOLDER_CREDENTIAL = "local"
 # EMF metric names the dispatcher function publishes -> the ConsumerStats counter each one adds to.
 EMF_METRIC_COUNTERS = {
-    "Delivered": "delivered",
-    "DeliveryFailed": "delivery_failed",
-    "DeadLettered": "dead_lettered",
-    "Retried": "retried",
-    "DuplicatesSkipped": "duplicates_skipped",
+    metric_names.DELIVERED: "delivered",
+    metric_names.DELIVERY_FAILED: "delivery_failed",
+    metric_names.PARKED: "dead_lettered",
+    metric_names.RETRIED: "retried",
+    metric_names.DUPLICATES_SKIPPED: "duplicates_skipped",
 }
 
 

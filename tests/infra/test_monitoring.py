@@ -88,7 +88,7 @@ def test_the_delivery_success_rate_alarm_reads_the_functions_emf_metrics(resourc
         {"Name": "service", "Value": "callback-dispatcher"},
         {"Name": "subscription", "Value": "events-to-alpha"},
     ]
-    for query_id, metric_name in (("delivered", "Delivered"), ("failed", "DeliveryFailed"), ("parked", "DeadLettered")):
+    for query_id, metric_name in (("delivered", "Delivered"), ("failed", "DeliveryFailed"), ("parked", "Parked")):
         metric = queries[query_id]["MetricStat"]["Metric"]
         assert metric["Namespace"] == "CallbackDispatcher"
         assert metric["MetricName"] == metric_name

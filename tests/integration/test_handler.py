@@ -72,7 +72,7 @@ def test_handler_delivers_parks_and_reports_and_publishes_metrics(
     # and the EMF metrics on stdout count what happened, per subscription
     stdout = capsys.readouterr().out
     assert emf_metric(stdout, "Delivered") == 2
-    assert emf_metric(stdout, "DeadLettered") == 1
+    assert emf_metric(stdout, "Parked") == 1
     assert emf_metric(stdout, "DeliveryFailed") == 1
     assert emf_metric(stdout, "Retried") == 1
     (document,) = emf_documents(stdout)
@@ -127,7 +127,7 @@ def test_handler_resend_skips_duplicates_and_counts_them(
     stdout = capsys.readouterr().out
     assert emf_metric(stdout, "DuplicatesSkipped") == 3
     assert emf_metric(stdout, "Delivered") == 1
-    assert emf_metric(stdout, "DeadLettered") == 0
+    assert emf_metric(stdout, "Parked") == 0
 
 
 def test_circuit_breaker_outlives_the_invocation_and_probes_with_one_request(

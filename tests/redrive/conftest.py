@@ -60,7 +60,7 @@ class ParkedSubscription:
         stats = report.stats
         metrics = {
             "Delivered": float(stats.delivered),
-            "DeadLettered": float(stats.dead_lettered),
+            "Parked": float(stats.parked),
             "DuplicatesSkipped": float(stats.duplicates_skipped),
         }
         return InvocationResult("request", response=report.response(), metrics=metrics)

@@ -20,8 +20,8 @@ from tests.redrive.conftest import SUBSCRIPTION
 
 EMF_LINE = json.dumps(
     {
-        "_aws": {"CloudWatchMetrics": [{"Namespace": "CallbackDispatcher", "Metrics": [{"Name": "DeadLettered"}]}]},
-        "DeadLettered": [1.0],
+        "_aws": {"CloudWatchMetrics": [{"Namespace": "CallbackDispatcher", "Metrics": [{"Name": "Parked"}]}]},
+        "Parked": [1.0],
     }
 )
 
@@ -52,7 +52,7 @@ def test_a_synchronous_invoke_reads_the_response_and_the_metrics_of_its_log_tail
     result = invoke_synchronously(client, "prod-orders-to-ledger", {"Records": []})
 
     assert result.response == {"batchItemFailures": []}
-    assert result.metrics == {"DeadLettered": 1.0}
+    assert result.metrics == {"Parked": 1.0}
     assert client.calls[0]["InvocationType"] == "RequestResponse"
     assert client.calls[0]["LogType"] == "Tail"
 

@@ -122,7 +122,7 @@ async def test_permanent_status_parks_the_record_and_does_not_report_it(harness:
     assert parked["attempts"] == 1
     assert parked["reason"].startswith(f"HTTP {status}")
     assert datetime.fromisoformat(parked["parked_at"]).tzinfo is not None
-    assert report.stats.dead_lettered == 1
+    assert report.stats.parked == 1
 
 
 async def test_endpoint_refused_by_the_guard_is_parked_naming_the_address(harness: Harness) -> None:

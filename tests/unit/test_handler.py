@@ -97,7 +97,7 @@ def test_handler_reports_partial_failures_and_emits_metrics(
     metrics = {key: value for blob in emf for key, value in blob.items() if not key.startswith("_")}
     assert metrics["Delivered"] == [1.0]
     assert metrics["DeliveryFailed"] == [1.0]
-    assert metrics["DeadLettered"] == [1.0]
+    assert metrics["Parked"] == [1.0]
     assert metrics["Retried"] == [2.0]
     assert metrics["subscription"] == "orders-to-ledger"
     assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "CallbackDispatcher"

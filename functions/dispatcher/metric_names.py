@@ -1,0 +1,16 @@
+"""The EMF metric names the function publishes (namespace config.METRICS_NAMESPACE, dimensions service and
+subscription): one contract, read by the handler, the alarms and dashboard in infra/, the local pollers'
+counters and redrive."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DELIVERED: Final = "Delivered"  # records the endpoint accepted (2xx)
+DELIVERY_FAILED: Final = "DeliveryFailed"  # records reported back to Lambda as failed, to be retried by it
+RETRIED: Final = "Retried"  # attempts beyond each record's first, summed over the invocation
+DUPLICATES_SKIPPED: Final = "DuplicatesSkipped"  # records an earlier invocation already finished: not POSTed
+PARKED: Final = "Parked"  # records set aside in the parked-records queue: they can never succeed
+DELIVERY_LATENCY: Final = "DeliveryLatency"  # milliseconds one POST took to get its response, one value each
+# Prefix of the per-status-class counts of responses: Status2xx .. Status5xx, and Statusnetwork for none
+STATUS_CLASS_PREFIX: Final = "Status"

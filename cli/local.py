@@ -130,7 +130,7 @@ def status_table(system: LocalSystem) -> Table:
             f"{stats.delivered:,.0f}",
             f"{stats.records_in_flight:,}",
             f"{stats.delivery_failed:,.0f}",
-            f"{stats.dead_lettered:,.0f}",
+            f"{stats.parked:,.0f}",
             _age(consumer),
         )
     notes = [

@@ -23,6 +23,7 @@ from moto.server import ThreadedMotoServer
 
 from local.moto_kinesis import enforce_kinesis_resharding
 from local.moto_sqs import enforce_sqs_semantics
+from local.spec import LOCAL_ACCOUNT_ID
 from local.template import (
     BUCKET,
     QUEUE,
@@ -36,7 +37,6 @@ from local.template import (
 
 DEFAULT_PORT = 4566  # the port local AWS emulators conventionally use
 LOCAL_REGION = "us-east-1"
-LOCAL_ACCOUNT = "123456789012"  # moto's account
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 # The settings of the shell that win over the local ones on a loopback endpoint (see client_for_endpoint).
 USER_REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")  # the aws CLI v2's order; boto3 reads the second
@@ -101,7 +101,7 @@ class EmbeddedAws:
     def pseudo_parameters(self) -> dict[str, str]:
         return {
             "AWS::Region": LOCAL_REGION,
-            "AWS::AccountId": LOCAL_ACCOUNT,
+            "AWS::AccountId": LOCAL_ACCOUNT_ID,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
         }

@@ -305,7 +305,7 @@ def _consumer_counts(consumer: RunningConsumer) -> dict[str, int]:
         "invocations": stats.invocations,
         "function_errors": stats.function_errors,
         "delivered": int(stats.delivered),
-        "parked": int(stats.dead_lettered),
+        "parked": int(stats.parked),
         "retried": int(stats.retried),
         "duplicates_skipped": int(stats.duplicates_skipped),
     }
@@ -322,11 +322,11 @@ def _parked_payloads(system: LocalSystem) -> Iterable[tuple[str, Any]]:
     for consumer in system.consumers:
         for body in _read_all(sqs, consumer.parked_records_url):
             yield _identified(parked_payload(json.loads(body), read_stored)[0])
-    for url in system.source_dead_letter_urls:
+    for url in system.source_dlq_urls:
         for body in _read_all(sqs, url):
             yield _identified(body.encode())
     s3 = system.aws.client("s3")
-    for bucket in system.on_failure_buckets():
+    for bucket in system.on_failure_store_buckets():
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for item in page.get("Contents", []):
                 document = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())

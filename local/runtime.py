@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dispatcher.config import DLQ_URL_ENV, SUBSCRIPTION_ENV
+from dispatcher.config import FunctionSettings, load_settings
 from local.aws import DEFAULT_PORT, LOCAL_REGION, EmbeddedAws
 from local.esm import create_poller
 from local.esm.checkpoints import checkpoint_table_definition
@@ -37,9 +37,13 @@ class RunningConsumer:
     def subscription(self) -> str:
         return self.spec.function.subscription
 
+    @cached_property
+    def settings(self) -> FunctionSettings:
+        return function_settings(self.spec)
+
     @property
     def parked_records_url(self) -> str:
-        return self.spec.function.environment[DLQ_URL_ENV]
+        return self.settings.dlq_url
 
     @property
     def ordered(self) -> bool:
@@ -47,7 +51,7 @@ class RunningConsumer:
         mapping = self.spec.mapping
         if isinstance(mapping, SqsMappingSpec):
             return mapping.is_fifo
-        return bool(json.loads(self.spec.function.environment[SUBSCRIPTION_ENV]).get("ordering") != "none")
+        return self.settings.subscription.ordering != "none"
 
     @property
     def fidelity_note(self) -> str | None:
@@ -75,7 +79,7 @@ class LocalSystem:
         self.crash_probability = crash_probability
         self.consumers: list[RunningConsumer] = []
         self.signing_secrets: dict[str, str] = {}
-        self.source_dead_letter_urls: list[str] = []
+        self.source_dlq_urls: list[str] = []
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -84,8 +88,8 @@ class LocalSystem:
         self.aws.start()
         physical, resolve = self.aws.create(template, NAME_PREFIX)
         specs = template.consumers(physical, resolve)
-        self.source_dead_letter_urls = self._source_dead_letter_urls(template, physical.refs)
-        secret_ids = {json.loads(spec.function.environment[SUBSCRIPTION_ENV])["signing_secret"] for spec in specs}
+        self.source_dlq_urls = self._source_dlq_urls(template, physical.refs)
+        secret_ids = {function_settings(spec).subscription.signing_secret for spec in specs}
         self.signing_secrets = self.aws.create_signing_secrets(secret_ids)
         self._create_checkpoint_table()
         logs = self.workdir / "logs"
@@ -125,10 +129,10 @@ class LocalSystem:
             dynamodb.create_table(**checkpoint_table_definition(CHECKPOINT_TABLE))
 
     def secret_of(self, consumer: RunningConsumer) -> str:
-        secret_id = json.loads(consumer.spec.function.environment[SUBSCRIPTION_ENV])["signing_secret"]
-        return self.signing_secrets[secret_id]
+        return self.signing_secrets[consumer.settings.subscription.signing_secret]
 
-    def on_failure_buckets(self) -> list[str]:
+    def on_failure_store_buckets(self) -> list[str]:
+        """The S3 buckets the Kinesis mappings write the records they give up on to (their on-failure stores)."""
         return sorted(
             {
                 consumer.spec.mapping.on_failure_bucket
@@ -145,11 +149,17 @@ class LocalSystem:
         return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
     @staticmethod
-    def _source_dead_letter_urls(template: StackTemplate, refs: dict[str, str]) -> list[str]:
-        """The queues that source queues redrive to after maxReceiveCount."""
+    def _source_dlq_urls(template: StackTemplate, refs: dict[str, str]) -> list[str]:
+        """The source DLQs: the queues that source queues redrive to after maxReceiveCount."""
         urls = []
         for queue in template.of_type("AWS::SQS::Queue"):
             target: Any = queue.properties.get("RedrivePolicy", {}).get("deadLetterTargetArn")
             if isinstance(target, dict) and "Fn::GetAtt" in target:
                 urls.append(refs[target["Fn::GetAtt"][0]])
         return urls
+
+
+def function_settings(spec: ConsumerSpec) -> FunctionSettings:
+    """The function's environment read with the function's own model (DISPATCHER_SUBSCRIPTION included);
+    raises ConfigurationError naming every field at fault."""
+    return load_settings(spec.function.environment)

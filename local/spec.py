@@ -10,6 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_HANDLER = "dispatcher.handler.handler"
+LOCAL_ACCOUNT_ID = "123456789012"  # moto's default account: the ARNs the embedded AWS hands out use it too
+
+
+def function_arn(region: str, function_name: str) -> str:
+    """A local function's ARN, as Lambda's context and the Kinesis on-failure store name it."""
+    return f"arn:aws:lambda:{region}:{LOCAL_ACCOUNT_ID}:function:{function_name}"
+
+
+def execution_role_arn(function_name: str) -> str:
+    """A local function's execution role, as Kinesis events name it in invokeIdentityArn."""
+    return f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{function_name}-role"
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,10 @@ class KinesisMappingSpec:
     report_batch_item_failures: bool = True
     fan_out_consumer: str | None = None  # the enhanced fan-out consumer's name, when the mapping reads through one
 
+    @property
+    def source_name(self) -> str:
+        return self.stream_name
+
     def __post_init__(self) -> None:
         if self.starting_position not in STARTING_POSITIONS:
             raise ValueError(
@@ -66,6 +81,10 @@ class SqsMappingSpec:
     maximum_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency
     filter_patterns: tuple[dict[str, Any], ...] = ()
     report_batch_item_failures: bool = True
+
+    @property
+    def source_name(self) -> str:
+        return self.queue_name
 
     @property
     def is_fifo(self) -> bool:
@@ -98,11 +117,11 @@ class ConsumerStats:
     records_reported_failed: int = 0  # batchItemFailures entries
     delivered: int = 0  # EMF Delivered
     delivery_failed: int = 0  # EMF DeliveryFailed
-    dead_lettered: int = 0  # EMF DeadLettered
+    parked: int = 0  # EMF Parked: records the dispatcher set aside in its parked-records queue
     retried: int = 0  # EMF Retried
     duplicates_skipped: int = 0  # EMF DuplicatesSkipped
-    sent_to_on_failure: int = 0  # Kinesis records written to the on-failure destination
-    redriven_to_dlq: int = 0  # SQS messages moved to the source queue's DLQ after maxReceiveCount
+    sent_to_on_failure_store: int = 0  # Kinesis records the mapping wrote to its on-failure store (S3)
+    moved_to_source_dlq: int = 0  # SQS messages the source queue moves to its source DLQ after maxReceiveCount
     filtered_out: int = 0  # records a FilterCriteria pattern rejected
     iterator_age_ms: float = 0.0  # Kinesis: last record of the last batch, as AWS defines IteratorAge
     max_iterator_age_ms: float = 0.0

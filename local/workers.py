@@ -36,14 +36,13 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from local.spec import FunctionSpec
+from local.spec import FunctionSpec, function_arn
 
-LOCAL_ACCOUNT_ID = "123456789012"  # moto's default account: the ARNs it hands out use it too
 FALLBACK_REGION = "us-east-1"  # when neither the caller nor AWS_REGION / AWS_DEFAULT_REGION names one
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's limit on the init phase; not part of the function's timeout
 WORKER_EXIT_GRACE_SECONDS = 2.0  # close(): an idle worker gets this long to exit on stdin EOF before SIGKILL
@@ -116,7 +115,7 @@ class FunctionRunner:
             raise ValueError(f"{spec.name}: reserved_concurrency must be at least 1, got {spec.reserved_concurrency}")
         self.spec = spec
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or FALLBACK_REGION
-        self.function_arn = f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT_ID}:function:{spec.name}"
+        self.function_arn = function_arn(self.region, spec.name)
         self.recent_log_lines: collections.deque[str] = collections.deque(maxlen=RECENT_LOG_LINES)
         self._crash_probability = crash_probability
         self._random = random_source or random.Random()
@@ -290,24 +289,37 @@ def add_emf_metrics(line: str, sums: dict[str, float]) -> None:
 
     Only Count metrics are summed: a sum of latencies or percentages would mean nothing.
     """
-    if not line.startswith("{") or "_aws" not in line:
+    document = _emf_document(line)
+    if document is None:
         return
+    for name in _count_metric_names(document):
+        values = document.get(name)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                sums[name] = sums.get(name, 0.0) + value
+
+
+def _emf_document(line: str) -> dict[str, Any] | None:
+    """The JSON object of an EMF line; None for any other line."""
+    if not line.startswith("{") or "_aws" not in line:
+        return None
     try:
         document = json.loads(line)
     except ValueError:
-        return
-    directives = document.get("_aws", {}).get("CloudWatchMetrics") if isinstance(document, dict) else None
-    if not isinstance(directives, list):
-        return
-    for directive in directives:
-        for definition in directive.get("Metrics", []) if isinstance(directive, dict) else []:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _count_metric_names(document: dict[str, Any]) -> Iterator[str]:
+    """The names of the Count metrics (the default unit) an EMF document's directives declare."""
+    metadata = document.get("_aws")
+    directives = metadata.get("CloudWatchMetrics") if isinstance(metadata, dict) else None
+    for directive in directives if isinstance(directives, list) else []:
+        definitions = directive.get("Metrics") if isinstance(directive, dict) else None
+        for definition in definitions if isinstance(definitions, list) else []:
             name = definition.get("Name") if isinstance(definition, dict) else None
-            if not isinstance(name, str) or definition.get("Unit", "Count") != "Count":
-                continue
-            values = document.get(name)
-            for value in values if isinstance(values, list) else [values]:
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    sums[name] = sums.get(name, 0.0) + value
+            if isinstance(name, str) and definition.get("Unit", "Count") == "Count":
+                yield name
 
 
 def _result_from_answer(
@@ -415,9 +427,7 @@ class LocalLambdaContext:
         self.function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
         self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         self.memory_limit_in_mb = int(os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"])
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:{os.environ['AWS_REGION']}:{LOCAL_ACCOUNT_ID}:function:{self.function_name}"
-        )
+        self.invoked_function_arn = function_arn(os.environ["AWS_REGION"], self.function_name)
         self.aws_request_id = request_id
         self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", f"/aws/lambda/{self.function_name}")
         self.log_stream_name = f"local/{os.getpid()}"

@@ -1,16 +1,23 @@
-"""What the Kinesis and SQS pollers share: the function they invoke, how a response is judged, the counters
-an invocation updates, and the AWS clients (always pointed at the local AWS endpoint given to the poller)."""
+"""What the Kinesis and SQS pollers share: the constructor's preamble, the function they invoke, how a response
+is judged, the counters an invocation updates, and the AWS clients (always pointed at the local AWS endpoint
+given to the poller)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Collection
+import logging
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from dispatcher import metric_names
-from local.spec import ConsumerStats
-from local.workers import LOCAL_ACCOUNT_ID, InvocationResult
+from local.esm.filters import validate_patterns
+from local.spec import ConsumerSpec, ConsumerStats, MappingSpec
+from local.workers import InvocationResult
+
+logger = logging.getLogger(__name__)
 
 # Lambda's cap on a synchronous invocation's request payload: a batch stops growing before it.
 INVOCATION_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
@@ -23,7 +30,7 @@ PLACEHOLDER_CREDENTIAL = "local"
 EMF_METRIC_COUNTERS = {
     metric_names.DELIVERED: "delivered",
     metric_names.DELIVERY_FAILED: "delivery_failed",
-    metric_names.PARKED: "dead_lettered",
+    metric_names.PARKED: "parked",
     metric_names.RETRIED: "retried",
     metric_names.DUPLICATES_SKIPPED: "duplicates_skipped",
 }
@@ -62,27 +69,40 @@ def judge(result: InvocationResult, identifiers: Collection[str], report_batch_i
     """
     if result.failed:
         return BatchVerdict(whole_batch_failed=True, reason=result.error)
-    if not report_batch_item_failures or result.response is None:
+    if not report_batch_item_failures:
         return SUCCESS
-    response = result.response
+    try:
+        return BatchVerdict(reported_failures=_reported_failures(result.response, identifiers))
+    except InvalidPartialResponseError as invalid:
+        return BatchVerdict(whole_batch_failed=True, reason=str(invalid))
+
+
+class InvalidPartialResponseError(ValueError):
+    """A ReportBatchItemFailures response Lambda rejects: the whole batch counts as failed."""
+
+
+def _reported_failures(response: object, identifiers: Collection[str]) -> frozenset[str]:
+    if response is None:
+        return frozenset()
     if not isinstance(response, dict):
-        return BatchVerdict(whole_batch_failed=True, reason=f"response is not a JSON object: {response!r}")
+        raise InvalidPartialResponseError(f"response is not a JSON object: {response!r}")
     failures = response.get("batchItemFailures")
     if failures is None:
-        return SUCCESS
+        return frozenset()
     if not isinstance(failures, list):
-        return BatchVerdict(whole_batch_failed=True, reason=f"batchItemFailures is not a list: {failures!r}")
-    reported: set[str] = set()
-    for item in failures:
-        if not isinstance(item, dict) or "itemIdentifier" not in item:
-            return BatchVerdict(whole_batch_failed=True, reason=f"batch item failure without itemIdentifier: {item!r}")
-        identifier = item["itemIdentifier"]
-        if not isinstance(identifier, str) or not identifier:
-            return BatchVerdict(whole_batch_failed=True, reason=f"empty or null itemIdentifier: {identifier!r}")
-        if identifier not in identifiers:
-            return BatchVerdict(whole_batch_failed=True, reason=f"itemIdentifier not in the batch: {identifier!r}")
-        reported.add(identifier)
-    return BatchVerdict(reported_failures=frozenset(reported))
+        raise InvalidPartialResponseError(f"batchItemFailures is not a list: {failures!r}")
+    return frozenset(_reported_identifier(item, identifiers) for item in failures)
+
+
+def _reported_identifier(item: object, identifiers: Collection[str]) -> str:
+    if not isinstance(item, dict) or "itemIdentifier" not in item:
+        raise InvalidPartialResponseError(f"batch item failure without itemIdentifier: {item!r}")
+    identifier = item["itemIdentifier"]
+    if not isinstance(identifier, str) or not identifier:
+        raise InvalidPartialResponseError(f"empty or null itemIdentifier: {identifier!r}")
+    if identifier not in identifiers:
+        raise InvalidPartialResponseError(f"itemIdentifier not in the batch: {identifier!r}")
+    return identifier
 
 
 def record_invocation(stats: ConsumerStats, result: InvocationResult, verdict: BatchVerdict) -> None:
@@ -134,6 +154,57 @@ def aws_client(service: str, endpoint_url: str, region: str) -> Any:
     )
 
 
-def execution_role_arn(function_name: str) -> str:
-    """The function's execution role, as Kinesis events name it in invokeIdentityArn."""
-    return f"arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{function_name}-role"
+MappingT = TypeVar("MappingT", bound=MappingSpec)
+
+
+class MappingPoller(Generic[MappingT]):
+    """The part of an event source mapping that does not depend on its source: checking the consumer's mapping,
+    and the step every batch goes through (records in flight -> invoke -> judge -> count).
+
+    A subclass names the mapping it polls in `mapping_type`. `clock` (epoch seconds) is what record and message
+    ages are measured against; counters go to `stats`; `started` is the subclass's to set.
+    """
+
+    mapping_type: type[MappingT]
+
+    def __init__(
+        self,
+        consumer: ConsumerSpec,
+        function: Invoker,
+        *,
+        region: str,
+        stats: ConsumerStats | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        mapping = consumer.mapping
+        if not isinstance(mapping, self.mapping_type):
+            raise TypeError(f"{consumer.function.name}: not a {self.mapping_type.__name__}: {mapping!r}")
+        validate_patterns(mapping.filter_patterns)
+        self.mapping: MappingT = mapping
+        self.function_spec = consumer.function
+        self.stats = stats or ConsumerStats()
+        self.started = asyncio.Event()
+        self._function = function
+        self._region = region
+        self._clock = clock
+        self._name = f"{consumer.function.name} <- {mapping.source_name}"
+
+    async def _invoke(
+        self, event_records: list[dict[str, Any]], identifiers: Collection[str], lane: str | None = None
+    ) -> tuple[InvocationResult, BatchVerdict]:
+        """Invoke the function with one batch (`identifiers`: its records' item identifiers), judge the
+        response and count the invocation; `lane` names the batch's lane of a shard in the log."""
+        self.stats.records_in_flight += len(event_records)
+        try:
+            result = await self._function.invoke({"Records": event_records})
+        finally:
+            self.stats.records_in_flight -= len(event_records)
+        verdict = judge(result, identifiers, self.mapping.report_batch_item_failures)
+        record_invocation(self.stats, result, verdict)
+        origin = f"{self._name} {lane}" if lane else self._name
+        if verdict.whole_batch_failed:
+            logger.info("%s: batch of %d failed: %s", origin, len(event_records), verdict.reason)
+        elif verdict.reported_failures:
+            failed, size = len(verdict.reported_failures), len(event_records)
+            logger.info("%s: %d of a batch of %d reported failed", origin, failed, size)
+        return result, verdict

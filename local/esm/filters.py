@@ -123,17 +123,21 @@ def _validate_rule(rule: Any, where: str) -> None:
         raise FilterPatternError(f"filter pattern{where}: an operator rule has exactly one key, got {sorted(rule)}")
     ((operator, argument),) = rule.items()
     if operator == "numeric":
-        valid = (
-            isinstance(argument, list)
-            and argument
-            and len(argument) % 2 == 0
-            and all(comparison in NUMERIC_COMPARISONS for comparison in argument[::2])
-            and all(_is_number(bound) for bound in argument[1::2])
-        )
-        if not valid:
+        if not _is_numeric_argument(argument):
             raise FilterPatternError(f"filter pattern{where}: numeric needs [comparison, number, ...], got {argument}")
     elif operator == "anything-but":
         if isinstance(argument, Mapping):
             _validate_rule(argument, where)
     elif operator not in ("prefix", "suffix", "equals-ignore-case", "exists"):
         raise FilterPatternError(f"filter pattern{where}: unsupported operator {operator!r}")
+
+
+def _is_numeric_argument(argument: Any) -> bool:
+    """Whether `argument` is what the numeric operator takes: [comparison, number, ...], at least one pair."""
+    return (
+        isinstance(argument, list)
+        and bool(argument)
+        and len(argument) % 2 == 0
+        and all(comparison in NUMERIC_COMPARISONS for comparison in argument[::2])
+        and all(_is_number(bound) for bound in argument[1::2])
+    )

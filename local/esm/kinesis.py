@@ -26,8 +26,8 @@ test_lambda_integration_kinesis snapshots):
   until the record is too old. Retries back off exponentially, RETRY_BACKOFF_BASE_SECONDS doubling up to
   RETRY_BACKOFF_CAP_SECONDS;
 - MaximumRecordAgeInSeconds: before every invocation, records older than that are not sent;
-- records given up on (RetryAttemptsExhausted, RecordAgeExceeded) go to the S3 on-failure destination as one
-  JSON object per batch, and the lane moves on:
+- records given up on (RetryAttemptsExhausted, RecordAgeExceeded) go to the on-failure store (the mapping's S3
+  on-failure destination) as one JSON object per batch, and the lane moves on:
 
     {"requestContext": {"requestId", "functionArn", "condition", "approximateInvokeCount"},  # at least 1
      "responseContext": {"statusCode", "executedVersion", "functionError"},   # when the function answered;
@@ -67,18 +67,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.esm.base import (
-    BatchVerdict,
-    Invoker,
-    aws_client,
-    execution_role_arn,
-    judge,
-    record_invocation,
-    take_within_payload_limit,
-)
+from local.esm.base import BatchVerdict, Invoker, MappingPoller, aws_client, take_within_payload_limit
 from local.esm.checkpoints import SHARD_END, CheckpointStore, DynamoDbCheckpoints, InMemoryCheckpoints
-from local.esm.filters import matches_any, validate_patterns
-from local.spec import ConsumerSpec, ConsumerStats, KinesisMappingSpec
+from local.esm.filters import matches_any
+from local.spec import ConsumerSpec, ConsumerStats, KinesisMappingSpec, execution_role_arn, function_arn
 from local.workers import InvocationResult
 
 logger = logging.getLogger(__name__)
@@ -188,7 +180,7 @@ class _Lane:
         await self._grew.wait()
 
 
-class KinesisPoller:
+class KinesisPoller(MappingPoller[KinesisMappingSpec]):
     """The event source mapping of one consumer whose source is a Kinesis stream.
 
     `await run()` polls until cancelled; `started` is set once every shard that can be read at once has its
@@ -197,6 +189,8 @@ class KinesisPoller:
     (both injectable, so that tests need not wait out the backoff). Checkpoints go to `checkpoint_table` in
     the local AWS, or stay in memory without one. Counters go to `stats`.
     """
+
+    mapping_type = KinesisMappingSpec
 
     def __init__(
         self,
@@ -212,23 +206,13 @@ class KinesisPoller:
         sleep: Sleep = asyncio.sleep,
         checkpoint_table: str | None = None,
     ) -> None:
-        if not isinstance(consumer.mapping, KinesisMappingSpec):
-            raise TypeError(f"{consumer.function.name}: not a Kinesis mapping: {consumer.mapping!r}")
-        validate_patterns(consumer.mapping.filter_patterns)
-        self.mapping: KinesisMappingSpec = consumer.mapping
-        self.function_spec = consumer.function
-        self.stats = stats or ConsumerStats()
-        self.started = asyncio.Event()
-        self._function = function
-        self._region = region
+        super().__init__(consumer, function, region=region, stats=stats, clock=clock)
         self._poll_interval = poll_interval_seconds
         self._discovery_interval = shard_discovery_interval_seconds
-        self._clock = clock
         self._sleep = sleep
         self._kinesis = aws_client("kinesis", endpoint_url, region)
         self._s3 = aws_client("s3", endpoint_url, region)
-        account = self.mapping.stream_arn.split(":")[4]
-        self._function_arn = f"arn:aws:lambda:{region}:{account}:function:{self.function_spec.name}"
+        self._function_arn = function_arn(region, self.function_spec.name)
         self._role_arn = execution_role_arn(self.function_spec.name)
         self.mapping_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.mapping.stream_arn}|{self.function_spec.name}"))
         self._checkpoints: CheckpointStore = (
@@ -448,7 +432,7 @@ class KinesisPoller:
             records = await self._give_up_expired(lane, records, attempts)
             if not records:
                 continue
-            result, verdict = await self._invoke(lane, records)
+            result, verdict = await self._invoke_lane(lane, records)
             if verdict.succeeded:
                 await self._complete(lane, records)
                 continue
@@ -482,7 +466,7 @@ class KinesisPoller:
         return limit != -1 and failed_invocations > limit
 
     async def _give_up_expired(self, lane: _Lane, records: list[StreamRecord], attempts: int) -> list[StreamRecord]:
-        """Send the records older than MaximumRecordAgeInSeconds to the on-failure destination; return the rest.
+        """Send the records older than MaximumRecordAgeInSeconds to the on-failure store; return the rest.
         Arrival times grow along a shard, so the expired records are a prefix."""
         maximum_age = self.mapping.maximum_record_age_seconds
         if maximum_age == -1:
@@ -494,19 +478,10 @@ class KinesisPoller:
             await self._complete(lane, expired)
         return records[len(expired) :]
 
-    async def _invoke(self, lane: _Lane, records: list[StreamRecord]) -> tuple[InvocationResult, BatchVerdict]:
+    async def _invoke_lane(self, lane: _Lane, records: list[StreamRecord]) -> tuple[InvocationResult, BatchVerdict]:
         self._note_iterator_age(lane, records[-1])
-        self.stats.records_in_flight += len(records)
-        try:
-            result = await self._function.invoke({"Records": [record.event_record for record in records]})
-        finally:
-            self.stats.records_in_flight -= len(records)
-        identifiers = {record.sequence_number for record in records}
-        verdict = judge(result, identifiers, self.mapping.report_batch_item_failures)
-        record_invocation(self.stats, result, verdict)
-        if not verdict.succeeded:
-            logger.info("%s %s: batch of %d failed: %s", self._name, lane.name, len(records), verdict.reason)
-        return result, verdict
+        event_records = [record.event_record for record in records]
+        return await self._invoke(event_records, {record.sequence_number for record in records}, lane.name)
 
     def _note_iterator_age(self, lane: _Lane, last_record: StreamRecord) -> None:
         age_ms = max(0.0, (self._clock() - last_record.arrival) * 1000)
@@ -519,9 +494,7 @@ class KinesisPoller:
     ) -> None:
         bucket = self.mapping.on_failure_bucket
         if bucket is None:
-            logger.warning(
-                "%s: %d records dropped (%s), no on-failure destination", self._name, len(records), condition
-            )
+            logger.warning("%s: %d records dropped (%s), no on-failure store", self._name, len(records), condition)
             self.stats.extra["discarded"] = self.stats.extra.get("discarded", 0.0) + len(records)
             return
         document = self._on_failure_document(records, condition, invocations, last_result)
@@ -531,7 +504,7 @@ class KinesisPoller:
         )
         body = json.dumps(document).encode()
         await asyncio.to_thread(self._s3.put_object, Bucket=bucket, Key=key, Body=body)
-        self.stats.sent_to_on_failure += len(records)
+        self.stats.sent_to_on_failure_store += len(records)
 
     def _on_failure_document(
         self, records: list[StreamRecord], condition: str, invocations: int, last_result: InvocationResult | None
@@ -567,10 +540,6 @@ class KinesisPoller:
                 "functionError": "Unhandled" if last_result.failed else None,
             }
         return document
-
-    @property
-    def _name(self) -> str:
-        return f"{self.function_spec.name} <- {self.mapping.stream_name}"
 
 
 def _lowest_reported_index(records: list[StreamRecord], verdict: BatchVerdict) -> int:

@@ -34,8 +34,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.esm.base import Invoker, aws_client, judge, record_invocation
-from local.esm.filters import matches_any, validate_patterns
+from local.esm.base import INVOCATION_PAYLOAD_LIMIT_BYTES, Invoker, MappingPoller, aws_client
+from local.esm.filters import matches_any
 from local.spec import ConsumerSpec, ConsumerStats, SqsMappingSpec
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 # stopping runtime must not wait out a 20 s poll.
 LONG_POLL_SECONDS = 1
 RECEIVE_LIMIT = 10  # SQS' maximum messages per ReceiveMessage and per DeleteMessageBatch
-BATCH_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024  # Lambda's cap on a synchronous invocation's payload
 RECEIVE_ERROR_PAUSE_SECONDS = 1.0  # after a failed ReceiveMessage (the local AWS restarting), before the next
 AGE_REPORT_INTERVAL_SECONDS = 1.0
 RECEIVES_AFTER_WHICH_AGE_STOPS_COUNTING = 3  # AWS leaves such messages out of ApproximateAgeOfOldestMessage
@@ -81,12 +80,14 @@ class OldestMessageTracker:
         return max(0.0, now - min(self._sent_at.values())) if self._sent_at else 0.0
 
 
-class SqsPoller:
+class SqsPoller(MappingPoller[SqsMappingSpec]):
     """The event source mapping of one consumer whose source is an SQS queue.
 
     `await run()` polls until cancelled; `started` is set once the pollers are running. `clock` (epoch seconds)
     is what message ages are measured against. Counters go to `stats`.
     """
+
+    mapping_type = SqsMappingSpec
 
     def __init__(
         self,
@@ -98,21 +99,12 @@ class SqsPoller:
         stats: ConsumerStats | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not isinstance(consumer.mapping, SqsMappingSpec):
-            raise TypeError(f"{consumer.function.name}: not an SQS mapping: {consumer.mapping!r}")
-        validate_patterns(consumer.mapping.filter_patterns)
-        self.mapping: SqsMappingSpec = consumer.mapping
-        self.function_spec = consumer.function
-        self.stats = stats or ConsumerStats()
-        self.started = asyncio.Event()
+        super().__init__(consumer, function, region=region, stats=stats, clock=clock)
         self.oldest_messages = OldestMessageTracker()
         reserved = consumer.function.reserved_concurrency
         self.concurrency = min(self.mapping.maximum_concurrency or reserved, reserved)
-        self._function = function
-        self._region = region
-        self._clock = clock
         self._sqs = aws_client("sqs", endpoint_url, region)
-        self._max_receive_count: int | None = None  # the redrive policy's; None: the queue has no DLQ
+        self._max_receive_count: int | None = None  # the redrive policy's; None: the queue has no source DLQ
         self._maximum_message_bytes = 0
 
     async def run(self) -> None:
@@ -142,22 +134,13 @@ class SqsPoller:
 
     async def _receive_batch(self) -> list[dict[str, Any]]:
         """Long-poll until a message arrives, then keep receiving until the batch is full, the batching window
-        has closed, or a further message might not fit under Lambda's payload cap (a receive asks for no more
-        messages of the queue's maximum size than still fit)."""
+        has closed, or a further message might not fit under Lambda's payload cap (see `_next_receive`)."""
         window = 0.0 if self.mapping.is_fifo else self.mapping.batching_window_seconds
         batch: list[dict[str, Any]] = []
         window_closes = 0.0
         payload_bytes = 0
-        while len(batch) < self.mapping.batch_size:
-            fitting = (BATCH_PAYLOAD_LIMIT_BYTES - payload_bytes) // self._maximum_message_bytes
-            if batch:
-                remaining = window_closes - time.monotonic()
-                if remaining <= 0 or fitting < 1:
-                    break
-                wait_seconds = min(LONG_POLL_SECONDS, int(remaining))  # WaitTimeSeconds takes whole seconds
-            else:
-                wait_seconds = LONG_POLL_SECONDS
-            count = min(RECEIVE_LIMIT, self.mapping.batch_size - len(batch), max(fitting, 1))
+        while (receive := self._next_receive(len(batch), payload_bytes, window_closes)) is not None:
+            count, wait_seconds = receive
             received = await self._receive(count, wait_seconds)
             if received and not batch:
                 window_closes = time.monotonic() + window
@@ -166,6 +149,21 @@ class SqsPoller:
             if batch and not received and wait_seconds == 0:
                 await asyncio.sleep(window_closes - time.monotonic())  # the window's last fraction of a second
         return batch
+
+    def _next_receive(self, batched: int, payload_bytes: int, window_closes: float) -> tuple[int, int] | None:
+        """(MaxNumberOfMessages, WaitTimeSeconds) of the next ReceiveMessage of a batch holding `batched`
+        messages, or None when the batch is complete. A receive asks for no more messages of the queue's maximum
+        size than still fit under Lambda's payload cap."""
+        if batched >= self.mapping.batch_size:
+            return None
+        fitting = (INVOCATION_PAYLOAD_LIMIT_BYTES - payload_bytes) // self._maximum_message_bytes
+        count = min(RECEIVE_LIMIT, self.mapping.batch_size - batched, max(fitting, 1))
+        if not batched:
+            return count, LONG_POLL_SECONDS
+        remaining = window_closes - time.monotonic()
+        if remaining <= 0 or fitting < 1:
+            return None
+        return count, min(LONG_POLL_SECONDS, int(remaining))  # WaitTimeSeconds takes whole seconds
 
     async def _queue_call(self, operation: Callable[..., Any], **parameters: Any) -> Any:
         """Call the queue's API in a thread: boto3 blocks."""
@@ -195,39 +193,36 @@ class SqsPoller:
         return messages
 
     async def _handle(self, messages: list[dict[str, Any]]) -> None:
-        event_records = [self._event_record(message) for message in messages]
-        passes = [matches_any(self.mapping.filter_patterns, _filter_document(record)) for record in event_records]
-        passed = [record for record, passing in zip(event_records, passes, strict=True) if passing]
-        rejected = [record for record, passing in zip(event_records, passes, strict=True) if not passing]
+        passed = await self._drop_filtered_out([self._event_record(message) for message in messages])
+        if not passed:
+            return
+        message_ids = {record["messageId"] for record in passed}
+        _, verdict = await self._invoke(passed, message_ids)
+        kept_ids = message_ids if verdict.whole_batch_failed else verdict.reported_failures
+        await self._delete([record for record in passed if record["messageId"] not in kept_ids])
+        self._note_moves_to_source_dlq([record for record in passed if record["messageId"] in kept_ids])
+        self.stats.oldest_message_age_seconds = self.oldest_messages.oldest_age_seconds(self._clock())
+
+    async def _drop_filtered_out(self, event_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Delete the records FilterCriteria rejects, as Lambda does; return those it lets through."""
+        passed: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        for record in event_records:
+            passing = matches_any(self.mapping.filter_patterns, _filter_document(record))
+            (passed if passing else rejected).append(record)
         if rejected:
             self.stats.filtered_out += len(rejected)
             await self._delete(rejected)
-        if not passed:
-            return
-        self.stats.records_in_flight += len(passed)
-        try:
-            result = await self._function.invoke({"Records": passed})
-        finally:
-            self.stats.records_in_flight -= len(passed)
-        verdict = judge(result, {record["messageId"] for record in passed}, self.mapping.report_batch_item_failures)
-        record_invocation(self.stats, result, verdict)
-        if verdict.whole_batch_failed:
-            logger.info("%s: batch of %d failed: %s", self._name, len(passed), verdict.reason)
-        kept_ids = (
-            {record["messageId"] for record in passed} if verdict.whole_batch_failed else verdict.reported_failures
-        )
-        kept = [record for record in passed if record["messageId"] in kept_ids]
-        await self._delete([record for record in passed if record["messageId"] not in kept_ids])
-        for record in kept:
-            if self._goes_to_dead_letter_queue(record):
-                self.stats.redriven_to_dlq += 1
-                self.oldest_messages.gone(record["messageId"])
-        self.stats.oldest_message_age_seconds = self.oldest_messages.oldest_age_seconds(self._clock())
+        return passed
 
-    def _goes_to_dead_letter_queue(self, record: dict[str, Any]) -> bool:
-        """A failed message the queue will move to its DLQ instead of delivering again."""
-        receive_count = int(record["attributes"].get("ApproximateReceiveCount", "1"))
-        return self._max_receive_count is not None and receive_count >= self._max_receive_count
+    def _note_moves_to_source_dlq(self, kept: list[dict[str, Any]]) -> None:
+        """Count the failed messages the queue will move to its source DLQ instead of delivering again."""
+        if self._max_receive_count is None:
+            return
+        for record in kept:
+            if int(record["attributes"].get("ApproximateReceiveCount", "1")) >= self._max_receive_count:
+                self.stats.moved_to_source_dlq += 1
+                self.oldest_messages.gone(record["messageId"])
 
     async def _delete(self, records: list[dict[str, Any]]) -> None:
         for start in range(0, len(records), RECEIVE_LIMIT):
@@ -266,10 +261,6 @@ class SqsPoller:
         while True:
             self.stats.oldest_message_age_seconds = self.oldest_messages.oldest_age_seconds(self._clock())
             await asyncio.sleep(AGE_REPORT_INTERVAL_SECONDS)
-
-    @property
-    def _name(self) -> str:
-        return f"{self.function_spec.name} <- {self.mapping.queue_name}"
 
 
 def _lambda_message_attribute(value: dict[str, Any]) -> dict[str, Any]:

@@ -322,7 +322,7 @@ async def test_exhausted_retries_send_the_batch_with_its_records_to_the_on_failu
         "streamArn": stream[1],
     }
     assert [data_of(record) for record in document["payload"]["Records"]] == [b"poison"]
-    assert poller.stats.sent_to_on_failure == 1
+    assert poller.stats.sent_to_on_failure_store == 1
     assert poller.stats.function_errors == 3
     # And the function raised, so the response context says so (as in the LocalStack snapshot
     # test_kinesis_event_source_mapping_with_on_failure_destination_config, key sqs_payload)

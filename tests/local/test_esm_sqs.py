@@ -202,7 +202,7 @@ async def test_a_message_failing_max_receive_count_times_is_moved_to_the_dead_le
     # Then it was delivered twice, then parked in the DLQ with its body
     assert aws.drain(queue.dlq_url) == ["poison"]
     assert aws.messages_left(queue.url) == 0
-    assert poller.stats.redriven_to_dlq == 1
+    assert poller.stats.moved_to_source_dlq == 1
     assert bodies_of(function) == Counter({"poison": 2})
 
 

@@ -306,4 +306,4 @@ async def test_the_dispatcher_function_delivers_a_stream_through_a_worker(
         {"webhook-id", "webhook-signature", "webhook-timestamp"} <= {name.lower() for name in request["headers"]}
         for request in received
     )
-    assert (poller.stats.function_errors, poller.stats.dead_lettered, poller.stats.invocations) == (0, 0, 1)
+    assert (poller.stats.function_errors, poller.stats.parked, poller.stats.invocations) == (0, 0, 1)

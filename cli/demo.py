@@ -25,8 +25,9 @@ def register(subcommands: Subcommands) -> None:
         help="run the whole system locally, send N events, and account for every one",
         description="Start the embedded AWS with a demo registry (a Kinesis stream read in order per partition "
         "key, a standard queue, a FIFO queue), a demo receiver that verifies signatures, dedupes by webhook-id "
-        "and checks order, produce N events and wait until each reached the receiver or a dead-letter store "
-        "with its payload. Exit 0 only if nothing was lost and no ordered subscription saw an event out of order.",
+        "and checks order, produce N events and wait until each reached the receiver or was set aside with its "
+        "payload (parked, or in a source DLQ or an on-failure store). Exit 0 only if nothing was lost and no "
+        "ordered subscription saw an event out of order.",
     )
     parser.add_argument("--events", type=positive_int, default=DEFAULT_EVENTS, help=f"default {DEFAULT_EVENTS}")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -107,7 +108,7 @@ def report_table(report: DemoReport) -> Table:
         ("delivered (unique)", f"{report.delivered:,}"),
         ("duplicate POSTs absorbed by the receiver", f"{report.duplicates_absorbed:,}"),
         ("retries", f"{report.retries:,}"),
-        ("parked (dead-letter stores)", f"{report.parked:,}"),
+        ("parked, or in a source DLQ or on-failure store", f"{report.parked:,}"),
         ("lost (must be 0)", f"{report.lost:,}"),
         ("out of order on ordered subscriptions (must be 0)", f"{report.out_of_order:,}"),
         ("stale by dispatch-sequence at the receiver (must be 0)", f"{report.stale_by_sequence:,}"),

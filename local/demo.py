@@ -3,7 +3,8 @@
 Three subscriptions of a demo registry (a Kinesis stream with several partition keys read in order, a
 standard queue read without order, a FIFO queue read in order per group) are synthesized as the `dev`
 environment, run on the embedded AWS, and fed N events. The demo then accounts for every event: it
-reached the receiver (verified, deduped) or a dead-letter store with its payload. Nothing else is fine.
+reached the receiver (verified, deduped) or was set aside with its payload: parked by the dispatcher, or in a
+source DLQ or an on-failure store. Nothing else is fine.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ PROGRESS_INTERVAL_SECONDS = 0.5
 DEFAULT_TIMEOUT_SECONDS = 900.0
 REQUEST_TIMEOUT_SECONDS = 1.0  # the demo subscriptions' request timeout; the receiver's stall outlasts it
 RECEIVER_STALL_SECONDS = 1.5
-DLQ_READ_VISIBILITY_SECONDS = 30  # hides a dead letter while the demo reads the queue through, then shown again
+DLQ_READ_VISIBILITY_SECONDS = 30  # hides a message while the demo reads the queue through, then shown again
 SQS_BATCH_LIMIT = 10  # entries per ChangeMessageVisibilityBatch
 
 
@@ -61,7 +62,7 @@ class DemoReport:
     delivered: int = 0  # unique events the receiver accepted
     duplicates_absorbed: int = 0  # POSTs of an event the receiver already had
     retries: int = 0  # HTTP retries inside invocations (the function's Retried metric)
-    parked: int = 0  # events in a dead-letter store (parked-records DLQ, source DLQ, on-failure bucket)
+    parked: int = 0  # events set aside with their payload: parked, or in a source DLQ or an on-failure store
     lost: int = 0  # produced - delivered - parked
     out_of_order: int = 0  # accepted on an ordered subscription after one of its key that was produced later
     stale_by_sequence: int = 0  # what the receiver took for stale by dispatch-sequence (a real one would drop it)
@@ -312,7 +313,8 @@ def _consumer_counts(consumer: RunningConsumer) -> dict[str, int]:
 
 
 def _parked_payloads(system: LocalSystem) -> Iterable[tuple[str, Any]]:
-    """(event id, payload) of everything in a dead-letter store, read without removing it."""
+    """(event id, payload) of everything set aside (parked-records queues, source DLQs, on-failure stores), read
+    without removing it."""
     sqs, s3 = system.aws.client("sqs"), system.aws.client("s3")
 
     def read_stored(stored: StoredPayload) -> bytes:

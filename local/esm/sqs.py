@@ -11,14 +11,14 @@ deleted, as Lambda deletes them), invoke the function and then delete only the m
   or unknown itemIdentifier, a wrong key): nothing is deleted.
 
 Undeleted messages come back when their visibility timeout ends; the queue itself counts receives
-(ApproximateReceiveCount) and moves a message to its dead-letter queue after maxReceiveCount - the local AWS
+(ApproximateReceiveCount) and moves a message to its source DLQ after maxReceiveCount - the local AWS
 implements those, as SQS does. FIFO queues: SQS hands out a message group's messages only while none of the
 group is in flight, so a group has at most one batch in flight and its order holds (the local AWS is made to
 keep that promise under load by local.moto_sqs); FIFO ignores the batching window, as Lambda does.
 
 ApproximateAgeOfOldestMessage is approximated from what the pollers have seen: now minus the oldest
 SentTimestamp among the messages received and not yet deleted, leaving out those received three times or more
-(as AWS does) and those expected in the dead-letter queue. Messages no poller has received yet (a backlog
+(as AWS does) and those expected in the source DLQ. Messages no poller has received yet (a backlog
 deeper than the pollers' batches) are not seen, so under a deep backlog the figure runs low.
 """
 

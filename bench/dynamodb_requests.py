@@ -155,7 +155,7 @@ def _dispatch(event_: dict[str, Any], failing: set[str], counter: CallCounter, c
     dispatcher = Dispatcher(
         workload.subscription("http://127.0.0.1:9/unused", max_attempts=1),
         sender=FakeEndpoint(answers=answers),
-        store=DynamoDbDeliveredIds(DISPATCHER_TABLE, client_factory=lambda: client),
+        delivered_ids=DynamoDbDeliveredIds(DISPATCHER_TABLE, client_factory=lambda: client),
         parking=FakeParkingLot(),
         secret=FakeSecret(),
     )

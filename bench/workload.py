@@ -9,10 +9,10 @@ from dispatcher.adapters.http import AiohttpSender
 from dispatcher.config import SubscriptionConfig
 from dispatcher.delivery import Dispatcher
 from dispatcher.guard import AddressPolicy
-from dispatcher.ports import DeliveredIdsStore, HttpSender
+from dispatcher.ports import DeliveredIds, HttpSender
 from dispatcher.records import Batch, parse_event
 from tests.events import event, kinesis_record
-from tests.fakes import FakeParkingLot, FakeSecret, FakeStore
+from tests.fakes import FakeDeliveredIds, FakeParkingLot, FakeSecret
 
 MAX_IN_FLIGHT = 32
 # Far more than any run needs, so no deadline ever cuts a delivery short.
@@ -63,14 +63,14 @@ def event_bodies(lambda_event: dict[str, Any]) -> list[bytes]:
     return [base64.b64decode(raw["kinesis"]["data"]) for raw in lambda_event["Records"]]
 
 
-def production_dispatcher(config: SubscriptionConfig, store: DeliveredIdsStore | None = None) -> Dispatcher:
+def production_dispatcher(config: SubscriptionConfig, delivered_ids: DeliveredIds | None = None) -> Dispatcher:
     """As `dispatcher.handler.build_dispatcher` wires it: the real AiohttpSender with the SSRF guard,
     with in-memory parking and secret (and store, unless one is given)."""
     sender: HttpSender = AiohttpSender(AddressPolicy(config.allow_private_cidrs), config.max_in_flight)
     return Dispatcher(
         config,
         sender=sender,
-        store=store if store is not None else FakeStore(),
+        delivered_ids=delivered_ids if delivered_ids is not None else FakeDeliveredIds(),
         parking=FakeParkingLot(),
         secret=FakeSecret(),
     )

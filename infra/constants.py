@@ -12,7 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 
 from dispatcher import config as function_contract
-from dispatcher import dedupe as function_dedupe
+from dispatcher import delivered_ids as function_delivered_ids
 from infra.registry.limits import Environment
 
 # --- The function contract (must match functions/dispatcher) ------------------------------------------
@@ -24,7 +24,7 @@ HANDLER: Final = "dispatcher.handler.handler"
 # Delivered-ids table: every item's partition key starts with "<subscription name>#".
 DELIVERED_IDS_PARTITION_KEY: Final = "pk"
 DELIVERED_IDS_TTL_ATTRIBUTE: Final = "expires_at"
-DELIVERED_IDS_KEY_SEPARATOR: Final = function_dedupe.KEY_SEPARATOR
+DELIVERED_IDS_KEY_SEPARATOR: Final = function_delivered_ids.KEY_SEPARATOR
 
 # --- Lambda function ----------------------------------------------------------------------------------
 FUNCTION_RUNTIME: Final = lambda_.Runtime.PYTHON_3_13

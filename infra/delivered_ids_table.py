@@ -1,4 +1,4 @@
-"""The delivered-ids table: which records each subscription has already delivered (the dedupe store)."""
+"""The delivered-ids table: which records each subscription has already delivered (the function's DeliveredIds port)."""
 
 from __future__ import annotations
 

@@ -212,8 +212,8 @@ class Redriver:
             self._finish(Outcome.STILL_FAILING, 1, f"{where}: {verdict.reason or 'reported as failed'}")
             return None
         if _metric(result, metric_names.DUPLICATES_SKIPPED):
-            # The function's delivered-ids store lists it as finished (delivered or parked) and did not POST it:
-            # deleting it would lose it. Kinesis markers expire with their TTL; a later run then delivers it.
+            # The function's delivered ids list it as finished (delivered or parked) and it did not POST it:
+            # deleting it would lose it. Kinesis entries expire with their TTL; a later run then delivers it.
             self._finish(Outcome.SKIPPED, 1, f"{where}: the function skipped it as already delivered or parked")
             return None
         outcome = Outcome.PARKED_AGAIN if _metric(result, metric_names.PARKED) else Outcome.REDRIVEN

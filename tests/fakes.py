@@ -69,21 +69,21 @@ def transport_failure() -> TransportError:
 
 
 @dataclass
-class FakeStore:
-    markers: dict[str, frozenset[str]] = field(default_factory=dict)
+class FakeDeliveredIds:
+    entries: dict[str, frozenset[str]] = field(default_factory=dict)
     fetches: list[list[str]] = field(default_factory=list)
     saves: list[dict[str, frozenset[str]]] = field(default_factory=list)
     fail_saves: bool = False
 
     def fetch(self, keys: Sequence[str]) -> dict[str, frozenset[str]]:
         self.fetches.append(list(keys))
-        return {key: self.markers[key] for key in keys if key in self.markers}
+        return {key: self.entries[key] for key in keys if key in self.entries}
 
-    def save(self, markers: Mapping[str, frozenset[str]]) -> None:
+    def save(self, entries: Mapping[str, frozenset[str]]) -> None:
         if self.fail_saves:
             raise RuntimeError("DynamoDB is unavailable")
-        self.saves.append(dict(markers))
-        self.markers.update(markers)
+        self.saves.append(dict(entries))
+        self.entries.update(entries)
 
 
 @dataclass

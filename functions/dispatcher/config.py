@@ -134,7 +134,7 @@ class FunctionSettings:
     """Everything the function reads from its environment, parsed once at cold start."""
 
     subscription: SubscriptionConfig
-    idempotency_table: str
+    delivered_ids_table: str
     dlq_url: str
     payload_bucket: str  # where a parked record too large for its dead-letter message is stored (claim check)
 
@@ -190,7 +190,7 @@ def load_settings(environ: Mapping[str, str]) -> FunctionSettings:
         raise ConfigurationError(describe_validation_error(error, SUBSCRIPTION_ENV)) from None
     return FunctionSettings(
         subscription=subscription,
-        idempotency_table=environ[IDEMPOTENCY_TABLE_ENV],
+        delivered_ids_table=environ[IDEMPOTENCY_TABLE_ENV],
         dlq_url=environ[DLQ_URL_ENV],
         payload_bucket=environ[PAYLOAD_BUCKET_ENV],
     )

@@ -1,4 +1,4 @@
-"""Delivering one batch: concurrency, ordering, retries, parking, dedupe and the partial-failure report.
+"""Delivering one batch: concurrency, ordering, retries, parking, delivered ids and the partial-failure report.
 
 Plain Python behind small ports (ports.py), callable without Lambda. The rules:
 - 2xx delivered; 429, 5xx, timeouts and connection errors are transient (retried with full-jitter
@@ -28,10 +28,10 @@ from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from dispatcher import dedupe
+from dispatcher import delivered_ids
 from dispatcher.config import SubscriptionConfig
 from dispatcher.guard import EndpointRefusedError
-from dispatcher.ports import DeadLetter, DeliveredIdsStore, HttpSender, ParkingLot, SecretSource, TransportError
+from dispatcher.ports import DeadLetter, DeliveredIds, HttpSender, ParkingLot, SecretSource, TransportError
 from dispatcher.records import Batch, SourceRecord, header_safe
 from dispatcher.signing import SigningKeys
 from dispatcher.throttle import AdaptiveLimiter, CircuitBreaker, CircuitOpenError, TokenBucket
@@ -44,12 +44,12 @@ MAX_FAILURES_LOGGED = 20  # per invocation; a down endpoint must not flood the l
 
 @dataclass(frozen=True, slots=True)
 class DeliveryTuning:
-    finish_reserve_seconds: float = 3.0  # kept back at the end to park records and write markers
+    finish_reserve_seconds: float = 3.0  # kept back at the end to park records and write delivered ids
     min_attempt_seconds: float = 0.2  # an attempt with less time left than this is not started
     backoff_base_seconds: float = 0.2  # full jitter: sleep uniform(0, base * 2**(attempt-1))
     backoff_cap_seconds: float = 10.0
     breaker_threshold: int = 5  # consecutive transient failures that open the circuit
-    checkpoint_interval_seconds: float = 10.0  # progress markers during long invocations
+    checkpoint_interval_seconds: float = 10.0  # progress entries during long invocations
 
 
 class Outcome(enum.Enum):
@@ -122,7 +122,7 @@ class Dispatcher:
         self,
         subscription: SubscriptionConfig,
         sender: HttpSender,
-        store: DeliveredIdsStore,
+        delivered_ids: DeliveredIds,
         parking: ParkingLot,
         secret: SecretSource,
         tuning: DeliveryTuning = DeliveryTuning(),
@@ -131,7 +131,7 @@ class Dispatcher:
     ) -> None:
         self.subscription = subscription
         self.sender = sender
-        self.store = store
+        self.delivered_ids = delivered_ids
         self.parking = parking
         self._secret = secret
         self.tuning = tuning
@@ -172,7 +172,7 @@ class _BatchRun:
 
     async def execute(self) -> BatchReport:
         records = self.batch.records
-        recalled = self.d.store.fetch(dedupe.lookup_keys(self.config.name, self.batch))
+        recalled = self.d.delivered_ids.fetch(delivered_ids.lookup_keys(self.config.name, self.batch))
         already_finished = frozenset().union(*recalled.values())
         pending = []
         for index, record in enumerate(records):
@@ -489,9 +489,9 @@ class _BatchRun:
         while True:
             await asyncio.sleep(self.d.tuning.checkpoint_interval_seconds)
             delivered = self._finished_records(Outcome.DELIVERED, Outcome.SKIPPED)
-            markers = dedupe.progress_markers(self.config.name, self.batch, delivered)
+            entries = delivered_ids.progress_entries(self.config.name, self.batch, delivered)
             try:
-                await asyncio.to_thread(self.d.store.save, markers)
+                await asyncio.to_thread(self.d.delivered_ids.save, entries)
             except Exception:
                 logger.exception("progress checkpoint failed; a crash now would re-send more")
 
@@ -499,11 +499,13 @@ class _BatchRun:
         finished = [
             record for record, result in zip(self.batch.records, report.results, strict=True) if result.finished
         ]
-        markers = dedupe.markers_after_partial_failure(self.config.name, self.batch, finished, report.failed_records)
-        if not markers:
+        entries = delivered_ids.entries_after_partial_failure(
+            self.config.name, self.batch, finished, report.failed_records
+        )
+        if not entries:
             return
         try:
-            self.d.store.save(markers)
+            self.d.delivered_ids.save(entries)
         except Exception:
             # Cannot undo the deliveries: the re-sent records reach the endpoint again, which dedupes
             # on webhook-id. Reporting them failed instead would re-send even more.

@@ -45,7 +45,7 @@ def build_dispatcher(function_settings: FunctionSettings) -> Dispatcher:
     return Dispatcher(
         subscription,
         sender=AiohttpSender(AddressPolicy(subscription.allow_private_cidrs), subscription.max_in_flight),
-        store=DynamoDbDeliveredIds(function_settings.idempotency_table),
+        delivered_ids=DynamoDbDeliveredIds(function_settings.delivered_ids_table),
         parking=SqsParkingLot(function_settings.dlq_url, S3PayloadStore(function_settings.payload_bucket)),
         secret=SecretsManagerSecret(subscription.signing_secret),
     )

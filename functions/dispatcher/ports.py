@@ -28,14 +28,14 @@ class HttpSender(Protocol):
     async def close(self) -> None: ...
 
 
-class DeliveredIdsStore(Protocol):
-    """Markers of records already delivered or parked, keyed by what Lambda will re-send."""
+class DeliveredIds(Protocol):
+    """Entries naming the records already delivered or parked, keyed by what Lambda will re-send."""
 
     def fetch(self, keys: Sequence[str]) -> dict[str, frozenset[str]]:
         """Identifiers recorded under each key that exists (missing keys are absent)."""
         ...
 
-    def save(self, markers: Mapping[str, frozenset[str]]) -> None:
+    def save(self, entries: Mapping[str, frozenset[str]]) -> None:
         """Write (replace) each key's identifiers."""
         ...
 

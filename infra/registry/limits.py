@@ -17,7 +17,7 @@ PERMISSIVE_ENVIRONMENT: Final[Environment] = "dev"
 # --- Lambda -------------------------------------------------------------------------------------------
 FUNCTION_MAX_TIMEOUT_SECONDS: Final = 900  # s, Lambda's hard limit
 # The function stops starting HTTP attempts when less than this remains of its timeout: it needs the time
-# to park unfinished records and write its dedupe marker.
+# to park unfinished records and write its delivered-ids entries.
 FUNCTION_SHUTDOWN_RESERVE_SECONDS: Final = 3  # s
 RESERVED_CONCURRENCY_MAX: Final = 1_000  # concurrent executions, the default account quota
 

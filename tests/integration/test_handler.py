@@ -211,7 +211,7 @@ async def test_rotated_secret_is_picked_up_once_the_cache_expires_and_both_secre
     dispatcher = Dispatcher(
         config,
         sender=AiohttpSender(AddressPolicy(config.allow_private_cidrs), config.max_in_flight),
-        store=DynamoDbDeliveredIds(aws.table),
+        delivered_ids=DynamoDbDeliveredIds(aws.table),
         parking=SqsParkingLot(aws.dlq_url, S3PayloadStore(aws.payload_bucket)),
         secret=SecretsManagerSecret(aws.secret_id, max_age_seconds=0),
     )

@@ -1,5 +1,5 @@
 """The redrive's tests: in-process moto for the dead-letter queue and the on-failure bucket, and the real
-dispatcher (delivery, dedupe, parking into that queue) behind the function port, with a scripted endpoint."""
+dispatcher (delivery, delivered ids, parking into that queue) behind the function port, with a scripted endpoint."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dispatcher.records import parse_event
 from local.workers import InvocationResult
 from redrive import RedriveTarget
 from redrive.parked import StoredPayload
-from tests.fakes import FakeEndpoint, FakeSecret, FakeStore
+from tests.fakes import FakeDeliveredIds, FakeEndpoint, FakeSecret
 from tests.producer.conftest import REGION, aws
 from tests.unit.conftest import FAST, subscription
 
@@ -38,7 +38,7 @@ class ParkedSubscription:
     bucket: str
     payload_bucket: str  # where the function stores payloads too large for their dead-letter message
     endpoint: FakeEndpoint = field(default_factory=lambda: FakeEndpoint(default=204))
-    store: FakeStore = field(default_factory=FakeStore)
+    delivered_ids: FakeDeliveredIds = field(default_factory=FakeDeliveredIds)
     invocations: list[dict[str, Any]] = field(default_factory=list)
     function_error: str | None = None  # set: every invocation fails with it, as a raised exception would
     interrupt_at_invocation: int | None = None  # 1-based: that invocation is cancelled (Ctrl-C) mid-flight
@@ -47,7 +47,7 @@ class ParkedSubscription:
         payloads = S3PayloadStore(self.payload_bucket, client_factory=lambda: self.s3)
         parking = SqsParkingLot(self.dead_letter_queue_url, payloads, client_factory=lambda: self.sqs)
         config = subscription(max_attempts=1)
-        self.dispatcher = Dispatcher(config, self.endpoint, self.store, parking, FakeSecret(), FAST)
+        self.dispatcher = Dispatcher(config, self.endpoint, self.delivered_ids, parking, FakeSecret(), FAST)
 
     async def invoke(self, event: dict[str, Any]) -> InvocationResult:
         """The function port: what the deployed function would answer, with its EMF counts as metrics."""

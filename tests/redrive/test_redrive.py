@@ -142,7 +142,7 @@ async def test_a_record_the_function_skips_as_finished_is_kept(parked_subscripti
     await parked_subscription.park(original)
     (record,) = parse_event({"Records": [original]}).records
     key = f"orders-to-ledger#kinesis#{record.source_name}#{record.shard_id}#{record.sequence_number}"
-    parked_subscription.store.markers[key] = frozenset({record.item_identifier})
+    parked_subscription.delivered_ids.entries[key] = frozenset({record.item_identifier})
 
     # When it is redriven, the function answers success without POSTing it
     summary = await redriver(parked_subscription).run()
@@ -356,7 +356,7 @@ async def test_a_record_parked_twice_is_redriven_once_and_its_second_message_kep
     # two messages pointing at its one stored payload
     original, _ = large_record(1)
     await parked_subscription.park(original)
-    parked_subscription.store.markers.clear()
+    parked_subscription.delivered_ids.entries.clear()
     await parked_subscription.park(original)
     assert len(parked_subscription.parked_bodies()) == 2
     assert len(parked_subscription.stored_payloads()) == 1

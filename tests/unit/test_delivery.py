@@ -304,9 +304,9 @@ async def test_kinesis_partial_failure_records_what_lambda_will_resend(harness: 
     records = [kinesis_record(i, {}, partition_key=f"k{i}") for i in range(6)]
     report = await harness.dispatch(event(*records))
     assert failed_ids(report) == [sequence_number(2)]
-    # Then one marker, keyed by the checkpoint, lists the delivered records after it
+    # Then one entry, keyed by the checkpoint, lists the delivered records after it
     checkpoint_key = f"orders-to-ledger#kinesis#{STREAM}#shardId-000000000000#{sequence_number(2)}"
-    assert harness.store.saves == [{checkpoint_key: frozenset(sequence_number(i) for i in (3, 4, 5))}]
+    assert harness.delivered_ids.saves == [{checkpoint_key: frozenset(sequence_number(i) for i in (3, 4, 5))}]
     # When Lambda re-sends from the checkpoint on, with the endpoint healthy again
     harness.endpoint.requests.clear()
     resent = await harness.dispatch(event(*records[2:]))
@@ -314,32 +314,32 @@ async def test_kinesis_partial_failure_records_what_lambda_will_resend(harness: 
     assert harness.endpoint.ids_posted() == [kinesis_id(2)]
     assert failed_ids(resent) == []
     assert resent.stats.duplicates_skipped == 3
-    assert harness.store.fetches[-1] == [checkpoint_key]
+    assert harness.delivered_ids.fetches[-1] == [checkpoint_key]
 
 
 async def test_fully_delivered_batch_reads_once_and_writes_nothing(harness: Harness) -> None:
     await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(100)]))
-    assert len(harness.store.fetches) == 1
-    assert harness.store.saves == []
+    assert len(harness.delivered_ids.fetches) == 1
+    assert harness.delivered_ids.saves == []
 
 
 async def test_sqs_looks_up_only_messages_received_before(harness: Harness) -> None:
-    harness.store.markers["orders-to-ledger#sqs#billing-callbacks#m-2"] = frozenset({"m-2"})
+    harness.delivered_ids.entries["orders-to-ledger#sqs#billing-callbacks#m-2"] = frozenset({"m-2"})
     report = await harness.dispatch(event(sqs_record("m-1", {}), sqs_record("m-2", {}, receive_count=2)))
-    assert harness.store.fetches == [["orders-to-ledger#sqs#billing-callbacks#m-2"]]
+    assert harness.delivered_ids.fetches == [["orders-to-ledger#sqs#billing-callbacks#m-2"]]
     assert harness.endpoint.ids_posted() == ["m-1"]
     assert report.stats.duplicates_skipped == 1
 
 
-async def test_sqs_partial_failure_writes_no_marker(harness: Harness) -> None:
+async def test_sqs_partial_failure_writes_no_entry(harness: Harness) -> None:
     harness.endpoint.answers["m-1"] = [500, 500, 500]
     report = await harness.dispatch(event(sqs_record("m-1", {}), sqs_record("m-2", {})))
     assert failed_ids(report) == ["m-1"]
-    assert harness.store.saves == []
+    assert harness.delivered_ids.saves == []
 
 
-async def test_marker_write_failure_does_not_change_the_report(harness: Harness) -> None:
-    harness.store.fail_saves = True
+async def test_entry_write_failure_does_not_change_the_report(harness: Harness) -> None:
+    harness.delivered_ids.fail_saves = True
     harness.endpoint.answers[kinesis_id(0)] = [500, 500, 500]
     report = await harness.dispatch(event(kinesis_record(0, {}, "a"), kinesis_record(1, {}, "b")))
     assert failed_ids(report) == [sequence_number(0)]
@@ -350,11 +350,11 @@ async def test_long_invocation_checkpoints_its_progress() -> None:
     harness = Harness(subscription(ordering="none", max_in_flight=1), replace(FAST, checkpoint_interval_seconds=0.01))
     harness.endpoint.latency_seconds = 0.005
     await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(10)]))
-    # Then progress markers of delivered records were written under the batch's first record
+    # Then progress entries of delivered records were written under the batch's first record
     key = f"orders-to-ledger#kinesis#{STREAM}#shardId-000000000000#{sequence_number(0)}"
-    assert harness.store.saves
-    assert all(set(save) == {key} for save in harness.store.saves)
-    assert sequence_number(0) in harness.store.saves[-1][key]
+    assert harness.delivered_ids.saves
+    assert all(set(save) == {key} for save in harness.delivered_ids.saves)
+    assert sequence_number(0) in harness.delivered_ids.saves[-1][key]
 
 
 # --- circuit breaker and throttling --------------------------------------------------------------------

@@ -136,13 +136,13 @@ async def test_malformed_fifo_record_is_parked(harness: Harness, attributes: dic
 
 
 async def test_unreadable_receive_count_is_looked_up_as_a_possible_resend(harness: Harness) -> None:
-    # Given an SQS message whose ApproximateReceiveCount is not a number, and a marker saying it was delivered
+    # Given an SQS message whose ApproximateReceiveCount is not a number, and an entry saying it was delivered
     record = sqs_record("m-1", {"a": 1})
     record["attributes"]["ApproximateReceiveCount"] = "many"
-    harness.store.markers["orders-to-ledger#sqs#billing-callbacks#m-1"] = frozenset({"m-1"})
+    harness.delivered_ids.entries["orders-to-ledger#sqs#billing-callbacks#m-1"] = frozenset({"m-1"})
     # When it is dispatched
     report = await harness.dispatch(event(record))
-    # Then the marker is found and nothing is POSTed twice
+    # Then the entry is found and nothing is POSTed twice
     assert failed_ids(report) == []
     assert harness.endpoint.requests == []
 

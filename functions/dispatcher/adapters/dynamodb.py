@@ -1,4 +1,4 @@
-"""The delivered-ids store on DynamoDB: one item per marker key, its identifiers zlib-compressed so a
+"""The delivered ids on DynamoDB: one item per entry, its identifiers zlib-compressed so a
 10,000-record Kinesis batch still fits one item (sequence numbers of a shard share long prefixes)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from dispatcher.adapters.aws import aws_client
 
 # Records are re-sent for at most 7 days (MaximumRecordAgeInSeconds' ceiling); a day of margin.
-MARKER_TTL_SECONDS = 8 * 24 * 3600
+ENTRY_TTL_SECONDS = 8 * 24 * 3600
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
 BATCH_WRITE_LIMIT = 25  # items per BatchWriteItem
 UNPROCESSED_RETRIES = 5
@@ -54,11 +54,11 @@ class DynamoDbDeliveredIds:
                 raise RuntimeError(f"DynamoDB left {len(request[self._table]['Keys'])} keys unprocessed")
         return found
 
-    def save(self, markers: Mapping[str, frozenset[str]]) -> None:
-        if not markers:
+    def save(self, entries: Mapping[str, frozenset[str]]) -> None:
+        if not entries:
             return
-        expires_at = str(int(time.time()) + MARKER_TTL_SECONDS)
-        items = [_encode_item(key, ids, expires_at) for key, ids in markers.items()]
+        expires_at = str(int(time.time()) + ENTRY_TTL_SECONDS)
+        items = [_encode_item(key, ids, expires_at) for key, ids in entries.items()]
         if len(items) == 1:
             self.client.put_item(TableName=self._table, Item=items[0])
             return
@@ -70,7 +70,7 @@ class DynamoDbDeliveredIds:
                     break
                 time.sleep(UNPROCESSED_BACKOFF_SECONDS * 2**attempt)
             if request:
-                raise RuntimeError(f"DynamoDB left {len(request[self._table])} markers unwritten")
+                raise RuntimeError(f"DynamoDB left {len(request[self._table])} entries unwritten")
 
 
 def _encode_item(key: str, ids: frozenset[str], expires_at: str) -> dict[str, Any]:

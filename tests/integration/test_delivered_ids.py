@@ -1,4 +1,4 @@
-"""Dispatcher-side dedupe against real DynamoDB (moto): what Lambda re-sends after a partial failure
+"""The delivered ids on real DynamoDB (moto): what Lambda re-sends after a partial failure
 does not reach the endpoint twice, and the price in DynamoDB requests stays within the issue's bounds."""
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ async def test_100_records_with_10_failing_cost_at_most_5_dynamodb_requests_and_
     # When it is dispatched
     first = await dispatcher.dispatch(parse_event(kinesis_batch(range(100))), 30)
 
-    # Then exactly the 10 are reported, for at most 5 DynamoDB requests (the markers among them)
+    # Then exactly the 10 are reported, for at most 5 DynamoDB requests (the entries among them)
     operations = aws.requests.of("dynamodb")
     assert first.response() == failures(*failing)
     assert len(operations) <= 5, operations

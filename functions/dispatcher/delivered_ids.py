@@ -1,12 +1,12 @@
-"""What to remember so a record Lambda re-sends is not POSTed twice (the seed's second lesson),
-priced by what is re-sent rather than by volume.
+"""The delivered ids: what to remember so a record Lambda re-sends is not POSTed twice (the seed's second
+lesson), priced by what is re-sent rather than by volume.
 
 - Kinesis: after a partial failure Lambda checkpoints at the lowest reported sequence number and
   re-sends from that record on, delivered ones included; the retried batch starts AT that record.
-  So one marker, keyed by that sequence number, lists the delivered (or parked) records after it.
+  So one entry, keyed by that sequence number, lists the delivered (or parked) records after it.
   Every batch costs one GetItem (keyed by its first record); a fully delivered batch writes nothing.
 - SQS: Lambda re-sends only the messages reported failed, which were not delivered, so a partial
-  failure needs no marker. Only a crashed or timed-out invocation re-sends delivered messages; those
+  failure needs no entry. Only a crashed or timed-out invocation re-sends delivered messages; those
   come back with ApproximateReceiveCount > 1, so only such messages are looked up, and the progress
   checkpoints of long invocations are what they find.
 """
@@ -38,7 +38,7 @@ def lookup_keys(subscription: str, batch: Batch) -> list[str]:
     return [_sqs_key(subscription, record) for record in batch.records if record.receive_count > 1]
 
 
-def markers_after_partial_failure(
+def entries_after_partial_failure(
     subscription: str, batch: Batch, finished: Iterable[SourceRecord], failed: Sequence[SourceRecord]
 ) -> dict[str, frozenset[str]]:
     """What Lambda will re-send although it is finished (delivered or parked), keyed for the next lookup."""
@@ -62,7 +62,7 @@ def _ordinal(record: SourceRecord) -> int:
     return record.ordinal
 
 
-def progress_markers(subscription: str, batch: Batch, finished: Sequence[SourceRecord]) -> dict[str, frozenset[str]]:
+def progress_entries(subscription: str, batch: Batch, finished: Sequence[SourceRecord]) -> dict[str, frozenset[str]]:
     """What a crash now would make Lambda re-send although delivered: the whole batch."""
     if not finished:
         return {}

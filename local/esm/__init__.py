@@ -7,11 +7,13 @@ Lambda's event source mappings do, over the local AWS's APIs.
 
 from __future__ import annotations
 
-from local.esm.base import BatchVerdict, Invoker, judge
+from typing import Unpack
+
+from local.esm.base import BatchVerdict, Invoker, PollerOptions, judge
 from local.esm.filters import FilterPatternError, matches_any
 from local.esm.kinesis import KinesisPoller
 from local.esm.sqs import SqsPoller
-from local.spec import ConsumerSpec, ConsumerStats, KinesisMappingSpec
+from local.spec import ConsumerSpec, KinesisMappingSpec
 
 Poller = KinesisPoller | SqsPoller
 
@@ -21,6 +23,7 @@ __all__ = [
     "Invoker",
     "KinesisPoller",
     "Poller",
+    "PollerOptions",
     "SqsPoller",
     "create_poller",
     "judge",
@@ -29,18 +32,10 @@ __all__ = [
 
 
 def create_poller(
-    consumer: ConsumerSpec,
-    function: Invoker,
-    *,
-    endpoint_url: str,
-    region: str,
-    stats: ConsumerStats | None = None,
-    checkpoint_table: str | None = None,
+    consumer: ConsumerSpec, function: Invoker, *, checkpoint_table: str | None = None, **options: Unpack[PollerOptions]
 ) -> Poller:
-    """The poller for the consumer's mapping, invoking `function` and counting into `stats`; a Kinesis poller
-    keeps its checkpoints in `checkpoint_table` (local/esm/checkpoints.py) when given one."""
+    """The poller for the consumer's mapping, invoking `function` (see PollerOptions for the rest); a Kinesis
+    poller keeps its checkpoints in `checkpoint_table` (local/esm/checkpoints.py) when given one."""
     if isinstance(consumer.mapping, KinesisMappingSpec):
-        return KinesisPoller(
-            consumer, function, endpoint_url=endpoint_url, region=region, stats=stats, checkpoint_table=checkpoint_table
-        )
-    return SqsPoller(consumer, function, endpoint_url=endpoint_url, region=region, stats=stats)
+        return KinesisPoller(consumer, function, checkpoint_table=checkpoint_table, **options)
+    return SqsPoller(consumer, function, **options)

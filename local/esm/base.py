@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NotRequired, Protocol, TypedDict, TypeVar, Unpack
 
 from dispatcher import metric_names
 from local.esm.filters import validate_patterns
@@ -157,36 +157,38 @@ def aws_client(service: str, endpoint_url: str, region: str) -> Any:
 MappingT = TypeVar("MappingT", bound=MappingSpec)
 
 
+class PollerOptions(TypedDict):
+    """What every poller is given besides its consumer and function: the local AWS's endpoint and region, where
+    its counters go (fresh ones if not given), and the clock (epoch seconds) ages are measured against."""
+
+    endpoint_url: str
+    region: str
+    stats: NotRequired[ConsumerStats | None]
+    clock: NotRequired[Callable[[], float]]
+
+
 class MappingPoller(Generic[MappingT]):
     """The part of an event source mapping that does not depend on its source: checking the consumer's mapping,
     and the step every batch goes through (records in flight -> invoke -> judge -> count).
 
-    A subclass names the mapping it polls in `mapping_type`. `clock` (epoch seconds) is what record and message
-    ages are measured against; counters go to `stats`; `started` is the subclass's to set.
+    A subclass names the mapping it polls in `mapping_type`; `started` is the subclass's to set.
     """
 
     mapping_type: type[MappingT]
 
-    def __init__(
-        self,
-        consumer: ConsumerSpec,
-        function: Invoker,
-        *,
-        region: str,
-        stats: ConsumerStats | None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, consumer: ConsumerSpec, function: Invoker, **options: Unpack[PollerOptions]) -> None:
         mapping = consumer.mapping
         if not isinstance(mapping, self.mapping_type):
             raise TypeError(f"{consumer.function.name}: not a {self.mapping_type.__name__}: {mapping!r}")
         validate_patterns(mapping.filter_patterns)
         self.mapping: MappingT = mapping
         self.function_spec = consumer.function
-        self.stats = stats or ConsumerStats()
+        self.stats = options.get("stats") or ConsumerStats()
         self.started = asyncio.Event()
         self._function = function
-        self._region = region
-        self._clock = clock
+        self._endpoint_url = options["endpoint_url"]
+        self._region = options["region"]
+        self._clock = options.get("clock", time.time)
         self._name = f"{consumer.function.name} <- {mapping.source_name}"
 
     async def _invoke(

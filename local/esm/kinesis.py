@@ -63,14 +63,21 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.esm.base import BatchVerdict, Invoker, MappingPoller, aws_client, take_within_payload_limit
+from local.esm.base import (
+    BatchVerdict,
+    Invoker,
+    MappingPoller,
+    PollerOptions,
+    aws_client,
+    take_within_payload_limit,
+)
 from local.esm.checkpoints import SHARD_END, CheckpointStore, DynamoDbCheckpoints, InMemoryCheckpoints
 from local.esm.filters import matches_any
-from local.spec import ConsumerSpec, ConsumerStats, KinesisMappingSpec, execution_role_arn, function_arn
+from local.spec import ConsumerSpec, KinesisMappingSpec, execution_role_arn, function_arn
 from local.workers import InvocationResult
 
 logger = logging.getLogger(__name__)
@@ -197,26 +204,23 @@ class KinesisPoller(MappingPoller[KinesisMappingSpec]):
         consumer: ConsumerSpec,
         function: Invoker,
         *,
-        endpoint_url: str,
-        region: str,
-        stats: ConsumerStats | None = None,
         poll_interval_seconds: float = SHARD_POLL_INTERVAL_SECONDS,
         shard_discovery_interval_seconds: float = SHARD_DISCOVERY_INTERVAL_SECONDS,
-        clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
         checkpoint_table: str | None = None,
+        **options: Unpack[PollerOptions],
     ) -> None:
-        super().__init__(consumer, function, region=region, stats=stats, clock=clock)
+        super().__init__(consumer, function, **options)
         self._poll_interval = poll_interval_seconds
         self._discovery_interval = shard_discovery_interval_seconds
         self._sleep = sleep
-        self._kinesis = aws_client("kinesis", endpoint_url, region)
-        self._s3 = aws_client("s3", endpoint_url, region)
-        self._function_arn = function_arn(region, self.function_spec.name)
+        self._kinesis = aws_client("kinesis", self._endpoint_url, self._region)
+        self._s3 = aws_client("s3", self._endpoint_url, self._region)
+        self._function_arn = function_arn(self._region, self.function_spec.name)
         self._role_arn = execution_role_arn(self.function_spec.name)
         self.mapping_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.mapping.stream_arn}|{self.function_spec.name}"))
         self._checkpoints: CheckpointStore = (
-            DynamoDbCheckpoints(checkpoint_table, self.mapping_id, endpoint_url=endpoint_url, region=region)
+            DynamoDbCheckpoints(checkpoint_table, self.mapping_id, endpoint_url=self._endpoint_url, region=self._region)
             if checkpoint_table
             else InMemoryCheckpoints()
         )

@@ -30,13 +30,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.esm.base import INVOCATION_PAYLOAD_LIMIT_BYTES, Invoker, MappingPoller, aws_client
+from local.esm.base import INVOCATION_PAYLOAD_LIMIT_BYTES, Invoker, MappingPoller, PollerOptions, aws_client
 from local.esm.filters import matches_any
-from local.spec import ConsumerSpec, ConsumerStats, SqsMappingSpec
+from local.spec import ConsumerSpec, SqsMappingSpec
 
 logger = logging.getLogger(__name__)
 
@@ -89,21 +89,12 @@ class SqsPoller(MappingPoller[SqsMappingSpec]):
 
     mapping_type = SqsMappingSpec
 
-    def __init__(
-        self,
-        consumer: ConsumerSpec,
-        function: Invoker,
-        *,
-        endpoint_url: str,
-        region: str,
-        stats: ConsumerStats | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        super().__init__(consumer, function, region=region, stats=stats, clock=clock)
+    def __init__(self, consumer: ConsumerSpec, function: Invoker, **options: Unpack[PollerOptions]) -> None:
+        super().__init__(consumer, function, **options)
         self.oldest_messages = OldestMessageTracker()
         reserved = consumer.function.reserved_concurrency
         self.concurrency = min(self.mapping.maximum_concurrency or reserved, reserved)
-        self._sqs = aws_client("sqs", endpoint_url, region)
+        self._sqs = aws_client("sqs", self._endpoint_url, self._region)
         self._max_receive_count: int | None = None  # the redrive policy's; None: the queue has no source DLQ
         self._maximum_message_bytes = 0
 

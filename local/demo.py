@@ -244,11 +244,7 @@ class Demo:
     ) -> DemoReport:
         delivered_ids = self._delivered_ids(produced)
         parked_ids = parked_payloads.keys() & produced.keys() - delivered_ids
-        mismatches = 0
-        for ledger in self.receiver.ledgers.values():
-            for webhook_id, body in ledger.accepted.items():
-                if webhook_id in produced and json.loads(body) != produced[webhook_id]:
-                    mismatches += 1
+        mismatches = self._delivered_payload_mismatches(produced)
         mismatches += sum(1 for event_id in parked_ids if parked_payloads[event_id] != produced[event_id])
         totals = self.receiver.totals()
         report = DemoReport(
@@ -265,20 +261,22 @@ class Demo:
             ),
             stale_by_sequence=totals["out_of_order"],
             payload_mismatches=mismatches,
-            max_iterator_age_ms=max(
-                (
-                    c.stats.max_iterator_age_ms
-                    for c in system.consumers
-                    if isinstance(c.spec.mapping, KinesisMappingSpec)
-                ),
-                default=0.0,
-            ),
+            max_iterator_age_ms=_max_iterator_age_ms(system),
             events_per_second=len(produced) / elapsed if elapsed > 0 else 0.0,
             elapsed_seconds=elapsed,
             timed_out=timed_out,
         )
         report.by_subscription = {consumer.subscription: _consumer_counts(consumer) for consumer in system.consumers}
         return report
+
+    def _delivered_payload_mismatches(self, produced: dict[str, dict[str, Any]]) -> int:
+        """How many produced events the receiver accepted with a body other than the one produced."""
+        return sum(
+            1
+            for ledger in self.receiver.ledgers.values()
+            for webhook_id, body in ledger.accepted.items()
+            if webhook_id in produced and json.loads(body) != produced[webhook_id]
+        )
 
 
 def accepted_out_of_produced_order(accepted: Iterable[str], produced: dict[str, dict[str, Any]]) -> int:
@@ -298,6 +296,11 @@ def accepted_out_of_produced_order(accepted: Iterable[str], produced: dict[str, 
         else:
             newest[key] = number
     return late
+
+
+def _max_iterator_age_ms(system: LocalSystem) -> float:
+    kinesis_consumers = [c for c in system.consumers if isinstance(c.spec.mapping, KinesisMappingSpec)]
+    return max((consumer.stats.max_iterator_age_ms for consumer in kinesis_consumers), default=0.0)
 
 
 def _consumer_counts(consumer: RunningConsumer) -> dict[str, int]:

@@ -85,14 +85,7 @@ class StackTemplate:
         self, mapping: Resource, physical: PhysicalResources, resolve: Callable[[Any], Any]
     ) -> MappingSpec:
         properties = mapping.properties
-        source_id = _referenced_id(properties.get("EventSourceArn"))
-        source = self.resources.get(source_id or "")
-        fan_out_consumer = None
-        if source is not None and source.type == STREAM_CONSUMER:
-            fan_out_consumer = str(resolve(source.properties.get("ConsumerName", source.logical_id)))
-            source = self.resources.get(_referenced_id(source.properties.get("StreamARN")) or "")
-        if source is None or source.type not in (STREAM, QUEUE):
-            raise TemplateError(f"{mapping.logical_id}: EventSourceArn is not a stream or queue of this template")
+        source, fan_out_consumer = self._event_source(mapping, resolve)
         filters = tuple(json.loads(item["Pattern"]) for item in properties.get("FilterCriteria", {}).get("Filters", []))
         report_failures = "ReportBatchItemFailures" in properties.get("FunctionResponseTypes", [])
         window = float(properties.get("MaximumBatchingWindowInSeconds", 0))
@@ -129,6 +122,17 @@ class StackTemplate:
             filter_patterns=filters,
             report_batch_item_failures=report_failures,
         )
+
+    def _event_source(self, mapping: Resource, resolve: Callable[[Any], Any]) -> tuple[Resource, str | None]:
+        """The stream or queue a mapping reads, and the enhanced fan-out consumer it reads a stream through."""
+        source = self.resources.get(_referenced_id(mapping.properties.get("EventSourceArn")) or "")
+        fan_out_consumer = None
+        if source is not None and source.type == STREAM_CONSUMER:
+            fan_out_consumer = str(resolve(source.properties.get("ConsumerName", source.logical_id)))
+            source = self.resources.get(_referenced_id(source.properties.get("StreamARN")) or "")
+        if source is None or source.type not in (STREAM, QUEUE):
+            raise TemplateError(f"{mapping.logical_id}: EventSourceArn is not a stream or queue of this template")
+        return source, fan_out_consumer
 
 
 def _function_spec(function: Resource, resolve: Callable[[Any], Any]) -> FunctionSpec:
@@ -168,6 +172,13 @@ class IntrinsicResolver:
     def __init__(self, physical: PhysicalResources, pseudo_parameters: Mapping[str, str]) -> None:
         self._physical = physical
         self._pseudo = pseudo_parameters
+        self._intrinsics: dict[str, Callable[[Any], Any]] = {
+            "Ref": self._ref,
+            "Fn::GetAtt": self._get_att,
+            "Fn::Join": self._join,
+            "Fn::Select": self._select,
+            "Fn::Split": self._split,
+        }
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -177,23 +188,29 @@ class IntrinsicResolver:
         if len(value) != 1:
             return {key: self(item) for key, item in value.items()}
         ((function, argument),) = value.items()
-        if function == "Ref":
-            if argument in self._pseudo:
-                return self._pseudo[argument]
-            return self._lookup(self._physical.refs, argument, f"Ref {argument}")
-        if function == "Fn::GetAtt":
-            logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
-            return self._lookup(self._physical.attributes, (logical_id, attribute), f"GetAtt {logical_id}.{attribute}")
-        if function == "Fn::Join":
-            delimiter, parts = argument
-            return str(delimiter).join(str(self(part)) for part in parts)
-        if function == "Fn::Select":
-            index, items = argument
-            return self(items)[int(index)]
-        if function == "Fn::Split":
-            delimiter, text = argument
-            return str(self(text)).split(delimiter)
-        return {function: self(argument)}
+        intrinsic = self._intrinsics.get(function)
+        return {function: self(argument)} if intrinsic is None else intrinsic(argument)
+
+    def _ref(self, argument: Any) -> str:
+        if argument in self._pseudo:
+            return self._pseudo[argument]
+        return self._lookup(self._physical.refs, argument, f"Ref {argument}")
+
+    def _get_att(self, argument: Any) -> str:
+        logical_id, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
+        return self._lookup(self._physical.attributes, (logical_id, attribute), f"GetAtt {logical_id}.{attribute}")
+
+    def _join(self, argument: Any) -> str:
+        delimiter, parts = argument
+        return str(delimiter).join(str(self(part)) for part in parts)
+
+    def _select(self, argument: Any) -> Any:
+        index, items = argument
+        return self(items)[int(index)]
+
+    def _split(self, argument: Any) -> list[str]:
+        delimiter, text = argument
+        return str(self(text)).split(delimiter)
 
     @staticmethod
     def _lookup(table: Mapping[Any, str], key: Any, description: str) -> str:

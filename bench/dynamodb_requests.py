@@ -36,7 +36,7 @@ from dispatcher.adapters.dynamodb import DynamoDbDeliveredIds
 from dispatcher.delivery import BatchReport, Dispatcher
 from dispatcher.records import Batch, parse_event
 from tests.events import event, kinesis_record
-from tests.fakes import Answer, FakeEndpoint, FakeParkingLot, FakeSecret
+from tests.fakes import Answer, FakeEndpoint, FakeParkedRecords, FakeSecret
 
 if TYPE_CHECKING:
     from botocore.model import OperationModel
@@ -156,7 +156,7 @@ def _dispatch(event_: dict[str, Any], failing: set[str], counter: CallCounter, c
         workload.subscription("http://127.0.0.1:9/unused", max_attempts=1),
         sender=FakeEndpoint(answers=answers),
         delivered_ids=DynamoDbDeliveredIds(DISPATCHER_TABLE, client_factory=lambda: client),
-        parking=FakeParkingLot(),
+        parked_records=FakeParkedRecords(),
         secret=FakeSecret(),
     )
     counter.reset()

@@ -12,7 +12,7 @@ from dispatcher.guard import AddressPolicy
 from dispatcher.ports import DeliveredIds, HttpSender
 from dispatcher.records import Batch, parse_event
 from tests.events import event, kinesis_record
-from tests.fakes import FakeDeliveredIds, FakeParkingLot, FakeSecret
+from tests.fakes import FakeDeliveredIds, FakeParkedRecords, FakeSecret
 
 MAX_IN_FLIGHT = 32
 # Far more than any run needs, so no deadline ever cuts a delivery short.
@@ -71,6 +71,6 @@ def production_dispatcher(config: SubscriptionConfig, delivered_ids: DeliveredId
         config,
         sender=sender,
         delivered_ids=delivered_ids if delivered_ids is not None else FakeDeliveredIds(),
-        parking=FakeParkingLot(),
+        parked_records=FakeParkedRecords(),
         secret=FakeSecret(),
     )

@@ -43,7 +43,7 @@ class RunningConsumer:
 
     @property
     def parked_records_url(self) -> str:
-        return self.settings.dlq_url
+        return self.settings.parked_queue_url
 
     @property
     def ordered(self) -> bool:

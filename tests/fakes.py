@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.ports import DeadLetter, HttpResponse, TransportError
+from dispatcher.ports import HttpResponse, ParkedMessage, TransportError
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"o" * 32).decode()
@@ -87,17 +87,17 @@ class FakeDeliveredIds:
 
 
 @dataclass
-class FakeParkingLot:
-    """Keeps each parked message as the SQS parking lot would send it with its payload inline."""
+class FakeParkedRecords:
+    """Keeps each parked message as the SQS parked-records queue would get it, with its payload inline."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     refuse: bool = False
 
-    def park(self, letters: Sequence[DeadLetter]) -> dict[int, str]:
+    def park(self, messages: Sequence[ParkedMessage]) -> dict[int, str]:
         if self.refuse:
-            return dict.fromkeys(range(len(letters)), "RuntimeError: the dead-letter queue is unavailable")
+            return dict.fromkeys(range(len(messages)), "RuntimeError: the parked-records queue is unavailable")
         self.messages.extend(
-            {**letter.fields, "payload_base64": base64.b64encode(letter.payload).decode()} for letter in letters
+            {**message.fields, "payload_base64": base64.b64encode(message.payload).decode()} for message in messages
         )
         return {}
 

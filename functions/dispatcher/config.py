@@ -135,8 +135,8 @@ class FunctionSettings:
 
     subscription: SubscriptionConfig
     delivered_ids_table: str
-    dlq_url: str
-    payload_bucket: str  # where a parked record too large for its dead-letter message is stored (claim check)
+    parked_queue_url: str  # of the parked-records queue
+    payload_bucket: str  # the parked-payload bucket: payloads too large for their parked message
 
 
 def _looks_like_a_secret_value(signing_secret: str) -> bool:
@@ -191,6 +191,6 @@ def load_settings(environ: Mapping[str, str]) -> FunctionSettings:
     return FunctionSettings(
         subscription=subscription,
         delivered_ids_table=environ[IDEMPOTENCY_TABLE_ENV],
-        dlq_url=environ[DLQ_URL_ENV],
+        parked_queue_url=environ[DLQ_URL_ENV],
         payload_bucket=environ[PAYLOAD_BUCKET_ENV],
     )

@@ -4,7 +4,7 @@ Plain Python behind small ports (ports.py), callable without Lambda. The rules:
 - 2xx delivered; 429, 5xx, timeouts and connection errors are transient (retried with full-jitter
   backoff and Retry-After, never past the deadline, then reported as batch item failures); every
   other status, and an endpoint the SSRF guard refuses, is permanent: the record is parked in the
-  DLQ and not reported, so one bad record never blocks a shard or a queue.
+  parked-records queue and not reported, so one bad record never blocks a shard or a queue.
 - With ordering by partition key (always for FIFO groups), records of one key go out one after
   another in sequence order; once one is not delivered, the later ones of that key are held back.
 - Reported failures are exactly the records not delivered and not parked.
@@ -31,7 +31,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from dispatcher import delivered_ids
 from dispatcher.config import SubscriptionConfig
 from dispatcher.guard import EndpointRefusedError
-from dispatcher.ports import DeadLetter, DeliveredIds, HttpSender, ParkingLot, SecretSource, TransportError
+from dispatcher.ports import DeliveredIds, HttpSender, ParkedMessage, ParkedRecords, SecretSource, TransportError
 from dispatcher.records import Batch, SourceRecord, header_safe
 from dispatcher.signing import SigningKeys
 from dispatcher.throttle import AdaptiveLimiter, CircuitBreaker, CircuitOpenError, TokenBucket
@@ -123,7 +123,7 @@ class Dispatcher:
         subscription: SubscriptionConfig,
         sender: HttpSender,
         delivered_ids: DeliveredIds,
-        parking: ParkingLot,
+        parked_records: ParkedRecords,
         secret: SecretSource,
         tuning: DeliveryTuning = DeliveryTuning(),
         wall_clock: Callable[[], float] = time.time,
@@ -132,7 +132,7 @@ class Dispatcher:
         self.subscription = subscription
         self.sender = sender
         self.delivered_ids = delivered_ids
-        self.parking = parking
+        self.parked_records = parked_records
         self._secret = secret
         self.tuning = tuning
         self.wall_clock = wall_clock
@@ -418,14 +418,14 @@ class _BatchRun:
         return headers
 
     def _park(self) -> None:
-        """Send parked records to the DLQ in one go; a record that cannot be parked is reported failed."""
+        """Send parked records to the parked-records queue in one go; one that cannot be parked is reported failed."""
         to_park = [i for i, result in enumerate(self.results) if result and result.outcome is Outcome.PARKED]
         if not to_park:
             return
         parked_at = rfc3339(datetime.fromtimestamp(self.d.wall_clock(), tz=UTC))
-        letters = [self._dead_letter(self.batch.records[i], self._result(i), parked_at) for i in to_park]
+        messages = [self._parked_message(self.batch.records[i], self._result(i), parked_at) for i in to_park]
         try:
-            unparked = self.d.parking.park(letters)
+            unparked = self.d.parked_records.park(messages)
         except Exception as error:
             logger.exception("parking failed; the records are reported as failures")
             unparked = dict.fromkeys(range(len(to_park)), f"{type(error).__name__}: {error}")
@@ -446,7 +446,7 @@ class _BatchRun:
                 )
             else:
                 logger.warning(
-                    "record parked in the dead-letter queue",
+                    "record parked in the parked-records queue",
                     extra={
                         "webhook_id": record.webhook_id,
                         "source_position": record.source_fields_for_logs(),
@@ -459,8 +459,8 @@ class _BatchRun:
         assert result is not None
         return result
 
-    def _dead_letter(self, record: SourceRecord, result: RecordResult, parked_at: str) -> DeadLetter:
-        """The message's fields; the parking lot adds the payload, inline or as a reference to where it stored it."""
+    def _parked_message(self, record: SourceRecord, result: RecordResult, parked_at: str) -> ParkedMessage:
+        """The message's fields; the parked records add the payload, inline or as a reference to where it stored it."""
         fields: dict[str, Any] = {
             "subscription": self.config.name,
             "endpoint": self.config.endpoint,
@@ -474,7 +474,7 @@ class _BatchRun:
             "attempts": result.attempts,
             "parked_at": parked_at,
         }
-        return DeadLetter(fields, record.payload)
+        return ParkedMessage(fields, record.payload)
 
     def _finished_records(self, *outcomes: Outcome) -> list[SourceRecord]:
         return [
@@ -485,7 +485,7 @@ class _BatchRun:
 
     async def _checkpoint_periodically(self) -> None:
         """During long invocations, record progress so a crash or timeout re-sends little.
-        Parked records are left out: they are in the DLQ only once _park() has run."""
+        Parked records are left out: they are in the parked-records queue only once _park() has run."""
         while True:
             await asyncio.sleep(self.d.tuning.checkpoint_interval_seconds)
             delivered = self._finished_records(Outcome.DELIVERED, Outcome.SKIPPED)

@@ -38,7 +38,7 @@ def build_dispatcher(function_settings: FunctionSettings) -> Dispatcher:
     from dispatcher.adapters.http import AiohttpSender
     from dispatcher.adapters.s3 import S3PayloadStore
     from dispatcher.adapters.secrets import SecretsManagerSecret
-    from dispatcher.adapters.sqs import SqsParkingLot
+    from dispatcher.adapters.sqs import SqsParkedRecords
     from dispatcher.guard import AddressPolicy
 
     subscription = function_settings.subscription
@@ -46,7 +46,9 @@ def build_dispatcher(function_settings: FunctionSettings) -> Dispatcher:
         subscription,
         sender=AiohttpSender(AddressPolicy(subscription.allow_private_cidrs), subscription.max_in_flight),
         delivered_ids=DynamoDbDeliveredIds(function_settings.delivered_ids_table),
-        parking=SqsParkingLot(function_settings.dlq_url, S3PayloadStore(function_settings.payload_bucket)),
+        parked_records=SqsParkedRecords(
+            function_settings.parked_queue_url, S3PayloadStore(function_settings.payload_bucket)
+        ),
         secret=SecretsManagerSecret(subscription.signing_secret),
     )
 

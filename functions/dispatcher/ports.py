@@ -41,20 +41,21 @@ class DeliveredIds(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A record to park: its dead-letter message's fields (all but the payload's) and its payload, which the
-    parking lot carries inline when the message fits and otherwise stores aside, under a key derived from
-    the webhook-id, the source position and the bytes (so parking the record again rewrites the same key)."""
+class ParkedMessage:
+    """A record to park: its parked message's fields (all but the payload's) and its payload, which the
+    parked-records queue carries inline when the message fits and otherwise the parked-payload bucket, under a
+    key derived from the webhook-id, the source position and the bytes (so parking the record again rewrites the
+    same key)."""
 
     fields: Mapping[str, Any]  # JSON values; include "subscription", "webhook_id" and "item_identifier"
     payload: bytes
 
 
-class ParkingLot(Protocol):
-    """Where records that can never succeed are kept with their payload (the subscription's DLQ)."""
+class ParkedRecords(Protocol):
+    """Where records that can never succeed are kept with their payload (the subscription's parked-records queue)."""
 
-    def park(self, letters: Sequence[DeadLetter]) -> dict[int, str]:
-        """Park each letter; returns the indexes of the letters that could NOT be parked, each with why
+    def park(self, messages: Sequence[ParkedMessage]) -> dict[int, str]:
+        """Park each message; returns the indexes of the messages that could NOT be parked, each with why
         (exception type and message, never payload bytes)."""
         ...
 

@@ -276,7 +276,7 @@ def test_a_cold_start_on_the_asset_alone_delivers_a_batch(
     environment = {
         "DISPATCHER_SUBSCRIPTION": json.dumps(integration.subscription(endpoint.url(), aws.secret_id)),
         "DISPATCHER_IDEMPOTENCY_TABLE": aws.table,
-        "DISPATCHER_DLQ_URL": aws.dlq_url,
+        "DISPATCHER_DLQ_URL": aws.parked_queue_url,
         "DISPATCHER_PAYLOAD_BUCKET": aws.payload_bucket,
     }
     record = {"order": 1}

@@ -95,7 +95,7 @@ class AwsResources:
     """The function's AWS resources, created in moto for one test."""
 
     table: str
-    dlq_url: str
+    parked_queue_url: str
     payload_bucket: str
     secret_id: str
     dynamodb: DynamoDBClient
@@ -107,17 +107,19 @@ class AwsResources:
     def set_secret(self, secret_string: str) -> None:
         self.secrets.put_secret_value(SecretId=self.secret_id, SecretString=secret_string)
 
-    def dead_letters(self) -> list[dict[str, Any]]:
-        """Every message in the DLQ (received and deleted)."""
+    def parked_messages(self) -> list[dict[str, Any]]:
+        """Every message in the parked-records queue (received and deleted)."""
         documents: list[dict[str, Any]] = []
         while True:
-            response = self.sqs.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            response = self.sqs.receive_message(
+                QueueUrl=self.parked_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
             messages = response.get("Messages", [])
             if not messages:
                 return documents
             for message in messages:
                 documents.append(json.loads(message["Body"]))
-                self.sqs.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(QueueUrl=self.parked_queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def stored_payloads(self) -> dict[str, bytes]:
         """Every object in the payload bucket, by key."""
@@ -133,7 +135,8 @@ class AwsResources:
 
 @pytest.fixture
 def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[AwsResources]:
-    """Fake credentials, AWS_ENDPOINT_URL at moto, and a fresh table, DLQ, payload bucket and secret for this test."""
+    """Fake credentials, AWS_ENDPOINT_URL at moto, and a fresh table, parked-records queue,
+    parked-payload bucket and secret for this test."""
     use_fake_aws(monkeypatch, tmp_path, REGION, moto_server.endpoint_url)
     # The adapters build clients from boto3's default session and Powertools' default providers:
     # start both afresh so they read this test's environment.
@@ -153,12 +156,14 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any)
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    dlq_url = sqs.create_queue(QueueName=f"dispatcher-dlq-{suffix}")["QueueUrl"]
+    parked_queue_url = sqs.create_queue(QueueName=f"dispatcher-parked-{suffix}")["QueueUrl"]
     payload_bucket = f"parked-payloads-{suffix}"
     s3.create_bucket(Bucket=payload_bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     secret_id = secrets.create_secret(Name=f"dispatcher/signing-{suffix}", SecretString=SECRET)["ARN"]
     moto_server.requests.clear()
-    yield AwsResources(table, dlq_url, payload_bucket, secret_id, dynamodb, sqs, s3, secrets, moto_server.requests)
+    yield AwsResources(
+        table, parked_queue_url, payload_bucket, secret_id, dynamodb, sqs, s3, secrets, moto_server.requests
+    )
     parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
@@ -232,7 +237,7 @@ def load_handler(
         settings = subscription(endpoint.url(), aws.secret_id, **overrides)
         monkeypatch.setenv("DISPATCHER_SUBSCRIPTION", json.dumps(settings))
         monkeypatch.setenv("DISPATCHER_IDEMPOTENCY_TABLE", aws.table)
-        monkeypatch.setenv("DISPATCHER_DLQ_URL", aws.dlq_url)
+        monkeypatch.setenv("DISPATCHER_DLQ_URL", aws.parked_queue_url)
         monkeypatch.setenv("DISPATCHER_PAYLOAD_BUCKET", aws.payload_bucket)
         sys.modules.pop("dispatcher.handler", None)
         module = importlib.import_module("dispatcher.handler")
@@ -267,13 +272,15 @@ async def make_dispatcher(
     aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
 ) -> AsyncIterator[DispatcherFactory]:
     """`build_dispatcher` (the production wiring) for a subscription with the given fields (and
-    optionally another DLQ URL or payload bucket)."""
+    optionally another parked-records queue URL or parked-payload bucket)."""
     handler_module = load_handler()
     built: list[Dispatcher] = []
 
-    def make(*, dlq_url: str | None = None, payload_bucket: str | None = None, **overrides: Any) -> Dispatcher:
+    def make(*, parked_queue_url: str | None = None, payload_bucket: str | None = None, **overrides: Any) -> Dispatcher:
         config = SubscriptionConfig.model_validate(subscription(endpoint.url(), aws.secret_id, **overrides))
-        settings = FunctionSettings(config, aws.table, dlq_url or aws.dlq_url, payload_bucket or aws.payload_bucket)
+        settings = FunctionSettings(
+            config, aws.table, parked_queue_url or aws.parked_queue_url, payload_bucket or aws.payload_bucket
+        )
         instance: Dispatcher = handler_module.build_dispatcher(settings)
         built.append(instance)
         return instance

@@ -45,7 +45,7 @@ async def test_kinesis_resend_after_partial_failure_skips_what_was_already_deliv
     # Then exactly the undelivered records are reported; record 4 is parked
     assert first.response() == failures(1, 3)
     assert endpoint.hits() == {"evt-0": 1, "evt-1": 2, "evt-2": 1, "evt-3": 2, "evt-4": 1, "evt-5": 1}
-    assert len(aws.dead_letters()) == 1
+    assert len(aws.parked_messages()) == 1
 
     # When Lambda re-sends from the lowest reported sequence number on, to an endpoint now healthy
     endpoint.heal()
@@ -57,7 +57,7 @@ async def test_kinesis_resend_after_partial_failure_skips_what_was_already_deliv
     assert second.stats.duplicates_skipped == 3  # 2 and 5 delivered, 4 parked
     assert second.stats.delivered == 2
     # and the parked record was not parked a second time
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
 async def test_100_records_all_delivered_cost_at_most_2_dynamodb_requests_and_1_item(

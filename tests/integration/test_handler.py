@@ -1,6 +1,6 @@
 """End to end through the Lambda entry point `dispatcher.handler.handler`, imported the way Lambda does
 (configuration from os.environ at import), against the loopback endpoint and moto: the batchItemFailures
-response, the dead-letter queue, the Powertools EMF metrics on stdout, the warm runtime, and the lazily
+response, the parked-records queue, the Powertools EMF metrics on stdout, the warm runtime, and the lazily
 read signing secret."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dispatcher.adapters.dynamodb import DynamoDbDeliveredIds
 from dispatcher.adapters.http import AiohttpSender
 from dispatcher.adapters.s3 import S3PayloadStore
 from dispatcher.adapters.secrets import SecretsManagerSecret
-from dispatcher.adapters.sqs import SqsParkingLot
+from dispatcher.adapters.sqs import SqsParkedRecords
 from dispatcher.config import ConfigurationError, SubscriptionConfig
 from dispatcher.delivery import Dispatcher
 from dispatcher.guard import AddressPolicy
@@ -66,7 +66,7 @@ def test_handler_delivers_parks_and_reports_and_publishes_metrics(
     # Then the response reports exactly the undelivered record
     assert response == {"batchItemFailures": [{"itemIdentifier": sequence_number(2)}]}
     assert endpoint.hits() == {"evt-0": 1, "evt-1": 1, "evt-2": 2, "evt-3": 1}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert parked["webhook_id"] == "evt-1"
     assert parked["last_status"] == 410
     # and the EMF metrics on stdout count what happened, per subscription
@@ -81,7 +81,7 @@ def test_handler_delivers_parks_and_reports_and_publishes_metrics(
     # and the JSON log lines name the records, but never carry their payloads or the signing secret
     lines = [json.loads(module.logger.registered_formatter.format(record)) for record in logged]
     by_message = {line["message"]: line for line in lines}
-    assert by_message["record parked in the dead-letter queue"]["webhook_id"] == "evt-1"
+    assert by_message["record parked in the parked-records queue"]["webhook_id"] == "evt-1"
     assert by_message["record not delivered; reported for retry"]["webhook_id"] == "evt-2"
     assert by_message["batch dispatched"]["subscription"] == "it-orders"
     everything_logged = json.dumps(lines)
@@ -212,7 +212,7 @@ async def test_rotated_secret_is_picked_up_once_the_cache_expires_and_both_secre
         config,
         sender=AiohttpSender(AddressPolicy(config.allow_private_cidrs), config.max_in_flight),
         delivered_ids=DynamoDbDeliveredIds(aws.table),
-        parking=SqsParkingLot(aws.dlq_url, S3PayloadStore(aws.payload_bucket)),
+        parked_records=SqsParkedRecords(aws.parked_queue_url, S3PayloadStore(aws.payload_bucket)),
         secret=SecretsManagerSecret(aws.secret_id, max_age_seconds=0),
     )
     try:

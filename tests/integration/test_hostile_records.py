@@ -47,7 +47,7 @@ def test_deeply_nested_json_neither_fails_the_batch_nor_stops_its_neighbours(
     signed_at = datetime.fromtimestamp(int(nested.headers["webhook-timestamp"]), tz=UTC)
     expected = Webhook(SECRET).sign(fallback_id, signed_at, nested.body.decode())
     assert expected in nested.headers["webhook-signature"].split()
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
 def test_header_hostile_source_fields_reach_the_endpoint_encoded(
@@ -71,7 +71,7 @@ def test_header_hostile_source_fields_reach_the_endpoint_encoded(
     assert received.headers["dispatch-partition-key"] == header_safe("g\r\nü")
     assert json.loads(received.body) == {"amount": 1}
     # And the parked record's log line names the message attribute, never its value
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert parked["source"]["message_id"] == "m-2"
     (park_warning,) = [record for record in logged if record.getMessage().startswith("record parked")]
     assert park_warning.__dict__["source_position"]["message_attribute_names"] == ["token"]

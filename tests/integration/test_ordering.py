@@ -81,7 +81,7 @@ async def test_failure_in_one_group_holds_back_that_group_only(
     assert [request.webhook_id for request in by_group["B"]] == [webhook_id(m) for m in ("b1", "b2", "b3")]
     assert_one_after_another(by_group["B"])
     assert_one_after_another(by_group["A"])
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
 async def test_groups_proceed_in_parallel(

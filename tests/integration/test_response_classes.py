@@ -1,5 +1,5 @@
 """How each class of response from a real endpoint on 127.0.0.1 is treated: delivered, parked in the real
-SQS dead-letter queue (moto; a payload too large for the message in the real payload bucket), or retried and then
+SQS parked-records queue (moto; a payload too large for the message in the real payload bucket), or retried and then
 reported as a batch item failure."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ async def test_2xx_is_delivered_once(
     assert report.response() == {"batchItemFailures": []}
     assert endpoint.hits() == {WEBHOOK_ID: 1}
     assert report.stats.delivered == 1
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
 @pytest.mark.parametrize("status", [302, 308])
@@ -75,7 +75,7 @@ async def test_redirect_is_not_followed_and_the_record_is_parked(
     assert endpoint.to("/redirect-target") == []
     assert len(endpoint.to("/hook")) == 1
     assert report.response() == {"batchItemFailures": []}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert parked["webhook_id"] == WEBHOOK_ID
     assert parked["last_status"] == status
     assert parked["attempts"] == 1
@@ -83,7 +83,7 @@ async def test_redirect_is_not_followed_and_the_record_is_parked(
 
 
 @pytest.mark.parametrize("status", [400, 404, 410])
-async def test_4xx_is_parked_in_the_dead_letter_queue_with_its_payload_and_not_reported(
+async def test_4xx_is_parked_in_the_parked_records_queue_with_its_payload_and_not_reported(
     aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory, status: int
 ) -> None:
     # Given an endpoint that will never take one record, and a delivered record after it on the same key
@@ -100,8 +100,8 @@ async def test_4xx_is_parked_in_the_dead_letter_queue_with_its_payload_and_not_r
     assert report.response() == {"batchItemFailures": []}
     assert endpoint.hits() == {WEBHOOK_ID: 1, "evt-43": 1}
     assert report.stats.parked == 1
-    # and the dead-letter queue holds one message in the documented format
-    (parked,) = aws.dead_letters()
+    # and the parked-records queue holds one message in the documented format
+    (parked,) = aws.parked_messages()
     assert parked["subscription"] == "it-orders"
     assert parked["webhook_id"] == WEBHOOK_ID
     assert base64.b64decode(parked["payload_base64"]) == PAYLOAD
@@ -132,7 +132,7 @@ async def test_410_of_an_sqs_message_is_parked_with_the_message_position(
 
     # Then it is parked (not reported) with its payload and messageId
     assert report.response() == {"batchItemFailures": []}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert base64.b64decode(parked["payload_base64"]) == body
     assert parked["webhook_id"] == "msg-1"
     assert parked["source"]["type"] == "sqs"
@@ -155,7 +155,7 @@ async def test_record_whose_data_is_not_base64_is_parked_and_the_batch_goes_on(
     # Then the unreadable record is parked with the raw field and a reason; the other is delivered
     assert report.response() == {"batchItemFailures": []}
     assert endpoint.hits() == {WEBHOOK_ID: 1}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert base64.b64decode(parked["payload_base64"]) == b"%%% not base64 %%%"
     assert "base64" in parked["reason"]
     assert parked["last_status"] is None
@@ -182,7 +182,7 @@ async def test_5xx_is_retried_with_the_attempt_counted_until_delivered(
         assert request.body == PAYLOAD
         Webhook(SECRET).verify(request.body, request.headers)
     assert report.stats.retried == 2
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
 async def test_5xx_on_every_attempt_is_reported_and_not_parked(
@@ -199,7 +199,7 @@ async def test_5xx_on_every_attempt_is_reported_and_not_parked(
     # Then it was tried max_attempts times and is reported for Lambda to retry, not parked
     assert report.response() == {"batchItemFailures": [{"itemIdentifier": sequence_number(0)}]}
     assert endpoint.hits() == {WEBHOOK_ID: 2}
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
 async def test_429_retry_after_seconds_is_honoured(
@@ -259,7 +259,7 @@ async def test_timeout_is_retried_then_reported(
     (result,) = report.results
     assert result.outcome is Outcome.FAILED
     assert "timed out" in result.reason
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
 async def test_connection_refused_is_retried_then_reported(
@@ -278,16 +278,16 @@ async def test_connection_refused_is_retried_then_reported(
     }
     assert report.stats.status_classes["network"] == 4
     assert all("no response" in result.reason for result in report.results)
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
 async def test_record_that_cannot_be_parked_is_reported_never_dropped(
     aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
 ) -> None:
-    # Given a dead-letter queue that does not exist, and an endpoint answering 404
+    # Given a parked-records queue that does not exist, and an endpoint answering 404
     endpoint.default = Reply(404)
-    missing_queue = aws.dlq_url.rsplit("/", 1)[0] + "/no-such-queue"
-    dispatcher = make_dispatcher(dlq_url=missing_queue)
+    missing_queue = aws.parked_queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    dispatcher = make_dispatcher(parked_queue_url=missing_queue)
     batch = event(kinesis_record(0, PAYLOAD))
 
     # When the record is dispatched
@@ -298,24 +298,24 @@ async def test_record_that_cannot_be_parked_is_reported_never_dropped(
     (result,) = report.results
     assert result.outcome is Outcome.FAILED
     assert "could not park" in result.reason
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
-async def test_fifo_dead_letter_queue_receives_parked_records(
+async def test_fifo_parked_records_queue_receives_parked_records(
     aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
 ) -> None:
-    # Given a FIFO dead-letter queue and an endpoint answering 410
-    name = aws.dlq_url.rsplit("/", 1)[1] + ".fifo"
-    fifo_dlq = aws.sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    # Given a FIFO parked-records queue and an endpoint answering 410
+    name = aws.parked_queue_url.rsplit("/", 1)[1] + ".fifo"
+    fifo_parked_queue = aws.sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
     endpoint.default = Reply(410)
-    dispatcher = make_dispatcher(dlq_url=fifo_dlq)
+    dispatcher = make_dispatcher(parked_queue_url=fifo_parked_queue)
 
     # When two records are dispatched
     report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, PAYLOAD), kinesis_record(1, b"two"))), 30)
 
     # Then both are parked there and not reported
     assert report.response() == {"batchItemFailures": []}
-    messages = aws.sqs.receive_message(QueueUrl=fifo_dlq, MaxNumberOfMessages=10)["Messages"]
+    messages = aws.sqs.receive_message(QueueUrl=fifo_parked_queue, MaxNumberOfMessages=10)["Messages"]
     parked = sorted(base64.b64decode(json.loads(message["Body"])["payload_base64"]) for message in messages)
     assert parked == sorted([PAYLOAD, b"two"])
 
@@ -334,9 +334,9 @@ def test_a_1_mib_record_refused_with_413_is_parked_with_its_payload_in_s3(
     # Then the endpoint received the exact bytes once, and the record is parked, not reported
     assert [request.body for request in endpoint.for_id(LARGE_WEBHOOK_ID)] == [payload]
     assert response == {"batchItemFailures": []}
-    # and its dead-letter message, which SQS accepted, points at an object holding exactly those bytes
+    # and its parked message, which SQS accepted, points at an object holding exactly those bytes
     stored = aws.stored_payloads()
-    messages = aws.sqs.receive_message(QueueUrl=aws.dlq_url, MaxNumberOfMessages=10)["Messages"]
+    messages = aws.sqs.receive_message(QueueUrl=aws.parked_queue_url, MaxNumberOfMessages=10)["Messages"]
     (message,) = messages
     assert len(message["Body"].encode()) <= SQS_MESSAGE_MAX_BYTES
     parked = json.loads(message["Body"])
@@ -377,7 +377,7 @@ async def test_the_payload_is_inline_whenever_the_message_fits_and_in_s3_only_ot
 
     # Then it is parked either inline or in S3, never both, and the bytes come back exact either way
     assert report.response() == {"batchItemFailures": []}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     stored = aws.stored_payloads()
     if stored_aside:
         assert "payload_base64" not in parked
@@ -400,8 +400,8 @@ async def test_parking_the_same_large_record_again_rewrites_its_one_object(
     # When Lambda sends the batch again to a fresh environment, which parks it again
     await make_dispatcher().dispatch(parse_event(batch), 30)
 
-    # Then both dead-letter messages point at the same single object
-    keys = {parked["payload_s3"]["key"] for parked in aws.dead_letters()}
+    # Then both parked messages point at the same single object
+    keys = {parked["payload_s3"]["key"] for parked in aws.parked_messages()}
     assert len(keys) == 1
     assert aws.stored_payloads() == {keys.pop(): payload}
 
@@ -428,7 +428,7 @@ async def test_a_payload_that_cannot_be_stored_is_reported_and_logged_with_the_c
     assert "NoSuchBucket" in large.reason
     # while the small one, which needs no bucket, is parked inline
     assert small.outcome is Outcome.PARKED
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert parked["webhook_id"] == WEBHOOK_ID
     # and the log names the record and the cause, without the payload's bytes
     (failure,) = [record for record in logs if record.getMessage().startswith("record could not be parked")]

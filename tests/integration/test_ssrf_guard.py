@@ -1,5 +1,5 @@
-"""The SSRF guard end to end, in the real aiohttp connector: refused endpoints are parked in the real DLQ
-with a reason naming the refused address, and no connection is opened to them.
+"""The SSRF guard end to end, in the real aiohttp connector: refused endpoints are parked in the real parked-records
+queue with a reason naming the refused address, and no connection is opened to them.
 
 The autouse `only_loopback` fixture refuses and flags any connection to an address other than
 127.0.0.1, so a guard that let the metadata address through would fail these tests without a single
@@ -36,7 +36,7 @@ async def test_loopback_host_name_without_allow_list_is_parked_naming_the_addres
     # Then the endpoint received nothing and the record is parked (not reported) naming 127.0.0.1
     assert endpoint.received == []
     assert report.response() == {"batchItemFailures": []}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert parked["webhook_id"] == "evt-ssrf"
     assert "127.0.0.1" in parked["reason"]
     assert "SSRF" in parked["reason"]
@@ -56,7 +56,7 @@ async def test_loopback_host_name_inside_the_allow_list_is_delivered(
     assert report.response() == {"batchItemFailures": []}
     (request,) = endpoint.received
     assert request.headers["host"] == f"localhost:{endpoint.port}"
-    assert aws.dead_letters() == []
+    assert aws.parked_messages() == []
 
 
 async def test_loopback_literal_without_allow_list_is_parked(
@@ -71,7 +71,7 @@ async def test_loopback_literal_without_allow_list_is_parked(
     # Then nothing was sent and the record is parked naming the address
     assert endpoint.received == []
     assert report.response() == {"batchItemFailures": []}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert "127.0.0.1" in parked["reason"]
 
 
@@ -95,7 +95,7 @@ async def test_metadata_address_is_refused_even_when_everything_is_allowed(
 
     # Then the guard refused before connecting (only_loopback saw no attempt) and the record is parked
     assert report.response() == {"batchItemFailures": []}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert refused_address in parked["reason"]
     assert "metadata" in parked["reason"]
     assert parked["attempts"] == 1
@@ -142,7 +142,7 @@ async def test_unicode_spellings_of_127_0_0_1_are_parked_never_delivered_nor_ret
     # not reported (Lambda does not send it again), the reason naming the spelling and the address
     assert endpoint.received == []
     assert report.response() == {"batchItemFailures": []}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert parked["attempts"] == 1
     assert (
         f"host '{hostile}' is written with non-ASCII characters that normalise to the address 127.0.0.1"
@@ -164,7 +164,7 @@ async def test_legacy_ipv4_forms_are_parked_at_once_instead_of_retried(
     # Then nothing was sent and the record is parked after its first attempt, naming the form
     assert endpoint.received == []
     assert report.response() == {"batchItemFailures": []}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert parked["attempts"] == 1
     assert f"host '{host}' is an IPv4 address in a form other than four decimal octets" in parked["reason"]
 
@@ -190,6 +190,6 @@ async def test_metadata_spellings_are_refused_before_any_connection_whatever_is_
 
     # Then the guard refused before connecting (only_loopback saw no attempt) and the record is parked
     assert report.response() == {"batchItemFailures": []}
-    (parked,) = aws.dead_letters()
+    (parked,) = aws.parked_messages()
     assert parked["attempts"] == 1
     assert "endpoint refused by the SSRF guard" in parked["reason"]

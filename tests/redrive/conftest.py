@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from dispatcher.adapters.s3 import S3PayloadStore
-from dispatcher.adapters.sqs import SqsParkingLot
+from dispatcher.adapters.sqs import SqsParkedRecords
 from dispatcher.delivery import Dispatcher
 from dispatcher.records import parse_event
 from local.workers import InvocationResult
@@ -45,9 +45,9 @@ class ParkedSubscription:
 
     def __post_init__(self) -> None:
         payloads = S3PayloadStore(self.payload_bucket, client_factory=lambda: self.s3)
-        parking = SqsParkingLot(self.dead_letter_queue_url, payloads, client_factory=lambda: self.sqs)
+        parked_records = SqsParkedRecords(self.dead_letter_queue_url, payloads, client_factory=lambda: self.sqs)
         config = subscription(max_attempts=1)
-        self.dispatcher = Dispatcher(config, self.endpoint, self.delivered_ids, parking, FakeSecret(), FAST)
+        self.dispatcher = Dispatcher(config, self.endpoint, self.delivered_ids, parked_records, FakeSecret(), FAST)
 
     async def invoke(self, event: dict[str, Any]) -> InvocationResult:
         """The function port: what the deployed function would answer, with its EMF counts as metrics."""

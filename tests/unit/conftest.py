@@ -7,7 +7,7 @@ import pytest
 from dispatcher.config import SubscriptionConfig
 from dispatcher.delivery import BatchReport, DeliveryTuning, Dispatcher
 from dispatcher.records import parse_event
-from tests.fakes import FakeDeliveredIds, FakeEndpoint, FakeParkingLot, FakeSecret
+from tests.fakes import FakeDeliveredIds, FakeEndpoint, FakeParkedRecords, FakeSecret
 
 # No real sleeping in unit tests: backoff waits are recorded instead.
 FAST = DeliveryTuning(backoff_base_seconds=0.0, backoff_cap_seconds=0.0, finish_reserve_seconds=0.0)
@@ -29,11 +29,11 @@ class Harness:
     def __init__(self, config: SubscriptionConfig, tuning: DeliveryTuning = FAST) -> None:
         self.endpoint = FakeEndpoint()
         self.delivered_ids = FakeDeliveredIds()
-        self.parking = FakeParkingLot()
+        self.parked_records = FakeParkedRecords()
         self.secret = FakeSecret()
         self.sleeps: list[float] = []
         self.dispatcher = Dispatcher(
-            config, self.endpoint, self.delivered_ids, self.parking, self.secret, tuning, sleep=self._sleep
+            config, self.endpoint, self.delivered_ids, self.parked_records, self.secret, tuning, sleep=self._sleep
         )
 
     async def _sleep(self, seconds: float) -> None:

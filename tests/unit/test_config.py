@@ -45,7 +45,7 @@ def test_valid_subscription_gets_documented_defaults() -> None:
     assert (config.ordering, config.max_in_flight, config.max_attempts) == ("partition-key", 16, 5)
     assert (config.request_timeout_seconds, config.rate_limit_per_second) == (10.0, None)
     assert (config.allow_private_cidrs, config.allow_http) == ((), False)
-    assert (settings.delivered_ids_table, settings.dlq_url) == ("delivered-ids", "https://sqs/parked")
+    assert (settings.delivered_ids_table, settings.parked_queue_url) == ("delivered-ids", "https://sqs/parked")
     assert settings.payload_bucket == "parked-payloads"
 
 

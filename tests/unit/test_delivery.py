@@ -84,7 +84,7 @@ async def test_transient_failure_after_max_attempts_is_reported(harness: Harness
     report = await harness.dispatch(event(kinesis_record(1, {}), kinesis_record(2, {}, partition_key="other")))
     assert failed_ids(report) == [sequence_number(1)]
     assert report.results[0] == replace(report.results[0], outcome=Outcome.FAILED, attempts=3, last_status=503)
-    assert len(harness.parking) == 0
+    assert len(harness.parked_records) == 0
     assert report.stats.failed == 1
     assert report.stats.delivered == 1
 
@@ -106,7 +106,7 @@ async def test_permanent_status_parks_the_record_and_does_not_report_it(harness:
     # Then it is not retried, not reported, and parked with its payload and position
     assert failed_ids(report) == []
     assert len(harness.endpoint.requests) == 1
-    (parked,) = harness.parking.messages
+    (parked,) = harness.parked_records.messages
     assert parked["subscription"] == "orders-to-ledger"
     assert parked["webhook_id"] == "evt-1"
     assert base64.b64decode(parked["payload_base64"]) == b'{"id": "evt-1", "n": 1}'
@@ -129,7 +129,7 @@ async def test_endpoint_refused_by_the_guard_is_parked_naming_the_address(harnes
     harness.endpoint.default = EndpointRefusedError("10.0.0.5 is a private address and not in allow_private_cidrs")
     report = await harness.dispatch(event(sqs_record("m-1", {})))
     assert failed_ids(report) == []
-    (parked,) = harness.parking.messages
+    (parked,) = harness.parked_records.messages
     assert parked["reason"] == (
         "endpoint refused by the SSRF guard: 10.0.0.5 is a private address and not in allow_private_cidrs"
     )
@@ -140,21 +140,21 @@ async def test_unreadable_record_is_parked_and_the_batch_goes_on(harness: Harnes
     report = await harness.dispatch(event(kinesis_record(1, None, raw_data="%%%"), kinesis_record(2, {"ok": 1})))
     assert failed_ids(report) == []
     assert harness.endpoint.ids_posted() == [kinesis_id(2)]
-    (parked,) = harness.parking.messages
+    (parked,) = harness.parked_records.messages
     assert "not valid base64" in parked["reason"]
     assert base64.b64decode(parked["payload_base64"]) == b"%%%"
     assert parked["attempts"] == 0
 
 
 async def test_record_that_cannot_be_parked_is_reported_instead(harness: Harness) -> None:
-    # Given a DLQ that refuses the message
-    harness.parking.refuse = True
+    # Given a parked-records queue that refuses the message
+    harness.parked_records.refuse = True
     harness.endpoint.answers[kinesis_id(1)] = [404]
     report = await harness.dispatch(event(kinesis_record(1, {})))
     # Then the record is never dropped: Lambda will send it again
     assert failed_ids(report) == [sequence_number(1)]
     assert report.results[0].reason == (
-        "could not park (HTTP 404 Not Found): RuntimeError: the dead-letter queue is unavailable"
+        "could not park (HTTP 404 Not Found): RuntimeError: the parked-records queue is unavailable"
     )
 
 

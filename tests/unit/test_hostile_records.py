@@ -99,7 +99,7 @@ async def test_malformed_kinesis_record_is_parked_and_the_batch_goes_on(
     report = await harness.dispatch(batch)
     # Then the malformed record is parked with a reason naming the field, and the other is delivered
     assert failed_ids(report) == []
-    (parked,) = harness.parking.messages
+    (parked,) = harness.parked_records.messages
     assert reason in parked["reason"]
     assert harness.endpoint.ids_posted() == ["evt-1"]
 
@@ -130,7 +130,7 @@ async def test_malformed_fifo_record_is_parked(harness: Harness, attributes: dic
     record["attributes"] |= attributes
     report = await harness.dispatch(event(record, sqs_record("m-2", {"a": 2}, queue="jobs.fifo", group="h")))
     assert failed_ids(report) == []
-    (parked,) = harness.parking.messages
+    (parked,) = harness.parked_records.messages
     assert reason in parked["reason"]
     assert len(harness.endpoint.requests) == 1
 
@@ -217,7 +217,7 @@ async def test_message_attribute_values_never_reach_the_logs(
     assert {"message_attribute_names": ["api-key"]}.items() <= next(p for p in logged if p).items()
     assert secret not in caplog.text
     assert all(secret not in repr(position) for position in logged)
-    assert harness.parking.messages[0]["source"]["message_attributes"] == attributes
+    assert harness.parked_records.messages[0]["source"]["message_attributes"] == attributes
 
 
 # --- The standing property: any Kinesis- or SQS-shaped event --------------------------------------
@@ -304,7 +304,7 @@ def test_any_shaped_event_returns_and_accounts_for_every_record(any_event: dict[
     report = asyncio.run(harness.dispatch(any_event))
     # Then every record is delivered, parked or reported, and every header sent is a valid header value
     posted = {request.headers["webhook-id"]: request.body for request in harness.endpoint.requests}
-    parked = {(message["item_identifier"], message["webhook_id"]) for message in harness.parking.messages}
+    parked = {(message["item_identifier"], message["webhook_id"]) for message in harness.parked_records.messages}
     reported = set(failed_ids(report))
     for record, result in zip(report.batch.records, report.results, strict=True):
         if result.outcome is Outcome.DELIVERED:

@@ -91,7 +91,7 @@ def test_reported_failures_are_exactly_what_the_rules_require(
     assert set(reported) <= batch_ids
     assert all(reported)
     # And parked records are exactly the permanent and unreadable ones, each with its payload
-    parked = {message["item_identifier"] for message in harness.parking.messages}
+    parked = {message["item_identifier"] for message in harness.parked_records.messages}
     assert parked == {
         identifier(source, p) for p, (_, b) in enumerate(cases) if b in ("permanent", "unreadable")
     } - set(reported)

@@ -1,6 +1,7 @@
-"""Payloads of parked records too large for their dead-letter message, kept in S3 (claim check).
+"""Payloads of parked records too large for their parked message, kept in the parked-payload bucket (claim
+check).
 
-The dead-letter message then carries `payload_s3` ({"bucket", "key"}) instead of `payload_base64`. The key
+The parked message then carries `payload_s3` ({"bucket", "key"}) instead of `payload_base64`. The key
 is derived from the record (webhook-id, source position, payload bytes), so parking the same record again
 after a retry rewrites the same object instead of adding one, and a record never shares an object with
 another. Every key of a subscription is under `parked/<subscription>/`: its function may write nowhere else.
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dispatcher.adapters.aws import aws_client
-from dispatcher.ports import DeadLetter
+from dispatcher.ports import ParkedMessage
 
 PARKED_PAYLOAD_PREFIX = "parked"
 PAYLOAD_CONTENT_TYPE = "application/octet-stream"  # the exact bytes the endpoint refused, whatever they are
@@ -39,13 +40,13 @@ class S3PayloadStore:
         self._client_factory = client_factory
         self._client: Any = None
 
-    def put(self, letter: DeadLetter) -> dict[str, str]:
-        """Store the letter's payload; returns its `payload_s3` location. Raises what the S3 client raised."""
+    def put(self, message: ParkedMessage) -> dict[str, str]:
+        """Store the message's payload; returns its `payload_s3` location. Raises what the S3 client raised."""
         if self._client is None:
             self._client = self._client_factory()
-        fields = letter.fields
+        fields = message.fields
         key = parked_payload_key(
-            str(fields["subscription"]), str(fields["webhook_id"]), str(fields["item_identifier"]), letter.payload
+            str(fields["subscription"]), str(fields["webhook_id"]), str(fields["item_identifier"]), message.payload
         )
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=letter.payload, ContentType=PAYLOAD_CONTENT_TYPE)
+        self._client.put_object(Bucket=self._bucket, Key=key, Body=message.payload, ContentType=PAYLOAD_CONTENT_TYPE)
         return {"bucket": self._bucket, "key": key}

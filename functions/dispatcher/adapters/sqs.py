@@ -1,5 +1,6 @@
-"""The parking lot on SQS: one message per parked record, sent in batches; a payload too large for its message
-goes to S3 first and the message carries its location (claim check)."""
+"""The parked records on SQS (the parked-records queue): one message per parked record, sent in batches; a
+payload too large for its message goes to the parked-payload bucket first and the message carries its location
+(claim check)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from dispatcher.adapters.aws import aws_client
 from dispatcher.adapters.s3 import S3PayloadStore
-from dispatcher.ports import DeadLetter
+from dispatcher.ports import ParkedMessage
 
 SEND_BATCH_LIMIT = 10  # entries per SendMessageBatch
 # Bytes of one message, and of one SendMessageBatch, that every SQS endpoint and queue accepts: 256 KiB is the
@@ -20,7 +21,7 @@ SQS_MESSAGE_MAX_BYTES = 256 * 1024
 SEND_BATCH_MAX_BYTES = 256 * 1024
 
 
-class SqsParkingLot:
+class SqsParkedRecords:
     def __init__(
         self,
         queue_url: str,
@@ -33,12 +34,12 @@ class SqsParkingLot:
         self._client_factory = client_factory
         self._client: Any = None
 
-    def park(self, letters: Sequence[DeadLetter]) -> dict[int, str]:
+    def park(self, messages: Sequence[ParkedMessage]) -> dict[int, str]:
         unparked: dict[int, str] = {}
         bodies: dict[int, str] = {}
-        for index, letter in enumerate(letters):
+        for index, message in enumerate(messages):
             try:
-                bodies[index] = self._message(letter)
+                bodies[index] = self._body(message)
             except Exception as error:
                 unparked[index] = f"storing the payload in S3 failed: {describe(error)}"
         if not bodies:
@@ -50,20 +51,20 @@ class SqsParkingLot:
             try:
                 response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
             except Exception as error:
-                unparked |= dict.fromkeys(chunk, f"sending to the dead-letter queue failed: {describe(error)}")
+                unparked |= dict.fromkeys(chunk, f"sending to the parked-records queue failed: {describe(error)}")
                 continue
             for failure in response.get("Failed", []):
                 unparked[int(failure["Id"])] = (
-                    f"the dead-letter queue refused the message: {failure.get('Code')}: {failure.get('Message')}"
+                    f"the parked-records queue refused the message: {failure.get('Code')}: {failure.get('Message')}"
                 )
         return dict(sorted(unparked.items()))
 
-    def _message(self, letter: DeadLetter) -> str:
+    def _body(self, message: ParkedMessage) -> str:
         """The payload inline when the message fits SQS, else stored first and referenced."""
-        inline = _render({**letter.fields, "payload_base64": base64.b64encode(letter.payload).decode()})
+        inline = _render({**message.fields, "payload_base64": base64.b64encode(message.payload).decode()})
         if len(inline.encode()) <= SQS_MESSAGE_MAX_BYTES:
             return inline
-        return _render({**letter.fields, "payload_s3": self._payloads.put(letter)})
+        return _render({**message.fields, "payload_s3": self._payloads.put(message)})
 
     def _entry(self, index: int, body: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"Id": str(index), "MessageBody": body}

@@ -1,4 +1,4 @@
-"""The SQS parking lot's claim check as a property: whatever the records' sizes (up to the 1 MiB a source accepts)
+"""The SQS parked records' claim check as a property: whatever the records' sizes (up to the 1 MiB a source accepts)
 and fields, every one is parked, no message or batch exceeds what SQS accepts, and each payload comes back exact
 from its message, inline or from S3. The AWS clients here enforce SQS's documented limits; the integration tests
 run the same adapter against moto."""
@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dispatcher.adapters.s3 import S3PayloadStore, parked_payload_prefix
-from dispatcher.adapters.sqs import SqsParkingLot
-from dispatcher.ports import DeadLetter
+from dispatcher.adapters.sqs import SqsParkedRecords
+from dispatcher.ports import ParkedMessage
 
 LARGEST_RECORD_BYTES = 1024 * 1024  # the largest record Kinesis and SQS accept (1 MiB)
 # What SQS accepts on every endpoint and queue (the default MaximumMessageSize), stated independently of the adapter.
@@ -63,9 +63,9 @@ payload_sizes = st.one_of(
     st.integers(0, LARGEST_RECORD_BYTES),
     st.integers(INLINE_BOUNDARY_BYTES - 2048, INLINE_BOUNDARY_BYTES + 2048),
 )
-letters = st.lists(
+parked_messages = st.lists(
     st.builds(
-        lambda size, seed, webhook_id, reason: DeadLetter(
+        lambda size, seed, webhook_id, reason: ParkedMessage(
             {
                 "subscription": SUBSCRIPTION,
                 "webhook_id": webhook_id,
@@ -81,40 +81,40 @@ letters = st.lists(
     ),
     min_size=1,
     max_size=12,
-    unique_by=lambda letter: letter.fields["item_identifier"],
+    unique_by=lambda parked: parked.fields["item_identifier"],
 )
 
 
-@given(letters)
-def test_every_record_is_parked_within_sqs_limits_with_its_exact_payload(batch: list[DeadLetter]) -> None:
+@given(parked_messages)
+def test_every_record_is_parked_within_sqs_limits_with_its_exact_payload(batch: list[ParkedMessage]) -> None:
     # Given SQS and S3 clients that enforce SQS's limits
     sqs, s3 = LimitedSqs(), InMemoryS3()
-    parking = SqsParkingLot(
+    parked_records = SqsParkedRecords(
         "https://sqs.eu-west-1.amazonaws.com/123456789012/parked",
         S3PayloadStore(BUCKET, client_factory=lambda: s3),
         client_factory=lambda: sqs,
     )
 
-    # When the letters are parked
-    unparked = parking.park(batch)
+    # When the messages are parked
+    unparked = parked_records.park(batch)
 
     # Then none failed, and each message carries its payload exactly once: inline when that fits, else in S3
     assert unparked == {}
     messages = {message["item_identifier"]: message for message in map(json.loads, sqs.sent)}
     assert len(sqs.sent) == len(batch)
-    for letter in batch:
-        message = messages[letter.fields["item_identifier"]]
-        assert message["webhook_id"] == letter.fields["webhook_id"]
-        assert message["reason"] == letter.fields["reason"]
+    for parked in batch:
+        message = messages[parked.fields["item_identifier"]]
+        assert message["webhook_id"] == parked.fields["webhook_id"]
+        assert message["reason"] == parked.fields["reason"]
         if "payload_s3" in message:
             assert "payload_base64" not in message
             location = message["payload_s3"]
             assert location["bucket"] == BUCKET
             assert location["key"].startswith(parked_payload_prefix(SUBSCRIPTION))
-            assert s3.objects[(BUCKET, location["key"])] == letter.payload
+            assert s3.objects[(BUCKET, location["key"])] == parked.payload
             # only because the message with the payload inline would not have fitted
             inline = {name: value for name, value in message.items() if name != "payload_s3"}
-            inline["payload_base64"] = base64.b64encode(letter.payload).decode()
+            inline["payload_base64"] = base64.b64encode(parked.payload).decode()
             assert len(json.dumps(inline, separators=(",", ":")).encode()) > SQS_MESSAGE_MAX_BYTES
         else:
-            assert base64.b64decode(message["payload_base64"]) == letter.payload
+            assert base64.b64decode(message["payload_base64"]) == parked.payload

@@ -1,5 +1,5 @@
 """A deployed environment as the redrive target: function `<env>-<subscription>` invoked with Lambda's Invoke,
-the dead-letter queue `<env>-<subscription>-parked`, the on-failure bucket named by the event source mapping, and
+the parked-records queue `<env>-<subscription>-parked`, the on-failure bucket named by the event source mapping, and
 the parked-payload bucket named in the function's environment.
 
 AWS credentials, region and endpoint come from the standard environment (or `endpoint_url`); on a loopback endpoint
@@ -54,7 +54,7 @@ def aws_target(subscription: str, environment: Environment, endpoint_url: str | 
     try:
         queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     except ClientError as error:
-        raise TargetNotFoundError(f"dead-letter queue {queue_name}: {error}") from None
+        raise TargetNotFoundError(f"parked-records queue {queue_name}: {error}") from None
     invoker = client_for_endpoint(
         "lambda",
         endpoint_url,

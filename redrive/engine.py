@@ -1,10 +1,10 @@
-"""Re-delivering what a subscription parked: its dead-letter queue, then its on-failure bucket.
+"""Re-delivering what a subscription parked: its parked-records queue, then its on-failure store (bucket).
 
 Every record goes back through the subscription's own function at its original source position (see
 `redrive.parked`), so it reaches the endpoint with its original webhook-id. What guarantees nothing is lost or
 duplicated, whenever the run is interrupted:
 
-- a dead-letter message is deleted only after the invocation succeeded for it (no function error, not in
+- a parked message is deleted only after the invocation succeeded for it (no function error, not in
   batchItemFailures). If the endpoint refused it again, the function has by then parked it as a NEW message,
   so the old one is deleted too: it was re-queued. An interruption between the delivery and the delete
   re-delivers it next run with the same webhook-id, which receivers dedupe;
@@ -14,8 +14,12 @@ duplicated, whenever the run is interrupted:
   the bucket's lifecycle expires;
 - a message carrying a webhook-id this run has already re-delivered (the copy the function parked when the
   endpoint refused the record again) is left for the next run, so a record refused again is not looped;
-- every message received and not deleted is held invisible while the run lasts and released when it ends
-  (a kill leaves them to reappear after the hold), so each is handled once per run;
+- every message received and not deleted is held invisible while the run lasts, HOLD_SECONDS at a time and
+  renewed every HOLD_RENEWAL_SECONDS, and released when the run ends: so each is handled once per run, and a
+  killed run (kill -9) hides its messages for HOLD_SECONDS at most;
+- messages held by another or an interrupted run (ApproximateNumberOfMessagesNotVisible, less this run's own)
+  are counted at the start and at the end and reported, never passed over in silence; with `wait` the run waits
+  for them to reappear and redrives them too;
 - an on-failure object is replaced, under its own key, by one holding only the records that failed again
   (a single atomic write), or deleted when none did; the records of one object are one shard's, in order,
   and go to the function as the one batch they were.
@@ -27,6 +31,7 @@ import asyncio
 import enum
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -41,38 +46,54 @@ from dispatcher.records import UnsupportedEventError, parse_event
 from local.esm.base import judge
 from local.workers import InvocationResult
 from redrive.errors import NotRedrivableError
-from redrive.parked import ParkedRecord, PayloadReader, StoredPayload, describe_position
+from redrive.parked import ParkedRecord, StoredPayload, describe_position
 from redrive.target import RedriveTarget
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RATE_PER_SECOND = 10.0  # records re-delivered per second
 SQS_RECEIVE_LIMIT = 10  # SQS's maximum messages per ReceiveMessage and per batch call
 # Long polling queries every SQS server, so an empty answer means the queue has no visible message left.
 SQS_WAIT_SECONDS = 1
-# A received message stays invisible while the run lasts (kept ones must not come round again); a message
-# that reappears after this is recognised by its id and held again.
-MINIMUM_HOLD_SECONDS = 15 * 60
-SQS_MAXIMUM_VISIBILITY_SECONDS = 12 * 60 * 60
-HOLD_MARGIN_SECONDS = 60
+# A received message stays invisible while the run lasts (kept ones must not come round again), but never
+# longer than this past the run's last renewal: all that a killed run (kill -9) hides, and for how long.
+HOLD_SECONDS = 30
+HOLD_RENEWAL_SECONDS = 10.0  # holds are renewed this often: well within HOLD_SECONDS on a busy machine
+HELD_POLL_SECONDS = 2.0  # with `wait`: how often the queue's count of held messages is read again
 
 
 class Outcome(enum.Enum):
     REDRIVEN = "redriven"  # delivered to the endpoint (or, from S3, found already delivered)
-    PARKED_AGAIN = "parked again"  # refused again: re-queued in the dead-letter queue as a new message
+    PARKED_AGAIN = "parked again"  # refused again: re-queued in the parked-records queue as a new message
     STILL_FAILING = "still failing (kept)"  # function error or reported failure: left where it was
     SKIPPED = "skipped"  # not redrivable, or the function skipped it as already finished: left where it was
+
+
+@dataclass(frozen=True)
+class HeldRecords:
+    """Parked messages out of sight: received (held invisible) by another or an interrupted run."""
+
+    count: int
+    # SQS does not say when a held message reappears. A redrive holds for HOLD_SECONDS past its last renewal; a
+    # plain receive holds for the queue's default visibility timeout. The larger is when all of them are back,
+    # unless another tool received them with a longer timeout of its own.
+    visible_again_within_seconds: int
 
 
 @dataclass
 class RedriveSummary:
     counts: Counter[Outcome] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)  # why records were kept, one line each
+    held_at_start: HeldRecords | None = None  # read before anything was received
+    held_at_end: HeldRecords | None = None  # still held by others when the run ended (None: not read)
 
     @property
     def complete(self) -> bool:
-        """Every record was redriven or parked again: nothing is left behind by this run."""
-        return not self.counts[Outcome.STILL_FAILING] and not self.counts[Outcome.SKIPPED]
+        """Every record was redriven: none failed, was parked again, skipped, or left held by another run."""
+        return self.total == self.counts[Outcome.REDRIVEN] and not self.held_left
+
+    @property
+    def held_left(self) -> int:
+        return self.held_at_end.count if self.held_at_end is not None else 0
 
     @property
     def total(self) -> int:
@@ -81,14 +102,25 @@ class RedriveSummary:
 
 @dataclass(frozen=True)
 class PlannedRecord:
-    """A record a redrive would re-deliver (dry run)."""
+    """An on-failure record a redrive would re-deliver (dry run)."""
 
-    store: str  # "dlq" (with its stored payload's s3://bucket/key, if any) or the on-failure object's s3://bucket/key
+    store: str  # the on-failure object's s3://bucket/key
     webhook_id: str
     position: str
     reason: str
     parked_at: str
     problem: str | None = None  # why it cannot be redriven, if so
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a dry run can show without changing anything. SQS has no peek: reading a parked message means
+    receiving it, which raises its receive count and hides it for a while, so the parked-records queue is shown
+    as counts only; the on-failure store is listed record by record (reading S3 changes nothing)."""
+
+    parked: int  # visible in the parked-records queue: what a run would redrive now
+    held: HeldRecords  # out of sight: a run redrives them once they reappear (or waits for them)
+    on_failure: list[PlannedRecord]
 
 
 class ProgressListener(Protocol):
@@ -98,12 +130,18 @@ class ProgressListener(Protocol):
     def finished(self, outcome: Outcome, records: int) -> None:
         """`records` records were handled with `outcome`."""
 
+    def held(self, held: HeldRecords, *, waiting: bool) -> None:
+        """`held` records are out of sight, held by another or an interrupted run; `waiting`: the run waits."""
+
 
 class _Silent:
     def expect(self, records: int) -> None:
         pass
 
     def finished(self, outcome: Outcome, records: int) -> None:
+        pass
+
+    def held(self, held: HeldRecords, *, waiting: bool) -> None:
         pass
 
 
@@ -122,86 +160,144 @@ class _Pacer:
         self._next += records * self._interval
 
 
+class _Holds:
+    """The parked messages this run received and has not deleted (message id -> latest receipt handle): held
+    for HOLD_SECONDS at a time, renewed while the run lasts, released when it ends."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self.handles: dict[str, str] = {}
+        # A renewal still running in its thread when the run ends must not re-hide what the release made visible.
+        self._visibility_lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.handles)
+
+    async def renew_every(self, interval_seconds: float) -> None:
+        """Runs until cancelled; the sleep is the renewal period, nothing waits on it."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            await asyncio.to_thread(self._set_visibility, list(self.handles.values()), HOLD_SECONDS)
+
+    def release(self) -> None:
+        """Make every held message visible again at once, for the next run. Synchronous on purpose: this also
+        runs while the run is being cancelled (Ctrl-C)."""
+        self._set_visibility(list(self.handles.values()), 0)
+
+    def _set_visibility(self, handles: list[str], seconds: int) -> None:
+        """Best effort: a message not renewed reappears after HOLD_SECONDS, one not released too."""
+        with self._visibility_lock:
+            for start in range(0, len(handles), SQS_RECEIVE_LIMIT):
+                entries = [
+                    {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
+                    for index, handle in enumerate(handles[start : start + SQS_RECEIVE_LIMIT])
+                ]
+                try:
+                    self._sqs.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
+                except Exception as error:
+                    logger.warning(
+                        "could not set held messages visible in %d s (%s); back within %d s at most",
+                        seconds,
+                        error,
+                        HOLD_SECONDS,
+                    )
+                    return
+
+
 class Redriver:
-    """`await run()` re-delivers; `plan()` lists what would be (changing nothing but receive counts)."""
+    """`await run()` re-delivers; `plan()` shows what would be, changing nothing."""
 
     def __init__(
         self,
         target: RedriveTarget,
         *,
-        rate_per_second: float = DEFAULT_RATE_PER_SECOND,
+        rate_per_second: float,  # records re-delivered per second
         limit: int | None = None,
+        wait: bool = False,
         progress: ProgressListener | None = None,
+        hold_renewal_seconds: float = HOLD_RENEWAL_SECONDS,
     ) -> None:
         if rate_per_second <= 0:
             raise ValueError(f"rate_per_second must be above 0, got {rate_per_second}")
         self.target = target
         self.limit = limit
+        self.wait = wait
         self.progress = progress or _Silent()
         self.summary = RedriveSummary()
         self._pacer = _Pacer(rate_per_second)
-        self._hold_seconds = min(
-            SQS_MAXIMUM_VISIBILITY_SECONDS,
-            max(
-                MINIMUM_HOLD_SECONDS,
-                int(SQS_RECEIVE_LIMIT * (target.function_timeout_seconds + 1 / rate_per_second)) + HOLD_MARGIN_SECONDS,
-            ),
-        )
+        self._hold_renewal_seconds = hold_renewal_seconds
 
     # -- redrive ----------------------------------------------------------------------------------------------
 
     async def run(self) -> RedriveSummary:
-        self.progress.expect(await asyncio.to_thread(self._queue_depth))
-        await self._redrive_dead_letter_queue()
+        visible, held = await asyncio.to_thread(self._queue_counts, 0)
+        self.summary.held_at_start = held
+        self.progress.expect(visible if self.limit is None else min(visible, self.limit))
+        if held.count:
+            self.progress.held(held, waiting=self.wait)
+        await self._redrive_parked_records_queue()
         if self.target.on_failure_bucket is not None:
             await self._redrive_on_failure_objects(self.target.on_failure_bucket)
         return self.summary
 
-    async def _redrive_dead_letter_queue(self) -> None:
-        held: dict[str, str] = {}  # message id -> latest receipt handle, of every message not deleted
+    async def _redrive_parked_records_queue(self) -> None:
+        holds = _Holds(self.target.sqs, self.target.dead_letter_queue_url)
         seen: set[str] = set()  # message ids handled in this run
         redriven_ids: set[str] = set()  # webhook-ids re-delivered in this run: a re-parked copy is not looped
+        renewal = asyncio.create_task(holds.renew_every(self._hold_renewal_seconds))
         try:
-            while self._room() > 0:
-                messages = await asyncio.to_thread(self._receive)
-                if not messages:
+            while True:
+                await self._drain(holds, seen, redriven_ids)
+                _, held = await asyncio.to_thread(self._queue_counts, len(holds))
+                self.summary.held_at_end = held
+                if not held.count or not self.wait or self._room() <= 0:
                     return
-                # Every received message is held before any is handled, so an interruption releases them all.
-                held |= {message["MessageId"]: message["ReceiptHandle"] for message in messages}
-                for message in messages:
-                    message_id = message["MessageId"]
-                    if message_id in seen or _parked_webhook_id(message) in redriven_ids:
-                        continue  # handled already, or parked again by this run: the next run's
-                    seen.add(message_id)
-                    if self._room() <= 0:
-                        break
-                    redriven = await self._redrive_message(message, redriven_ids)
-                    if redriven is None:
-                        continue
-                    record, outcome = redriven
-                    await asyncio.to_thread(
-                        self.target.sqs.delete_message,
-                        QueueUrl=self.target.dead_letter_queue_url,
-                        ReceiptHandle=held.pop(message_id),
-                    )
-                    # Parked again, the record's new message points at the very same object: it stays.
-                    if record.stored_payload is not None and outcome is Outcome.REDRIVEN:
-                        await asyncio.to_thread(self._delete_stored_payload, record.stored_payload)
+                self.progress.held(held, waiting=True)
+                await asyncio.sleep(HELD_POLL_SECONDS)  # a polling period: the next drain sees what reappeared
         finally:
-            # Synchronous on purpose: this also runs while the run is being cancelled (Ctrl-C).
-            self._release(held)
+            renewal.cancel()
+            holds.release()
+
+    async def _drain(self, holds: _Holds, seen: set[str], redriven_ids: set[str]) -> None:
+        """Redrive every message visible now, until a receive finds none (or the limit is reached)."""
+        while self._room() > 0:
+            messages = await asyncio.to_thread(self._receive)
+            if not messages:
+                return
+            # Every received message is held before any is handled, so an interruption releases them all.
+            holds.handles |= {message["MessageId"]: message["ReceiptHandle"] for message in messages}
+            for message in messages:
+                message_id = message["MessageId"]
+                if message_id in seen or _parked_webhook_id(message) in redriven_ids:
+                    continue  # handled already, or parked again by this run: the next run's
+                seen.add(message_id)
+                if self._room() <= 0:
+                    break
+                redriven = await self._redrive_message(message, redriven_ids)
+                if redriven is None:
+                    continue
+                record, outcome = redriven
+                await asyncio.to_thread(
+                    self.target.sqs.delete_message,
+                    QueueUrl=self.target.dead_letter_queue_url,
+                    ReceiptHandle=holds.handles.pop(message_id),
+                )
+                # Parked again, the record's new message points at the very same object: it stays.
+                if record.stored_payload is not None and outcome is Outcome.REDRIVEN:
+                    await asyncio.to_thread(self._delete_stored_payload, record.stored_payload)
 
     async def _redrive_message(
         self, message: dict[str, Any], redriven_ids: set[str]
     ) -> tuple[ParkedRecord, Outcome] | None:
-        """Re-deliver one dead-letter message; the record and how it ended when the message may be deleted now."""
+        """Re-deliver one parked message; the record and how it ended when the message may be deleted now."""
         try:
             record = await asyncio.to_thread(ParkedRecord.from_message, message["Body"], self._read_stored_payload)
             if record.subscription != self.target.subscription:
                 raise NotRedrivableError(f"it was parked by subscription {record.subscription!r}")
             event = record.lambda_event()
         except NotRedrivableError as error:
-            self._finish(Outcome.SKIPPED, 1, f"dlq message {message['MessageId']}: {error}")
+            self._finish(Outcome.SKIPPED, 1, f"parked message {message['MessageId']}: {error}")
             return None
         await self._pacer.wait(1)
         redriven_ids.add(record.webhook_id)  # before invoking: the function may park it again at once
@@ -252,65 +348,43 @@ class Redriver:
 
     # -- dry run ----------------------------------------------------------------------------------------------
 
-    async def plan(self) -> list[PlannedRecord]:
-        """What `run()` would re-deliver, in order. Messages are received (to read them) and released at once."""
-        planned = await asyncio.to_thread(self._plan_dead_letter_queue)
+    async def plan(self) -> Plan:
+        """What `run()` would re-deliver, changing nothing: not a receive count, not a visibility."""
+        visible, held = await asyncio.to_thread(self._queue_counts, 0)
+        on_failure: list[PlannedRecord] = []
         bucket = self.target.on_failure_bucket
         if bucket is not None:
             for key in await asyncio.to_thread(lambda: list(self._object_keys(bucket))):
                 document = await asyncio.to_thread(self._read_object, bucket, key)
-                planned.extend(_planned_from_object(bucket, key, document))
-        return planned[: self.limit]
-
-    def _plan_dead_letter_queue(self) -> list[PlannedRecord]:
-        """Stored payloads are read (to check each record can be rebuilt), never changed."""
-        held: dict[str, str] = {}
-        planned: list[PlannedRecord] = []
-        try:
-            while self.limit is None or len(planned) < self.limit:
-                messages = self._receive()
-                fresh = [message for message in messages if message["MessageId"] not in held]
-                if not fresh:
-                    return planned
-                for message in fresh:
-                    held[message["MessageId"]] = message["ReceiptHandle"]
-                    planned.append(_planned_from_message(message, self._read_stored_payload))
-            return planned
-        finally:
-            self._release(held)
+                on_failure.extend(_planned_from_object(bucket, key, document))
+        return Plan(parked=visible, held=held, on_failure=on_failure[: self.limit])
 
     # -- AWS calls --------------------------------------------------------------------------------------------
 
-    def _queue_depth(self) -> int:
+    def _queue_counts(self, held_by_this_run: int) -> tuple[int, HeldRecords]:
+        """The parked-records queue's visible messages, and those held by others than this run (SQS's counts are
+        approximate: eventually consistent within about a minute)."""
         attributes = self.target.sqs.get_queue_attributes(
-            QueueUrl=self.target.dead_letter_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            QueueUrl=self.target.dead_letter_queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "VisibilityTimeout",
+            ],
         )["Attributes"]
-        depth = int(attributes["ApproximateNumberOfMessages"])
-        return depth if self.limit is None else min(depth, self.limit)
+        not_visible = int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        within = max(HOLD_SECONDS, int(attributes.get("VisibilityTimeout", 0)))
+        held = HeldRecords(count=max(0, not_visible - held_by_this_run), visible_again_within_seconds=within)
+        return int(attributes["ApproximateNumberOfMessages"]), held
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = self.target.sqs.receive_message(
             QueueUrl=self.target.dead_letter_queue_url,
             MaxNumberOfMessages=SQS_RECEIVE_LIMIT,
-            VisibilityTimeout=self._hold_seconds,
+            VisibilityTimeout=HOLD_SECONDS,
             WaitTimeSeconds=SQS_WAIT_SECONDS,
         ).get("Messages", [])
         return messages
-
-    def _release(self, held: dict[str, str]) -> None:
-        """Make held messages visible again at once, for the next run; best effort (they reappear anyway)."""
-        entries = [
-            {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-            for index, handle in enumerate(held.values())
-        ]
-        for start in range(0, len(entries), SQS_RECEIVE_LIMIT):
-            try:
-                self.target.sqs.change_message_visibility_batch(
-                    QueueUrl=self.target.dead_letter_queue_url, Entries=entries[start : start + SQS_RECEIVE_LIMIT]
-                )
-            except Exception:
-                logger.warning("could not release held messages; they reappear after %d s", self._hold_seconds)
-                return
 
     def _read_stored_payload(self, stored: StoredPayload) -> bytes:
         """A parked payload's bytes, read only from where this subscription's function may have stored it: a
@@ -390,20 +464,6 @@ def _parked_webhook_id(message: dict[str, Any]) -> str | None:
 
 def _sequence_number(event_record: dict[str, Any]) -> str:
     return str(event_record["kinesis"]["sequenceNumber"])
-
-
-def _planned_from_message(message: dict[str, Any], read_stored: PayloadReader) -> PlannedRecord:
-    try:
-        record = ParkedRecord.from_message(message["Body"], read_stored)
-    except NotRedrivableError as error:
-        return PlannedRecord("dlq", "?", f"message {message['MessageId']}", "", "", problem=str(error))
-    problem = None
-    try:
-        record.lambda_event()
-    except NotRedrivableError as error:
-        problem = str(error)
-    store = "dlq" if record.stored_payload is None else f"dlq, payload {record.stored_payload}"
-    return PlannedRecord(store, record.webhook_id, record.position(), record.reason, record.parked_at, problem)
 
 
 def _planned_from_object(bucket: str, key: str, document: dict[str, Any]) -> Iterator[PlannedRecord]:

@@ -8,7 +8,7 @@ class RedriveError(Exception):
 
 
 class TargetNotFoundError(RedriveError):
-    """The subscription's function, dead-letter queue or on-failure bucket could not be found."""
+    """The subscription's function, parked-records queue or on-failure store could not be found."""
 
 
 class NotRedrivableError(RedriveError):

@@ -1,4 +1,4 @@
-"""A running `dispatcher local` as the redrive target: its embedded AWS holds the dead-letter queue and
+"""A running `dispatcher local` as the redrive target: its embedded AWS holds the parked-records queue and
 on-failure bucket, and the subscription's function runs here in a local worker, as the local runtime runs it.
 
 The registry is synthesized as dev, exactly as `dispatcher local` did, and its resources are looked up (not

@@ -1,4 +1,4 @@
-"""A parked record read back from the dead-letter queue, rebuilt into the Lambda event it came from.
+"""A parked record read back from the parked-records queue, rebuilt into the Lambda event it came from.
 
 The function parks a record as one JSON message (README "Dead-letter message format"). To re-deliver it with
 the SAME webhook-id, the record is rebuilt at its ORIGINAL source position (stream ARN, shard, sequence number,
@@ -40,7 +40,7 @@ REDRIVE_RECEIPT_HANDLE = "redrive"  # events carry one; the function never uses 
 
 @dataclass(frozen=True, slots=True)
 class StoredPayload:
-    """Where the function stored a payload too large for its dead-letter message."""
+    """Where the function stored a payload too large for its parked message."""
 
     bucket: str
     key: str
@@ -54,7 +54,7 @@ PayloadReader = Callable[[StoredPayload], bytes]
 
 
 def parked_payload(document: Mapping[str, Any], read_stored: PayloadReader) -> tuple[bytes, StoredPayload | None]:
-    """The payload of a dead-letter message, from the message itself or from S3, and where it is stored if so.
+    """The payload of a parked message, from the message itself or from S3, and where it is stored if so.
     Raises KeyError, TypeError or binascii.Error when the message has neither field or a malformed one."""
     if "payload_s3" in document:
         location = document["payload_s3"]
@@ -65,7 +65,7 @@ def parked_payload(document: Mapping[str, Any], read_stored: PayloadReader) -> t
 
 @dataclass(frozen=True, slots=True)
 class ParkedRecord:
-    """One dead-letter message of the subscription, with the fields a redrive needs."""
+    """One parked message of the subscription, with the fields a redrive needs."""
 
     subscription: str
     webhook_id: str
@@ -79,7 +79,7 @@ class ParkedRecord:
 
     @classmethod
     def from_message(cls, body: str, read_stored: PayloadReader) -> ParkedRecord:
-        """Parse a dead-letter message body, reading its payload from S3 if it is stored there; NotRedrivableError
+        """Parse a parked message body, reading its payload from S3 if it is stored there; NotRedrivableError
         names what is missing or malformed."""
         try:
             document = json.loads(body)

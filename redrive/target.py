@@ -1,4 +1,4 @@
-"""The port a redrive runs against: the subscription's function, its dead-letter queue, its parked payloads and
+"""The port a redrive runs against: the subscription's function, its parked-records queue, its parked payloads and
 on-failure bucket.
 
 Two adapters build it: `redrive.aws_target` (a deployed environment) and `redrive.local_target` (a running
@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from dispatcher.adapters.s3 import parked_payload_prefix
 from local.workers import InvocationResult
 
 # Invoke the subscription's function synchronously with a Lambda event; a function error is in the result.
@@ -28,3 +29,14 @@ class RedriveTarget:
     s3: Any  # boto3 S3 client
     on_failure_bucket: str | None  # stream subscriptions only
     payload_bucket: str  # the function's DISPATCHER_PAYLOAD_BUCKET: parked payloads too large for their message
+
+    def stores(self) -> list[str]:
+        """What a redrive of this subscription reads, one line each (the summary names them)."""
+        queue_name = self.dead_letter_queue_url.rstrip("/").rsplit("/", 1)[-1]
+        stores = [
+            f"parked-records queue {queue_name}",
+            f"parked payloads s3://{self.payload_bucket}/{parked_payload_prefix(self.subscription)}",
+        ]
+        if self.on_failure_bucket is not None:
+            stores.append(f"on-failure store s3://{self.on_failure_bucket}")
+        return stores

@@ -36,6 +36,26 @@ def put_on_failure_object(parked: ParkedSubscription, key: str, records: list[di
     parked.s3.put_object(Bucket=parked.bucket, Key=key, Body=json.dumps(document).encode())
 
 
+def receive_counts(parked: ParkedSubscription) -> list[int]:
+    """How many times each parked message has been received, counting the receive that reads it now (so a
+    message no one received before reads 1); every message is made visible again."""
+    counts: list[int] = []
+    handles: list[str] = []
+    while messages := parked.sqs.receive_message(
+        QueueUrl=parked.dead_letter_queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=30,
+        AttributeNames=["ApproximateReceiveCount"],
+    ).get("Messages", []):
+        counts.extend(int(message["Attributes"]["ApproximateReceiveCount"]) for message in messages)
+        handles.extend(message["ReceiptHandle"] for message in messages)
+    for handle in handles:
+        parked.sqs.change_message_visibility(
+            QueueUrl=parked.dead_letter_queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+        )
+    return counts
+
+
 def on_failure_objects(parked: ParkedSubscription) -> dict[str, list[dict[str, Any]]]:
     contents = parked.s3.list_objects_v2(Bucket=parked.bucket).get("Contents", [])
     return {
@@ -104,9 +124,9 @@ async def test_a_record_refused_again_is_parked_again_once_and_not_looped(
     # When they are redriven
     summary = await redriver(parked_subscription).run()
 
-    # Then each was tried once, re-queued as a new message, and its old message deleted
+    # Then each was tried once, re-queued as a new message, and its old message deleted; the run is not complete
     assert summary.counts == {Outcome.PARKED_AGAIN: 2}
-    assert summary.complete
+    assert not summary.complete
     assert len(parked_subscription.invocations) == 2
     bodies = [json.loads(body) for body in parked_subscription.parked_bodies()]
     assert sorted(body["webhook_id"] for body in bodies) == ["m-1", "m-2"]
@@ -212,22 +232,27 @@ async def test_a_failing_invocation_leaves_the_on_failure_object_as_it_was(
     assert on_failure_objects(parked_subscription) == {"object-1": records}
 
 
-async def test_dry_run_lists_every_record_and_changes_nothing(parked_subscription: ParkedSubscription) -> None:
-    # Given a parked record and an on-failure object of two records
-    await parked_subscription.park(sqs_record("m-1", {"type": "a"}))
+async def test_dry_run_counts_the_parked_queue_lists_the_on_failure_store_and_changes_nothing(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given two parked records and an on-failure object of two records
+    await parked_subscription.park(sqs_record("m-1", {"type": "a"}), sqs_record("m-2", {"type": "b"}))
     records = [kinesis_record(n, {"type": "order.created"}) for n in range(2)]
     put_on_failure_object(parked_subscription, "object-1", records)
 
     # When the redrive is planned
-    planned = await redriver(parked_subscription).plan()
+    plan = await redriver(parked_subscription).plan()
 
-    # Then every record is listed with its webhook-id, position and reason, and nothing was touched
-    assert [record.webhook_id for record in planned] == ["m-1", *webhook_ids(records)]
-    assert planned[0].reason.startswith("HTTP 422") or "422" in planned[0].reason
-    assert planned[1].reason == "RetryAttemptsExhausted"
-    assert all(record.problem is None for record in planned)
+    # Then the queue is counted, the on-failure records are listed with webhook-id, position and reason
+    assert plan.parked == 2
+    assert plan.held.count == 0
+    assert [record.webhook_id for record in plan.on_failure] == webhook_ids(records)
+    assert plan.on_failure[0].reason == "RetryAttemptsExhausted"
+    assert all(record.problem is None for record in plan.on_failure)
+
+    # And nothing was touched: no invocation, no message received (every one is still at its first receive)
     assert parked_subscription.invocations == []
-    assert len(parked_subscription.parked_bodies()) == 1  # visible again at once
+    assert receive_counts(parked_subscription) == [1, 1]
     assert on_failure_objects(parked_subscription) == {"object-1": records}
 
 
@@ -331,21 +356,21 @@ async def test_a_message_pointing_anywhere_but_at_its_own_stored_payload_is_skip
     assert problem in reported
 
 
-async def test_dry_run_reads_a_stored_payload_but_changes_nothing(parked_subscription: ParkedSubscription) -> None:
+async def test_dry_run_counts_a_record_parked_in_s3_and_changes_nothing(
+    parked_subscription: ParkedSubscription,
+) -> None:
     # Given a 1 MiB record parked with its payload in S3
     original, payload = large_record(1)
     await parked_subscription.park(original)
     (key,) = parked_subscription.stored_payloads()
 
     # When the redrive is planned
-    (planned,) = await redriver(parked_subscription).plan()
+    plan = await redriver(parked_subscription).plan()
 
-    # Then it is listed as redrivable, with where its payload is, and the message and object are untouched
-    assert planned.problem is None
-    assert planned.webhook_id == webhook_ids([original])[0]
-    assert key in planned.store
+    # Then it is counted, and the message and object are untouched
+    assert plan.parked == 1
     assert parked_subscription.invocations == []
-    assert len(parked_subscription.parked_bodies()) == 1
+    assert receive_counts(parked_subscription) == [1]
     assert parked_subscription.stored_payloads() == {key: payload}
 
 

@@ -25,8 +25,11 @@ PAYLOAD_BUCKET_ENV = "DISPATCHER_PAYLOAD_BUCKET"
 
 Ordering = Literal["partition-key", "none"]
 
-# Subscription names become part of function, queue and alarm names and of the delivered-ids key prefix.
-SUBSCRIPTION_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}$"
+# A resource name of the registry (a subscription, a stream, a queue without its .fifo): lowercase letters, digits
+# and hyphens, at most 48 characters. Subscription names become part of function, queue and alarm names and of
+# the delivered-ids key prefix; the registry builds its source-name patterns from the same fragment.
+NAME_FRAGMENT = r"[a-z0-9][a-z0-9-]{0,47}"
+SUBSCRIPTION_NAME_PATTERN = rf"^{NAME_FRAGMENT}$"
 DEFAULT_SIGNING_SECRET_PREFIX = "callback-dispatcher/"
 # What Secrets Manager accepts as a secret name, and the ARN of a secret (any partition).
 SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from http import HTTPStatus
 from typing import Any
 
@@ -35,6 +35,7 @@ from dispatcher.ports import DeliveredIds, HttpSender, ParkedMessage, ParkedReco
 from dispatcher.records import Batch, SourceRecord, header_safe
 from dispatcher.signing import SigningKeys
 from dispatcher.throttle import AdaptiveLimiter, CircuitBreaker, CircuitOpenError, TokenBucket
+from dispatcher.timestamps import rfc3339, rfc3339_from_epoch_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -422,7 +423,7 @@ class _BatchRun:
         to_park = [i for i, result in enumerate(self.results) if result and result.outcome is Outcome.PARKED]
         if not to_park:
             return
-        parked_at = rfc3339(datetime.fromtimestamp(self.d.wall_clock(), tz=UTC))
+        parked_at = rfc3339_from_epoch_seconds(self.d.wall_clock())
         messages = [self._parked_message(self.batch.records[i], self._result(i), parked_at) for i in to_park]
         try:
             unparked = self.d.parked_records.park(messages)
@@ -550,10 +551,6 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _phrase(status: int) -> str:

@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatcher.config import SubscriptionConfig
+from dispatcher.config import NAME_FRAGMENT, SubscriptionConfig
 from infra.registry import limits
 from infra.registry.timing import required_timeout_seconds
 
-SOURCE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}$"
-QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}(\.fifo)?$"
-SOURCE_REFERENCE_PATTERN = r"^(stream/[a-z0-9][a-z0-9-]{0,47}|queue/[a-z0-9][a-z0-9-]{0,47}(\.fifo)?)$"
+_QUEUE_NAME = rf"{NAME_FRAGMENT}(\.fifo)?"
+SOURCE_NAME_PATTERN = rf"^{NAME_FRAGMENT}$"
+QUEUE_NAME_PATTERN = rf"^{_QUEUE_NAME}$"
+SOURCE_REFERENCE_PATTERN = rf"^(stream/{NAME_FRAGMENT}|queue/{_QUEUE_NAME})$"
 TEAM_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
 # Deliberately loose: SNS confirms the address by mail, this only catches typos such as a missing "@".
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"

@@ -67,6 +67,7 @@ from typing import Any, Unpack
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dispatcher.timestamps import rfc3339_from_epoch_seconds
 from local.esm.base import (
     BatchVerdict,
     Invoker,
@@ -523,13 +524,13 @@ class KinesisPoller(MappingPoller[KinesisMappingSpec]):
                 "approximateInvokeCount": max(invocations, 1),
             },
             "version": "1.0",
-            "timestamp": _iso(time.time()),
+            "timestamp": rfc3339_from_epoch_seconds(time.time()),
             "KinesisBatchInfo": {
                 "shardId": records[0].shard_id,
                 "startSequenceNumber": records[0].sequence_number,
                 "endSequenceNumber": records[-1].sequence_number,
-                "approximateArrivalOfFirstRecord": _iso(records[0].arrival),
-                "approximateArrivalOfLastRecord": _iso(records[-1].arrival),
+                "approximateArrivalOfFirstRecord": rfc3339_from_epoch_seconds(records[0].arrival),
+                "approximateArrivalOfLastRecord": rfc3339_from_epoch_seconds(records[-1].arrival),
                 "batchSize": len(records),
                 "streamArn": self.mapping.stream_arn,
             },
@@ -566,7 +567,3 @@ def _filter_document(record: StreamRecord, data: bytes) -> dict[str, Any]:
     with contextlib.suppress(ValueError):  # includes UnicodeDecodeError: such data cannot match a pattern on `data`
         document["data"] = json.loads(data)
     return document
-
-
-def _iso(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

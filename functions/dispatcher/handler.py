@@ -64,9 +64,18 @@ def _warm_runtime() -> tuple[asyncio.AbstractEventLoop, Dispatcher]:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
+    """The Lambda entry point: the environment's warm dispatcher, injected into process_batch."""
+    loop, dispatcher = _warm_runtime()
+    return process_batch(event, context, dispatcher, loop)
+
+
+def process_batch(
+    event: dict[str, Any], context: LambdaContext, dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop
+) -> dict[str, list[dict[str, str]]]:
+    """One invocation with the dispatcher given (tests give theirs): parse, dispatch on `loop`, count and log
+    the outcome, answer with the partial-failure report."""
     batch = parse_event(event)
     logger.append_keys(source=batch.source_name)
-    loop, dispatcher = _warm_runtime()
     report = loop.run_until_complete(dispatcher.dispatch(batch, context.get_remaining_time_in_millis() / 1000))
     publish(report.stats)
     logger.info(

@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+from aws_lambda_powertools import Metrics
 
 from dispatcher.config import ConfigurationError
 from dispatcher.records import UnsupportedEventError
@@ -40,8 +42,12 @@ def fresh_handler_module() -> ModuleType:
     return importlib.import_module("dispatcher.handler")
 
 
+Invocation = Callable[[dict[str, Any], Context], dict[str, list[dict[str, str]]]]
+
+
 @pytest.fixture
-def handler_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, Harness]]:
+def invoke_with_harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Invocation, Harness]]:
+    """process_batch with the harness's dispatcher injected, its metrics flushed as the entry point does."""
     monkeypatch.setenv("DISPATCHER_SUBSCRIPTION", json.dumps(SUBSCRIPTION))
     monkeypatch.setenv("DISPATCHER_IDEMPOTENCY_TABLE", "delivered-ids")
     monkeypatch.setenv("DISPATCHER_DLQ_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/parked")
@@ -49,8 +55,14 @@ def handler_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType
     module = fresh_handler_module()
     harness = Harness(subscription(name="orders-to-ledger"))
     loop = asyncio.new_event_loop()
-    monkeypatch.setattr(module, "_runtime", (loop, harness.dispatcher))
-    yield module, harness
+    metrics: Metrics = module.metrics
+
+    @metrics.log_metrics
+    def invoke(event: dict[str, Any], context: Context) -> dict[str, list[dict[str, str]]]:
+        response: dict[str, list[dict[str, str]]] = module.process_batch(event, context, harness.dispatcher, loop)
+        return response
+
+    yield invoke, harness
     loop.close()
     sys.modules.pop("dispatcher.handler", None)
 
@@ -84,12 +96,12 @@ def test_import_loads_no_aws_sdk_or_http_client() -> None:
 
 
 def test_handler_reports_partial_failures_and_emits_metrics(
-    handler_module: tuple[ModuleType, Harness], capsys: pytest.CaptureFixture[str]
+    invoke_with_harness: tuple[Invocation, Harness], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    module, harness = handler_module
+    invoke, harness = invoke_with_harness
     harness.endpoint.answers["orders:" + sequence_number(1)] = [500, 500, 500]
     harness.endpoint.answers["orders:" + sequence_number(2)] = [404]
-    response = module.handler(
+    response = invoke(
         event(kinesis_record(0, {}, "a"), kinesis_record(1, {}, "b"), kinesis_record(2, {}, "c")), Context()
     )
     assert response == {"batchItemFailures": [{"itemIdentifier": sequence_number(1)}]}
@@ -106,7 +118,7 @@ def test_handler_reports_partial_failures_and_emits_metrics(
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
-def test_event_that_is_not_a_batch_raises(handler_module: tuple[ModuleType, Harness]) -> None:
-    module, _ = handler_module
+def test_event_that_is_not_a_batch_raises(invoke_with_harness: tuple[Invocation, Harness]) -> None:
+    invoke, _ = invoke_with_harness
     with pytest.raises(UnsupportedEventError):
-        module.handler({"source": "aws.events"}, Context())
+        invoke({"source": "aws.events"}, Context())

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dispatcher.config import SUBSCRIPTION_ENV
+from pydantic import ValidationError
+
+from dispatcher.config import SUBSCRIPTION_ENV, SubscriptionConfig, describe_validation_error
 from local.spec import ConsumerSpec, FunctionSpec, KinesisMappingSpec, MappingSpec, SqsMappingSpec
 
 STREAM = "AWS::Kinesis::Stream"
@@ -142,12 +144,16 @@ def _function_spec(function: Resource, resolve: Callable[[Any], Any]) -> Functio
     }
     if SUBSCRIPTION_ENV not in environment:
         raise TemplateError(f"{function.logical_id}: no {SUBSCRIPTION_ENV} in its environment")
+    try:  # read with the function's own model: a subscription the function would refuse at its cold start
+        subscription = SubscriptionConfig.model_validate_json(environment[SUBSCRIPTION_ENV])
+    except ValidationError as error:
+        raise TemplateError(f"{function.logical_id}: {describe_validation_error(error, SUBSCRIPTION_ENV)}") from None
     reserved = properties.get("ReservedConcurrentExecutions")
     if reserved is None:
         raise TemplateError(f"{function.logical_id}: no reserved concurrency (every consumer must have one)")
     return FunctionSpec(
         name=str(resolve(properties.get("FunctionName", function.logical_id))),
-        subscription=json.loads(environment[SUBSCRIPTION_ENV])["name"],
+        subscription=subscription.name,
         environment=environment,
         timeout_seconds=float(properties.get("Timeout", LAMBDA_DEFAULT_TIMEOUT_SECONDS)),
         reserved_concurrency=int(reserved),

@@ -50,5 +50,5 @@ def test_a_subscription_the_function_would_refuse_is_refused_naming_the_field() 
     # Given a subscription whose ordering is not one the function knows
     consumer = consumer_with({"name": "orders", "endpoint": "https://ledger.example.com/h", "ordering": "by-customer"})
     # When the runtime asks whether it is ordered, Then the error names the variable and the field
-    with pytest.raises(ConfigurationError, match=f"{SUBSCRIPTION_ENV}.ordering"):
+    with pytest.raises(ConfigurationError, match=rf"{SUBSCRIPTION_ENV}\.ordering"):
         _ = consumer.ordered

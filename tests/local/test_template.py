@@ -170,6 +170,19 @@ def test_signing_secrets_are_created_locally(local_aws: EmbeddedAws) -> None:
     assert stored.startswith("whsec_")
 
 
+def test_a_subscription_the_function_would_refuse_is_refused_naming_the_function_and_field(
+    local_aws: EmbeddedAws,
+) -> None:
+    # Given a consumer whose subscription has a field the function's model does not know
+    document = json.loads(json.dumps(TEMPLATE))
+    variables = document["Resources"]["FunctionA"]["Properties"]["Environment"]["Variables"]
+    variables["DISPATCHER_SUBSCRIPTION"] = json.dumps(SUBSCRIPTION | {"name": "a", "retries": 3})
+    template, physical, resolve = created(local_aws, document)
+    # When the consumers are read from the template, Then the error names the function and the field
+    with pytest.raises(TemplateError, match=r"FunctionA: DISPATCHER_SUBSCRIPTION\.retries: unknown field"):
+        template.consumers(physical, resolve)
+
+
 def with_mapping_a(**properties: Any) -> dict[str, Any]:
     """The template with MappingA's properties updated."""
     document: dict[str, Any] = json.loads(json.dumps(TEMPLATE))

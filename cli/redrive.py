@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import difflib
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -51,8 +52,8 @@ parked-payload bucket (payload_s3), if it had one. A record the endpoint refuses
 message (and not retried in the same run); one that still fails is kept. An on-failure object is replaced by
 one holding only the records that failed again.
 
-Nothing is out of sight unreported: a received message is held invisible for 30 s at a time, renewed while the
-run lasts and released when it ends (a kill -9 hides it for 30 s at most). Messages held by another or an
+Nothing is out of sight unreported: a received message is held invisible only briefly, renewed while the run
+lasts and released when it ends, so a kill -9 hides it for a minute at most. Messages held by another or an
 interrupted run are counted at the start and the end, with when they are visible again; the run exits 3 while
 any are left, or with --wait waits for them and redrives them too.
 
@@ -139,7 +140,7 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
     try:
         exit_code = asyncio.run(_redrive(arguments, terminal, _target_factory(arguments, endpoint_url), report))
     except (KeyboardInterrupt, asyncio.CancelledError):
-        terminal.error("interrupted: what was not redriven is back in its store (a kill -9 hides it for 30 s)")
+        terminal.error("interrupted: what was not redriven is back in its store, visible again")
         exit_code = EXIT_INTERRUPTED
     except Exception as error:
         report.print(terminal, _failure_exit_code(error))
@@ -264,9 +265,10 @@ async def _redrive(
     from redrive import Redriver
 
     # SIGTERM (a plain `kill`, a CI timeout) ends the run as Ctrl-C does: holds released, summary printed.
+    # Signal handlers belong to the main thread; run from another (a test's), the caller handles signals.
     this_run = asyncio.current_task()
-    assert this_run is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this_run.cancel)
+    if this_run is not None and threading.current_thread() is threading.main_thread():
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this_run.cancel)
     async with target_factory() as target:
         report.stores = target.stores()
         progress = _Progress(terminal, report.started)

@@ -55,9 +55,10 @@ SQS_RECEIVE_LIMIT = 10  # SQS's maximum messages per ReceiveMessage and per batc
 # Long polling queries every SQS server, so an empty answer means the queue has no visible message left.
 SQS_WAIT_SECONDS = 1
 # A received message stays invisible while the run lasts (kept ones must not come round again), but never
-# longer than this past the run's last renewal: all that a killed run (kill -9) hides, and for how long.
-HOLD_SECONDS = 30
-HOLD_RENEWAL_SECONDS = 10.0  # holds are renewed this often: well within HOLD_SECONDS on a busy machine
+# longer than this past the run's last renewal: all that a killed run (kill -9) hides, and for how long
+# (`dispatcher redrive --help` says "a minute at most").
+HOLD_SECONDS = 60
+HOLD_RENEWAL_SECONDS = 20.0  # holds are renewed this often: well within HOLD_SECONDS on a busy machine
 HELD_POLL_SECONDS = 2.0  # with `wait`: how often the queue's count of held messages is read again
 
 

@@ -73,7 +73,7 @@ def aws_target(subscription: str, environment: Environment, endpoint_url: str | 
         invoke=invoke,
         function_timeout_seconds=timeout,
         sqs=sqs,
-        dead_letter_queue_url=queue_url,
+        parked_records_url=queue_url,
         s3=s3,
         on_failure_bucket=on_failure_bucket(mappings),
         payload_bucket=str(payload_bucket),

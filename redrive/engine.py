@@ -243,7 +243,7 @@ class Redriver:
         return self.summary
 
     async def _redrive_parked_records_queue(self) -> None:
-        holds = _Holds(self.target.sqs, self.target.dead_letter_queue_url)
+        holds = _Holds(self.target.sqs, self.target.parked_records_url)
         seen: set[str] = set()  # message ids handled in this run
         redriven_ids: set[str] = set()  # webhook-ids re-delivered in this run: a re-parked copy is not looped
         renewal = asyncio.create_task(holds.renew_every(self._hold_renewal_seconds))
@@ -281,7 +281,7 @@ class Redriver:
                 record, outcome = redriven
                 await asyncio.to_thread(
                     self.target.sqs.delete_message,
-                    QueueUrl=self.target.dead_letter_queue_url,
+                    QueueUrl=self.target.parked_records_url,
                     ReceiptHandle=holds.handles.pop(message_id),
                 )
                 # Parked again, the record's new message points at the very same object: it stays.
@@ -366,7 +366,7 @@ class Redriver:
         """The parked-records queue's visible messages, and those held by others than this run (SQS's counts are
         approximate: eventually consistent within about a minute)."""
         attributes = self.target.sqs.get_queue_attributes(
-            QueueUrl=self.target.dead_letter_queue_url,
+            QueueUrl=self.target.parked_records_url,
             AttributeNames=[
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",
@@ -380,7 +380,7 @@ class Redriver:
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = self.target.sqs.receive_message(
-            QueueUrl=self.target.dead_letter_queue_url,
+            QueueUrl=self.target.parked_records_url,
             MaxNumberOfMessages=SQS_RECEIVE_LIMIT,
             VisibilityTimeout=HOLD_SECONDS,
             WaitTimeSeconds=SQS_WAIT_SECONDS,

@@ -51,7 +51,7 @@ async def local_target(subscription: str, registry: Path, endpoint_url: str) -> 
             invoke=runner.invoke,
             function_timeout_seconds=spec.function.timeout_seconds,
             sqs=aws.client("sqs"),
-            dead_letter_queue_url=spec.function.environment[DLQ_URL_ENV],
+            parked_records_url=spec.function.environment[DLQ_URL_ENV],
             s3=aws.client("s3"),
             on_failure_bucket=spec.mapping.on_failure_bucket if isinstance(spec.mapping, KinesisMappingSpec) else None,
             payload_bucket=spec.function.environment[PAYLOAD_BUCKET_ENV],

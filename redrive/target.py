@@ -25,14 +25,14 @@ class RedriveTarget:
     invoke: Invoke
     function_timeout_seconds: float  # how long one invocation may take: sizes how long messages are held
     sqs: Any  # boto3 SQS client
-    dead_letter_queue_url: str
+    parked_records_url: str
     s3: Any  # boto3 S3 client
     on_failure_bucket: str | None  # stream subscriptions only
     payload_bucket: str  # the function's DISPATCHER_PAYLOAD_BUCKET: parked payloads too large for their message
 
     def stores(self) -> list[str]:
         """What a redrive of this subscription reads, one line each (the summary names them)."""
-        queue_name = self.dead_letter_queue_url.rstrip("/").rsplit("/", 1)[-1]
+        queue_name = self.parked_records_url.rstrip("/").rsplit("/", 1)[-1]
         stores = [
             f"parked-records queue {queue_name}",
             f"parked payloads s3://{self.payload_bucket}/{parked_payload_prefix(self.subscription)}",

@@ -1,4 +1,4 @@
-"""The redrive's tests: in-process moto for the dead-letter queue and the on-failure bucket, and the real
+"""The redrive's tests: in-process moto for the parked-records queue and the on-failure store, and the real
 dispatcher (delivery, delivered ids, parking into that queue) behind the function port, with a scripted endpoint."""
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ FUNCTION_TIMEOUT_SECONDS = 60.0
 
 @dataclass
 class ParkedSubscription:
-    """One subscription's function (the real dispatcher), its dead-letter queue and on-failure bucket."""
+    """One subscription's function (the real dispatcher), its parked-records queue and on-failure store."""
 
     sqs: Any
     s3: Any
-    dead_letter_queue_url: str
+    parked_records_url: str
     bucket: str
-    payload_bucket: str  # where the function stores payloads too large for their dead-letter message
+    payload_bucket: str  # where the function stores payloads too large for their parked message
     endpoint: FakeEndpoint = field(default_factory=lambda: FakeEndpoint(default=204))
     delivered_ids: FakeDeliveredIds = field(default_factory=FakeDeliveredIds)
     invocations: list[dict[str, Any]] = field(default_factory=list)
@@ -45,7 +45,7 @@ class ParkedSubscription:
 
     def __post_init__(self) -> None:
         payloads = S3PayloadStore(self.payload_bucket, client_factory=lambda: self.s3)
-        parked_records = SqsParkedRecords(self.dead_letter_queue_url, payloads, client_factory=lambda: self.sqs)
+        parked_records = SqsParkedRecords(self.parked_records_url, payloads, client_factory=lambda: self.sqs)
         config = subscription(max_attempts=1)
         self.dispatcher = Dispatcher(config, self.endpoint, self.delivered_ids, parked_records, FakeSecret(), FAST)
 
@@ -79,7 +79,7 @@ class ParkedSubscription:
             invoke=self.invoke,
             function_timeout_seconds=FUNCTION_TIMEOUT_SECONDS,
             sqs=self.sqs,
-            dead_letter_queue_url=self.dead_letter_queue_url,
+            parked_records_url=self.parked_records_url,
             s3=self.s3,
             on_failure_bucket=self.bucket if with_bucket else None,
             payload_bucket=self.payload_bucket,
@@ -99,17 +99,17 @@ class ParkedSubscription:
         }
 
     def parked_bodies(self) -> list[str]:
-        """Every message in the dead-letter queue, read and made visible again."""
+        """Every message in the parked-records queue, read and made visible again."""
         bodies: list[str] = []
         handles: list[str] = []
         while messages := self.sqs.receive_message(
-            QueueUrl=self.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
+            QueueUrl=self.parked_records_url, MaxNumberOfMessages=10, VisibilityTimeout=30
         ).get("Messages", []):
             bodies.extend(message["Body"] for message in messages)
             handles.extend(message["ReceiptHandle"] for message in messages)
         for handle in handles:
             self.sqs.change_message_visibility(
-                QueueUrl=self.dead_letter_queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+                QueueUrl=self.parked_records_url, ReceiptHandle=handle, VisibilityTimeout=0
             )
         return bodies
 

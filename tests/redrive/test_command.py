@@ -27,7 +27,7 @@ STREAM = "events"
 SUBSCRIPTION = "events-to-hook"
 PARKED_TIMEOUT_SECONDS = 30.0  # far above what parking one record takes
 POLL_SECONDS = 0.2
-# Makes the record's JSON about 900 KB: under Kinesis's 1 MiB, far over what fits a dead-letter message inline.
+# Makes the record's JSON about 900 KB: under Kinesis's 1 MiB, far over what fits a parked message inline.
 LARGE_RECORD_PADDING_BYTES = 900_000
 
 

@@ -19,14 +19,14 @@ QUICK_RENEWAL_SECONDS = 0.05  # renew holds often, so the renewal test waits on 
 OBSERVED_WITHIN_SECONDS = 30.0  # bound on waiting for the renewal: far above QUICK_RENEWAL_SECONDS
 # A function that may run 13 minutes: the old hold (10 x (timeout + 1/rate) + 60 s) would have been over 2 hours.
 LONG_FUNCTION_TIMEOUT_SECONDS = 783.0
-QUEUE_DEFAULT_HOLD_SECONDS = 45  # the test queue's own VisibilityTimeout, which a plain receive uses
+QUEUE_DEFAULT_HOLD_SECONDS = HOLD_SECONDS + 30  # the queue's own VisibilityTimeout (a plain receive uses it): longer
 
 
 def hold_as_an_interrupted_run_would(parked: ParkedSubscription, records: int) -> list[str]:
     """Receive `records` parked messages and keep them invisible, as a run killed mid-way leaves them; their
     receipt handles."""
     messages = parked.sqs.receive_message(
-        QueueUrl=parked.dead_letter_queue_url, MaxNumberOfMessages=records, VisibilityTimeout=HOLD_SECONDS
+        QueueUrl=parked.parked_records_url, MaxNumberOfMessages=records, VisibilityTimeout=HOLD_SECONDS
     )["Messages"]
     assert len(messages) == records
     return [message["ReceiptHandle"] for message in messages]
@@ -38,7 +38,7 @@ async def test_records_held_by_an_interrupted_run_are_reported_and_left(
     # Given three parked records, two of them held by a run that was killed
     await parked_subscription.park(*(sqs_record(f"m-{n}", {"type": "a"}) for n in range(3)))
     parked_subscription.sqs.set_queue_attributes(
-        QueueUrl=parked_subscription.dead_letter_queue_url,
+        QueueUrl=parked_subscription.parked_records_url,
         Attributes={"VisibilityTimeout": str(QUEUE_DEFAULT_HOLD_SECONDS)},
     )
     hold_as_an_interrupted_run_would(parked_subscription, 2)
@@ -80,7 +80,7 @@ async def test_with_wait_the_run_waits_for_held_records_and_redrives_them(
             if waiting:
                 for handle in handles:
                     parked_subscription.sqs.change_message_visibility(
-                        QueueUrl=parked_subscription.dead_letter_queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+                        QueueUrl=parked_subscription.parked_records_url, ReceiptHandle=handle, VisibilityTimeout=0
                     )
 
     # When a redrive runs with --wait

@@ -16,7 +16,7 @@ from tests.redrive.conftest import ParkedSubscription
 
 MESSAGE_ATTRIBUTES = {"tenant": {"stringValue": "t-1", "dataType": "String"}}
 LARGEST_RECORD_BYTES = 1024 * 1024  # the largest record Kinesis and SQS accept (1 MiB)
-# Every field of a dead-letter message but its payload.
+# Every field of a parked message but its payload.
 PARKED_FIELDS = {
     "subscription": "s",
     "webhook_id": "w",
@@ -48,7 +48,7 @@ async def test_a_parked_record_is_rebuilt_at_its_original_position(
     await parked_subscription.park(original)
     (body,) = parked_subscription.parked_bodies()
 
-    # When it is rebuilt from the dead-letter message
+    # When it is rebuilt from the parked message
     rebuilt_event = ParkedRecord.from_message(body, parked_subscription.read_stored).lambda_event()
 
     # Then the function parses the same record back: same webhook-id, payload and source position
@@ -111,7 +111,7 @@ async def test_a_record_whose_payload_was_stored_in_s3_is_rebuilt_with_its_exact
     (body,) = parked_subscription.parked_bodies()
     (key,) = parked_subscription.stored_payloads()
 
-    # When it is rebuilt from the dead-letter message
+    # When it is rebuilt from the parked message
     record = ParkedRecord.from_message(body, parked_subscription.read_stored)
 
     # Then the payload is read from where the message points, and the function parses the same record back

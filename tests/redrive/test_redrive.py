@@ -1,4 +1,4 @@
-"""Given records the real dispatcher parked (dead-letter queue) or gave up on (on-failure object), when they are
+"""Given records the real dispatcher parked (parked-records queue) or gave up on (on-failure object), when they are
 redriven through the function port, then each is deleted only after its re-delivery and nothing is looped."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def receive_counts(parked: ParkedSubscription) -> list[int]:
     counts: list[int] = []
     handles: list[str] = []
     while messages := parked.sqs.receive_message(
-        QueueUrl=parked.dead_letter_queue_url,
+        QueueUrl=parked.parked_records_url,
         MaxNumberOfMessages=10,
         VisibilityTimeout=30,
         AttributeNames=["ApproximateReceiveCount"],
@@ -51,7 +51,7 @@ def receive_counts(parked: ParkedSubscription) -> list[int]:
         handles.extend(message["ReceiptHandle"] for message in messages)
     for handle in handles:
         parked.sqs.change_message_visibility(
-            QueueUrl=parked.dead_letter_queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+            QueueUrl=parked.parked_records_url, ReceiptHandle=handle, VisibilityTimeout=0
         )
     return counts
 
@@ -174,7 +174,7 @@ async def test_a_record_the_function_skips_as_finished_is_kept(parked_subscripti
 
 
 async def test_messages_that_cannot_be_rebuilt_are_skipped_and_kept(parked_subscription: ParkedSubscription) -> None:
-    parked_subscription.sqs.send_message(QueueUrl=parked_subscription.dead_letter_queue_url, MessageBody="garbage")
+    parked_subscription.sqs.send_message(QueueUrl=parked_subscription.parked_records_url, MessageBody="garbage")
 
     summary = await redriver(parked_subscription).run()
 
@@ -256,7 +256,7 @@ async def test_dry_run_counts_the_parked_queue_lists_the_on_failure_store_and_ch
     assert on_failure_objects(parked_subscription) == {"object-1": records}
 
 
-# -- payloads stored in S3 (too large for their dead-letter message) ---------------------------------------------
+# -- payloads stored in S3 (too large for their parked message) ---------------------------------------------
 
 LARGEST_RECORD_BYTES = 1024 * 1024  # the largest record Kinesis and SQS accept (1 MiB)
 
@@ -334,15 +334,15 @@ async def test_a_record_parked_in_s3_that_still_fails_keeps_message_and_payload(
 async def test_a_message_pointing_anywhere_but_at_its_own_stored_payload_is_skipped_and_kept(
     parked_subscription: ParkedSubscription, where: dict[str, str], problem: str
 ) -> None:
-    # Given a dead-letter message whose payload_s3 points outside the subscription's prefix, or at nothing
+    # Given a parked message whose payload_s3 points outside the subscription's prefix, or at nothing
     original, _ = large_record(1)
     await parked_subscription.park(original)
     (body,) = parked_subscription.parked_bodies()
     document = json.loads(body)
     document["payload_s3"] |= where
-    parked_subscription.sqs.purge_queue(QueueUrl=parked_subscription.dead_letter_queue_url)
+    parked_subscription.sqs.purge_queue(QueueUrl=parked_subscription.parked_records_url)
     parked_subscription.sqs.send_message(
-        QueueUrl=parked_subscription.dead_letter_queue_url, MessageBody=json.dumps(document)
+        QueueUrl=parked_subscription.parked_records_url, MessageBody=json.dumps(document)
     )
 
     # When it is redriven

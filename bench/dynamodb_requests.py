@@ -33,7 +33,8 @@ from moto import mock_aws
 from bench import workload
 from bench.report import Figure, emit, progress, section
 from dispatcher.adapters.dynamodb import DynamoDbDeliveredIds
-from dispatcher.delivery import BatchReport, Dispatcher
+from dispatcher.delivery import Dispatcher
+from dispatcher.outcomes import BatchReport
 from dispatcher.records import Batch, parse_event
 from tests.events import event, kinesis_record
 from tests.fakes import Answer, FakeEndpoint, FakeParkedRecords, FakeSecret

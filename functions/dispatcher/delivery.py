@@ -8,38 +8,34 @@ Plain Python behind small ports (ports.py), callable without Lambda. The rules:
 - With ordering by partition key (always for FIFO groups), records of one key go out one after
   another in sequence order; once one is not delivered, the later ones of that key are held back.
 - Reported failures are exactly the records not delivered and not parked.
+
+One POST and what its answer means is posting.py; when to attempt again, attempt_policy.py; the parked
+message's document, parked_message.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import enum
 import logging
-import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC
-from http import HTTPStatus
-from typing import Any
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from dataclasses import dataclass
 
 from dispatcher import delivered_ids
+from dispatcher.attempt_policy import AttemptPolicy
 from dispatcher.config import SubscriptionConfig
-from dispatcher.guard import EndpointRefusedError
-from dispatcher.ports import DeliveredIds, HttpSender, ParkedMessage, ParkedRecords, SecretSource, TransportError
-from dispatcher.records import Batch, SourceRecord, header_safe
+from dispatcher.outcomes import BatchReport, DeliveryStats, Outcome, RecordResult
+from dispatcher.parked_message import parked_message
+from dispatcher.ports import DeliveredIds, HttpSender, ParkedRecords, SecretSource
+from dispatcher.posting import DeadlineReachedError, PermanentFailureError, RecordPoster, TransientFailureError
+from dispatcher.records import Batch, SourceRecord
 from dispatcher.signing import SigningKeys
-from dispatcher.throttle import AdaptiveLimiter, CircuitBreaker, CircuitOpenError, TokenBucket
-from dispatcher.timestamps import rfc3339, rfc3339_from_epoch_seconds
+from dispatcher.throttle import CircuitBreaker, CircuitOpenError
+from dispatcher.timestamps import rfc3339_from_epoch_seconds
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "callback-dispatcher/0.1"
 MAX_FAILURES_LOGGED = 20  # per invocation; a down endpoint must not flood the logs
 
 
@@ -51,68 +47,6 @@ class DeliveryTuning:
     backoff_cap_seconds: float = 10.0
     breaker_threshold: int = 5  # consecutive transient failures that open the circuit
     checkpoint_interval_seconds: float = 10.0  # progress entries during long invocations
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    PARKED = "parked"
-    FAILED = "failed"  # reported as a batch item failure: Lambda sends it again
-    SKIPPED = "skipped"  # delivered or parked by an earlier invocation
-
-
-@dataclass(frozen=True, slots=True)
-class RecordResult:
-    outcome: Outcome
-    attempts: int = 0
-    last_status: int | None = None
-    reason: str = ""
-
-    @property
-    def finished(self) -> bool:
-        return self.outcome is not Outcome.FAILED
-
-
-@dataclass
-class DeliveryStats:
-    delivered: int = 0
-    failed: int = 0
-    retried: int = 0
-    duplicates_skipped: int = 0
-    parked: int = 0
-    status_classes: Counter[str] = field(default_factory=Counter)  # "2xx" .. "5xx", "network"
-    latencies_ms: list[float] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    batch: Batch
-    results: tuple[RecordResult, ...]  # aligned with batch.records
-    stats: DeliveryStats
-
-    @property
-    def failed_records(self) -> list[SourceRecord]:
-        return [r for r, result in zip(self.batch.records, self.results, strict=True) if not result.finished]
-
-    def response(self) -> dict[str, list[dict[str, str]]]:
-        """The ReportBatchItemFailures response: identifiers of this batch only, each once, never empty."""
-        identifiers = dict.fromkeys(record.item_identifier for record in self.failed_records)
-        return {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in identifiers]}
-
-
-class _TransientError(Exception):
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.status, self.retry_after = reason, status, retry_after
-
-
-class _PermanentError(Exception):
-    def __init__(self, reason: str, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.status = reason, status
-
-
-class _DeadlineReachedError(Exception):
-    pass
 
 
 class Dispatcher:
@@ -155,25 +89,43 @@ class Dispatcher:
 
 
 class _BatchRun:
-    """The state of one invocation."""
+    """The state of one invocation, with the references to the dispatcher's parts it needs."""
 
     def __init__(self, dispatcher: Dispatcher, batch: Batch, deadline: float, keys: SigningKeys) -> None:
-        self.d = dispatcher
         self.config = dispatcher.subscription
+        self.delivered_ids = dispatcher.delivered_ids
+        self.parked_records = dispatcher.parked_records
+        self.breaker = dispatcher.breaker
+        self.wall_clock = dispatcher.wall_clock
+        self.sleep = dispatcher.sleep
+        self.checkpoint_interval_seconds = dispatcher.tuning.checkpoint_interval_seconds
         self.batch = batch
-        self.deadline = deadline
-        self.keys = keys
         self.stats = DeliveryStats()
         self.results: list[RecordResult | None] = [None] * len(batch.records)
-        self.limiter = AdaptiveLimiter(self.config.max_in_flight)
-        rate = self.config.rate_limit_per_second
-        self.bucket = TokenBucket(rate) if rate else None
+        tuning = dispatcher.tuning
+        self.policy = AttemptPolicy(
+            self.config.max_attempts,
+            tuning.backoff_base_seconds,
+            tuning.backoff_cap_seconds,
+            tuning.min_attempt_seconds,
+        )
+        self.poster = RecordPoster(
+            self.config,
+            dispatcher.sender,
+            self.breaker,
+            keys,
+            self.stats,
+            deadline=deadline,
+            min_attempt_seconds=tuning.min_attempt_seconds,
+            wall_clock=dispatcher.wall_clock,
+            sleep=dispatcher.sleep,
+        )
         self.leader_of: dict[str, int] = {}
         self.leader_results: dict[str, asyncio.Future[RecordResult]] = {}
 
     async def execute(self) -> BatchReport:
         records = self.batch.records
-        recalled = self.d.delivered_ids.fetch(delivered_ids.lookup_keys(self.config.name, self.batch))
+        recalled = self.delivered_ids.fetch(delivered_ids.lookup_keys(self.config.name, self.batch))
         already_finished = frozenset().union(*recalled.values())
         pending = []
         for index, record in enumerate(records):
@@ -183,7 +135,7 @@ class _BatchRun:
             else:
                 pending.append(index)
                 self.leader_of.setdefault(record.webhook_id, index)
-        self.d.breaker.begin_invocation()
+        self.breaker.begin_invocation()
         checkpointer = asyncio.create_task(self._checkpoint_periodically())
         try:
             async with asyncio.TaskGroup() as lanes:
@@ -275,158 +227,41 @@ class _BatchRun:
         return RecordResult(leader_result.outcome, 0, leader_result.last_status, f"{note}: {leader_result.reason}")
 
     async def _attempt(self, record: SourceRecord) -> RecordResult:
-        attempts = 0
-        record_headers = self._record_headers(record)
-
-        async def send() -> None:
-            nonlocal attempts
-            attempts += 1
-            await self._send_once(record, attempts, record_headers)
-
-        try:
+        """Attempts until delivered, parked or out of attempts or time; the first attempt follows the same
+        rules as every retry."""
+        attempt = self.poster.attempt(record)
+        while True:
+            attempt.made += 1
             try:
-                # Most records are delivered at once: they skip the retry machinery's cost entirely.
-                await send()
-            except _TransientError as failure:
-                wait = self._backoff_seconds(failure, attempts)
-                if self._out_of_attempts(attempts, wait):
-                    raise
-                await self.d.sleep(wait)
-                # tenacity numbers its own attempts from 1; the first one was made above.
-                async for attempt in AsyncRetrying(
-                    stop=lambda state: self._out_of_attempts(state.attempt_number + 1, state.upcoming_sleep),
-                    wait=lambda state: self._backoff_seconds(_failure_of(state), state.attempt_number + 1),
-                    retry=retry_if_exception_type(_TransientError),
-                    sleep=self.d.sleep,
-                    reraise=True,
-                ):
-                    with attempt:
-                        await send()
-        except _TransientError as failure:
-            self.stats.retried += attempts - 1
-            return RecordResult(Outcome.FAILED, attempts, failure.status, failure.reason)
-        except _PermanentError as failure:
-            self.stats.retried += attempts - 1
-            return RecordResult(Outcome.PARKED, attempts, failure.status, failure.reason)
-        except CircuitOpenError as error:
-            return RecordResult(Outcome.FAILED, attempts - 1, reason=str(error))
-        except _DeadlineReachedError:
-            return RecordResult(Outcome.FAILED, attempts - 1, reason="invocation deadline reached; not sent")
+                await self.poster.post(attempt)
+            except TransientFailureError as failure:
+                wait = self.policy.wait_before_next(attempt.made, failure.retry_after, self.poster.seconds_left())
+                if wait is None:
+                    return self._attempted(attempt.made, Outcome.FAILED, failure.status, failure.reason)
+                await self.sleep(wait)
+            except PermanentFailureError as failure:
+                return self._attempted(attempt.made, Outcome.PARKED, failure.status, failure.reason)
+            except CircuitOpenError as error:
+                return RecordResult(Outcome.FAILED, attempt.made - 1, reason=str(error))
+            except DeadlineReachedError:
+                return RecordResult(Outcome.FAILED, attempt.made - 1, reason="invocation deadline reached; not sent")
+            else:
+                return self._attempted(attempt.made, Outcome.DELIVERED, 200)
+
+    def _attempted(self, attempts: int, outcome: Outcome, status: int | None, reason: str = "") -> RecordResult:
+        """The result of a record that was sent at least once: every attempt after its first was a retry."""
         self.stats.retried += attempts - 1
-        return RecordResult(Outcome.DELIVERED, attempts, 200)
-
-    def _backoff_seconds(self, failure: BaseException | None, attempts_made: int) -> float:
-        """Retry-After when the endpoint said so, else full jitter over an exponential ceiling."""
-        if isinstance(failure, _TransientError) and failure.retry_after is not None:
-            return failure.retry_after
-        tuning = self.d.tuning
-        ceiling = min(tuning.backoff_cap_seconds, tuning.backoff_base_seconds * 2 ** (attempts_made - 1))
-        return random.uniform(0, ceiling)
-
-    def _out_of_attempts(self, attempts_made: int, upcoming_sleep: float) -> bool:
-        if attempts_made >= self.config.max_attempts:
-            return True
-        # A wait (Retry-After included) that would end past the deadline is not waited for.
-        return upcoming_sleep + self.d.tuning.min_attempt_seconds > self.deadline - time.monotonic()
-
-    def _time_left(self) -> float:
-        remaining = self.deadline - time.monotonic()
-        if remaining < self.d.tuning.min_attempt_seconds:
-            raise _DeadlineReachedError
-        return remaining
-
-    async def _send_once(self, record: SourceRecord, attempt: int, record_headers: dict[str, str]) -> None:
-        self._time_left()
-        await self.limiter.acquire()
-        try:
-            # Asked only once a slot is free: requests queued behind the limiter must not go out
-            # after the circuit opened.
-            is_probe = await self.d.breaker.admit()
-            try:
-                await self._take_token()
-                await self._post(record, attempt, record_headers, is_probe)
-            finally:
-                if is_probe:
-                    self.d.breaker.end_probe()
-        finally:
-            self.limiter.release()
-
-    async def _take_token(self) -> None:
-        if self.bucket is None:
-            return
-        wait = self.bucket.reserve()
-        if wait > self._time_left() - self.d.tuning.min_attempt_seconds:
-            self.bucket.give_back()
-            raise _DeadlineReachedError
-        if wait > 0:
-            await self.d.sleep(wait)
-
-    async def _post(self, record: SourceRecord, attempt: int, record_headers: dict[str, str], is_probe: bool) -> None:
-        timeout = min(self.config.request_timeout_seconds, self._time_left())
-        headers = self._attempt_headers(record, attempt, record_headers)
-        started = time.monotonic()
-        try:
-            response = await self.d.sender.post(self.config.endpoint, record.payload, headers, timeout)
-        except EndpointRefusedError as refused:
-            raise _PermanentError(f"endpoint refused by the SSRF guard: {refused}") from None
-        except TransportError as error:
-            self.stats.status_classes["network"] += 1
-            self.d.breaker.record_transient_failure(is_probe)
-            raise _TransientError(f"no response: {error}") from None
-        self.stats.latencies_ms.append((time.monotonic() - started) * 1000)
-        status = response.status
-        self.stats.status_classes[f"{status // 100}xx"] += 1
-        if 200 <= status < 300:
-            self.d.breaker.record_success()
-            self.limiter.on_success()
-            if self.bucket is not None:
-                self.bucket.on_success()
-            return
-        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= 500:
-            self.d.breaker.record_transient_failure(is_probe)
-            if status == HTTPStatus.TOO_MANY_REQUESTS:
-                self.limiter.on_throttled()
-                if self.bucket is not None:
-                    self.bucket.on_throttled()
-            retry_after = parse_retry_after(response.retry_after, self.d.wall_clock())
-            raise _TransientError(f"HTTP {status} {_phrase(status)}".rstrip(), status, retry_after)
-        # The endpoint answered: it is up, even if it will never take this record.
-        self.d.breaker.record_success()
-        raise _PermanentError(f"HTTP {status} {_phrase(status)}".rstrip(), status)
-
-    def _record_headers(self, record: SourceRecord) -> dict[str, str]:
-        """The headers that are the same on every attempt of a record."""
-        headers = {
-            "Content-Type": "application/json" if record.is_json else "application/octet-stream",
-            "User-Agent": USER_AGENT,
-            "webhook-id": record.webhook_id,
-            "Idempotency-Key": record.webhook_id,
-            "dispatch-source": header_safe(record.source_name),
-            "dispatch-produced-at": rfc3339(record.produced_at),
-        }
-        if record.partition_key is not None:
-            headers["dispatch-partition-key"] = header_safe(record.partition_key)
-        if record.sequence_number is not None:
-            headers["dispatch-sequence"] = header_safe(record.sequence_number)
-        return headers
-
-    def _attempt_headers(self, record: SourceRecord, attempt: int, record_headers: dict[str, str]) -> dict[str, str]:
-        timestamp = int(self.d.wall_clock())  # each attempt is signed with its own timestamp
-        headers = dict(record_headers)
-        headers["webhook-timestamp"] = str(timestamp)
-        headers["webhook-signature"] = self.keys.signature_header(record.webhook_id, timestamp, record.payload)
-        headers["dispatch-attempt"] = str(attempt)
-        return headers
+        return RecordResult(outcome, attempts, status, reason)
 
     def _park(self) -> None:
         """Send parked records to the parked-records queue in one go; one that cannot be parked is reported failed."""
         to_park = [i for i, result in enumerate(self.results) if result and result.outcome is Outcome.PARKED]
         if not to_park:
             return
-        parked_at = rfc3339_from_epoch_seconds(self.d.wall_clock())
-        messages = [self._parked_message(self.batch.records[i], self._result(i), parked_at) for i in to_park]
+        parked_at = rfc3339_from_epoch_seconds(self.wall_clock())
+        messages = [parked_message(self.config, self.batch.records[i], self._result(i), parked_at) for i in to_park]
         try:
-            unparked = self.d.parked_records.park(messages)
+            unparked = self.parked_records.park(messages)
         except Exception as error:
             logger.exception("parking failed; the records are reported as failures")
             unparked = dict.fromkeys(range(len(to_park)), f"{type(error).__name__}: {error}")
@@ -460,23 +295,6 @@ class _BatchRun:
         assert result is not None
         return result
 
-    def _parked_message(self, record: SourceRecord, result: RecordResult, parked_at: str) -> ParkedMessage:
-        """The message's fields; the parked records add the payload, inline or as a reference to where it stored it."""
-        fields: dict[str, Any] = {
-            "subscription": self.config.name,
-            "endpoint": self.config.endpoint,
-            "webhook_id": record.webhook_id,
-            "item_identifier": record.item_identifier,
-            "source": record.source_fields(),
-            "content_type": "application/json" if record.is_json else "application/octet-stream",
-            "produced_at": rfc3339(record.produced_at),
-            "reason": result.reason,
-            "last_status": result.last_status,
-            "attempts": result.attempts,
-            "parked_at": parked_at,
-        }
-        return ParkedMessage(fields, record.payload)
-
     def _finished_records(self, *outcomes: Outcome) -> list[SourceRecord]:
         return [
             record
@@ -488,11 +306,11 @@ class _BatchRun:
         """During long invocations, record progress so a crash or timeout re-sends little.
         Parked records are left out: they are in the parked-records queue only once _park() has run."""
         while True:
-            await asyncio.sleep(self.d.tuning.checkpoint_interval_seconds)
+            await asyncio.sleep(self.checkpoint_interval_seconds)
             delivered = self._finished_records(Outcome.DELIVERED, Outcome.SKIPPED)
             entries = delivered_ids.progress_entries(self.config.name, self.batch, delivered)
             try:
-                await asyncio.to_thread(self.d.delivered_ids.save, entries)
+                await asyncio.to_thread(self.delivered_ids.save, entries)
             except Exception:
                 logger.exception("progress checkpoint failed; a crash now would re-send more")
 
@@ -506,7 +324,7 @@ class _BatchRun:
         if not entries:
             return
         try:
-            self.d.delivered_ids.save(entries)
+            self.delivered_ids.save(entries)
         except Exception:
             # Cannot undo the deliveries: the re-sent records reach the endpoint again, which dedupes
             # on webhook-id. Reporting them failed instead would re-send even more.
@@ -531,30 +349,3 @@ class _BatchRun:
                     )
         if self.stats.failed > MAX_FAILURES_LOGGED:
             logger.warning("%d records not delivered in all; reported for retry", self.stats.failed)
-
-
-def _failure_of(state: RetryCallState) -> BaseException | None:
-    return state.outcome.exception() if state.outcome is not None else None
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent or invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""

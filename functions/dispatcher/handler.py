@@ -18,7 +18,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dispatcher import metric_names
 from dispatcher.config import METRICS_NAMESPACE, SERVICE_NAME, FunctionSettings, load_settings
-from dispatcher.delivery import DeliveryStats, Dispatcher
+from dispatcher.delivery import Dispatcher
+from dispatcher.outcomes import DeliveryStats
 from dispatcher.records import parse_event
 
 settings = load_settings(os.environ)

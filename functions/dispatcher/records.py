@@ -62,6 +62,11 @@ class SourceRecord:
     unreadable_reason: str | None = None  # set when the record cannot be delivered as it is: park, never crash
     extra_source_fields: Mapping[str, Any] = field(default_factory=dict)  # SQS extras of `source_fields()`
 
+    @property
+    def content_type(self) -> str:
+        """What the POST and the parked message say the payload is."""
+        return "application/json" if self.is_json else "application/octet-stream"
+
     def source_fields(self) -> dict[str, Any]:
         """Where the record came from, as the parked message's `source` object."""
         fields: dict[str, Any] = {"type": self.kind.value, "name": self.source_name, "arn": self.source_arn}

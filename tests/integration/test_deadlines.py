@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from dispatcher.delivery import BatchReport, Dispatcher
+from dispatcher.delivery import Dispatcher
+from dispatcher.outcomes import BatchReport
 from dispatcher.records import parse_event
 from tests.events import event, kinesis_record, sequence_number
 from tests.integration.conftest import AwsResources, DispatcherFactory

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from dispatcher.delivery import Outcome
+from dispatcher.outcomes import Outcome
 from dispatcher.records import header_safe, parse_event
 from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.fakes import SECRET

@@ -15,7 +15,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from dispatcher.adapters.sqs import SQS_MESSAGE_MAX_BYTES
-from dispatcher.delivery import Outcome
+from dispatcher.outcomes import Outcome
 from dispatcher.records import parse_event
 from tests.events import SHARD, STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.fakes import SECRET

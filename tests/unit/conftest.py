@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 
 from dispatcher.config import SubscriptionConfig
-from dispatcher.delivery import BatchReport, DeliveryTuning, Dispatcher
+from dispatcher.delivery import DeliveryTuning, Dispatcher
+from dispatcher.outcomes import BatchReport
 from dispatcher.records import parse_event
 from tests.fakes import FakeDeliveredIds, FakeEndpoint, FakeParkedRecords, FakeSecret
 

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from dispatcher.delivery import Outcome, parse_retry_after
+from dispatcher.attempt_policy import parse_retry_after
 from dispatcher.guard import EndpointRefusedError
+from dispatcher.outcomes import Outcome
 from dispatcher.signing import SigningSecretError
 from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.fakes import SECRET, transport_failure

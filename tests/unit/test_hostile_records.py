@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.delivery import Outcome
+from dispatcher.outcomes import Outcome
 from dispatcher.records import header_safe, parse_event
 from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.unit.conftest import Harness, failed_ids, subscription

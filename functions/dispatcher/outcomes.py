@@ -1,0 +1,56 @@
+"""What became of a batch's records: each record's result, the invocation's counts and the partial-failure
+report Lambda reads."""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dispatcher.records import Batch, SourceRecord
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    PARKED = "parked"
+    FAILED = "failed"  # reported as a batch item failure: Lambda sends it again
+    SKIPPED = "skipped"  # delivered or parked by an earlier invocation
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    outcome: Outcome
+    attempts: int = 0
+    last_status: int | None = None
+    reason: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not Outcome.FAILED
+
+
+@dataclass
+class DeliveryStats:
+    delivered: int = 0
+    failed: int = 0
+    retried: int = 0
+    duplicates_skipped: int = 0
+    parked: int = 0
+    status_classes: Counter[str] = field(default_factory=Counter)  # "2xx" .. "5xx", "network"
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    batch: Batch
+    results: tuple[RecordResult, ...]  # aligned with batch.records
+    stats: DeliveryStats
+
+    @property
+    def failed_records(self) -> list[SourceRecord]:
+        return [r for r, result in zip(self.batch.records, self.results, strict=True) if not result.finished]
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        """The ReportBatchItemFailures response: identifiers of this batch only, each once, never empty."""
+        identifiers = dict.fromkeys(record.item_identifier for record in self.failed_records)
+        return {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in identifiers]}

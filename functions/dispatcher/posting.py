@@ -1,0 +1,186 @@
+"""One POST of a record to the endpoint: the headers and signature it carries, the throttles and circuit
+breaker it passes first, and what the answer means (delivered, or a transient or permanent failure)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from dispatcher.attempt_policy import parse_retry_after
+from dispatcher.config import SubscriptionConfig
+from dispatcher.guard import EndpointRefusedError
+from dispatcher.outcomes import DeliveryStats
+from dispatcher.ports import HttpSender, TransportError
+from dispatcher.records import SourceRecord, header_safe
+from dispatcher.signing import SigningKeys
+from dispatcher.throttle import AdaptiveLimiter, CircuitBreaker, TokenBucket
+from dispatcher.timestamps import rfc3339
+
+USER_AGENT = "callback-dispatcher/0.1"
+
+
+class TransientFailureError(Exception):
+    """429, 5xx or no response: worth another attempt."""
+
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status, self.retry_after = reason, status, retry_after
+
+
+class PermanentFailureError(Exception):
+    """Any other answer, or an endpoint the SSRF guard refuses: the record can never succeed."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+class DeadlineReachedError(Exception):
+    """Too little of the invocation is left to start an attempt."""
+
+
+@dataclass(slots=True)
+class Attempt:
+    """A record's attempts so far: the headers every attempt sends alike, how many were made, and whether
+    the one in flight is the circuit breaker's probe."""
+
+    record: SourceRecord
+    record_headers: dict[str, str]
+    made: int = 0
+    is_probe: bool = False
+
+
+class RecordPoster:
+    """POSTs records for one invocation, sharing its in-flight limit and rate across the batch."""
+
+    def __init__(
+        self,
+        config: SubscriptionConfig,
+        sender: HttpSender,
+        breaker: CircuitBreaker,
+        keys: SigningKeys,
+        stats: DeliveryStats,
+        *,
+        deadline: float,
+        min_attempt_seconds: float,
+        wall_clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.config = config
+        self.sender = sender
+        self.breaker = breaker
+        self.keys = keys
+        self.stats = stats
+        self.deadline = deadline
+        self.min_attempt_seconds = min_attempt_seconds
+        self.wall_clock = wall_clock
+        self.sleep = sleep
+        self.limiter = AdaptiveLimiter(config.max_in_flight)
+        rate = config.rate_limit_per_second
+        self.bucket = TokenBucket(rate) if rate else None
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def _time_left(self) -> float:
+        remaining = self.seconds_left()
+        if remaining < self.min_attempt_seconds:
+            raise DeadlineReachedError
+        return remaining
+
+    def attempt(self, record: SourceRecord) -> Attempt:
+        """A record's attempts, none made yet, with the headers that are the same on every attempt."""
+        headers = {
+            "Content-Type": record.content_type,
+            "User-Agent": USER_AGENT,
+            "webhook-id": record.webhook_id,
+            "Idempotency-Key": record.webhook_id,
+            "dispatch-source": header_safe(record.source_name),
+            "dispatch-produced-at": rfc3339(record.produced_at),
+        }
+        if record.partition_key is not None:
+            headers["dispatch-partition-key"] = header_safe(record.partition_key)
+        if record.sequence_number is not None:
+            headers["dispatch-sequence"] = header_safe(record.sequence_number)
+        return Attempt(record, headers)
+
+    async def post(self, attempt: Attempt) -> None:
+        """Attempt number `attempt.made` once; returns when the endpoint accepted the record. Raises
+        TransientFailureError, PermanentFailureError, DeadlineReachedError or throttle.CircuitOpenError."""
+        self._time_left()
+        await self.limiter.acquire()
+        try:
+            # Asked only once a slot is free: requests queued behind the limiter must not go out
+            # after the circuit opened.
+            attempt.is_probe = await self.breaker.admit()
+            try:
+                await self._take_token()
+                await self._send(attempt)
+            finally:
+                if attempt.is_probe:
+                    self.breaker.end_probe()
+        finally:
+            self.limiter.release()
+
+    async def _take_token(self) -> None:
+        if self.bucket is None:
+            return
+        wait = self.bucket.reserve()
+        if wait > self._time_left() - self.min_attempt_seconds:
+            self.bucket.give_back()
+            raise DeadlineReachedError
+        if wait > 0:
+            await self.sleep(wait)
+
+    async def _send(self, attempt: Attempt) -> None:
+        record = attempt.record
+        timeout = min(self.config.request_timeout_seconds, self._time_left())
+        headers = self._signed_headers(attempt)
+        started = time.monotonic()
+        try:
+            response = await self.sender.post(self.config.endpoint, record.payload, headers, timeout)
+        except EndpointRefusedError as refused:
+            raise PermanentFailureError(f"endpoint refused by the SSRF guard: {refused}") from None
+        except TransportError as error:
+            self.stats.status_classes["network"] += 1
+            self.breaker.record_transient_failure(attempt.is_probe)
+            raise TransientFailureError(f"no response: {error}") from None
+        self.stats.latencies_ms.append((time.monotonic() - started) * 1000)
+        status = response.status
+        self.stats.status_classes[f"{status // 100}xx"] += 1
+        if 200 <= status < 300:
+            self.breaker.record_success()
+            self.limiter.on_success()
+            if self.bucket is not None:
+                self.bucket.on_success()
+            return
+        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= 500:
+            self.breaker.record_transient_failure(attempt.is_probe)
+            if status == HTTPStatus.TOO_MANY_REQUESTS:
+                self.limiter.on_throttled()
+                if self.bucket is not None:
+                    self.bucket.on_throttled()
+            retry_after = parse_retry_after(response.retry_after, self.wall_clock())
+            raise TransientFailureError(f"HTTP {status} {_phrase(status)}".rstrip(), status, retry_after)
+        # The endpoint answered: it is up, even if it will never take this record.
+        self.breaker.record_success()
+        raise PermanentFailureError(f"HTTP {status} {_phrase(status)}".rstrip(), status)
+
+    def _signed_headers(self, attempt: Attempt) -> dict[str, str]:
+        timestamp = int(self.wall_clock())  # each attempt is signed with its own timestamp
+        headers = dict(attempt.record_headers)
+        headers["webhook-timestamp"] = str(timestamp)
+        headers["webhook-signature"] = self.keys.signature_header(
+            attempt.record.webhook_id, timestamp, attempt.record.payload
+        )
+        headers["dispatch-attempt"] = str(attempt.made)
+        return headers
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

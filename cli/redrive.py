@@ -143,9 +143,9 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
         terminal.error("interrupted: what was not redriven is back in its store, visible again")
         exit_code = EXIT_INTERRUPTED
     except Exception as error:
-        report.print(terminal, _failure_exit_code(error))
+        report.print(terminal, _failure_exit_code(error), "the run failed: the error follows")
         raise _command_error(error) from None
-    report.print(terminal, exit_code)
+    report.print(terminal, exit_code, _MEANINGS[exit_code])
     return exit_code
 
 
@@ -236,7 +236,7 @@ class _Report:
     summary: RedriveSummary | None = None
     plan: Plan | None = None
 
-    def print(self, terminal: Terminal, exit_code: int) -> None:
+    def print(self, terminal: Terminal, exit_code: int, meaning: str) -> None:
         out = terminal.out
         if self.plan is not None:
             _print_plan(terminal, self.plan)
@@ -244,13 +244,12 @@ class _Report:
             _print_summary(terminal, self.summary)
         read = "; ".join(self.stores) or "nothing (stopped before the subscription's stores were found)"
         out.print(f"read: {read}")
-        out.print(f"took {time.monotonic() - self.started:.1f} s; exit status {exit_code} ({_MEANINGS[exit_code]})")
+        out.print(f"took {time.monotonic() - self.started:.1f} s; exit status {exit_code} ({meaning})")
 
 
-_MEANINGS = {
+_MEANINGS = {  # of the exit statuses a run that went through returns
     EXIT_OK: "done",
     EXIT_FAILED: "not every record was redriven",
-    EXIT_USAGE: "the subscription's resources were not found",
     EXIT_HELD: "held records are left: rerun once they are back, or with --wait",
     EXIT_INTERRUPTED: "interrupted",
 }

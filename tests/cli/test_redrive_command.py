@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import socket
 from typing import Any
 
 import pytest
@@ -132,3 +133,36 @@ def test_the_help_documents_each_exit_status_the_command_returns(help_text: str)
     documented = {int(code) for code in re.findall(r"^\s+(\d+)\s+\S", help_text.split("exit status:")[1], re.M)}
     assert documented == statuses
     assert len(statuses) == 5  # distinct
+
+
+def test_a_subscription_registered_but_not_deployed_is_a_usage_error_with_a_summary(
+    aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an AWS account (moto) where the registered subscription was never deployed
+    # When it is redriven
+    exit_code = main(["redrive", "orders-to-warehouse", "--env", "prod", "--registry", str(SHIPPED_REGISTRY)])
+
+    # Then it exits 2 naming the missing function, after a summary that says nothing was read
+    assert exit_code == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "function prod-orders-to-warehouse" in captured.err
+    assert "read: nothing" in captured.out
+    assert "exit status 2" in captured.out
+
+
+def test_a_run_that_cannot_reach_aws_exits_1_with_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given an endpoint on the loopback interface where nothing listens
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    arguments = ["redrive", "orders-to-warehouse", "--env", "prod", "--registry", str(SHIPPED_REGISTRY)]
+
+    # When a redrive runs against it
+    exit_code = main([*arguments, "--endpoint-url", f"http://127.0.0.1:{port}"])
+
+    # Then it exits 1 with the summary and the error, no traceback
+    assert exit_code == EXIT_FAILED
+    captured = capsys.readouterr()
+    assert "exit status 1 (the run failed: the error follows)" in captured.out
+    assert "error: AWS: Could not connect" in captured.err
+    assert "Traceback" not in captured.err

@@ -13,9 +13,15 @@ lesson), priced by what is re-sent rather than by volume.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
 
+from dispatcher.outcomes import BatchReport
+from dispatcher.ports import DeliveredIds
 from dispatcher.records import Batch, SourceKind, SourceRecord
+
+logger = logging.getLogger(__name__)
 
 KEY_SEPARATOR = "#"
 
@@ -71,3 +77,36 @@ def progress_entries(subscription: str, batch: Batch, finished: Sequence[SourceR
             key: frozenset(record.item_identifier for record in finished) for key in lookup_keys(subscription, batch)
         }
     return {_sqs_key(subscription, record): frozenset((record.item_identifier,)) for record in finished}
+
+
+def save_after_partial_failure(store: DeliveredIds, subscription: str, report: BatchReport) -> None:
+    """Save what Lambda will re-send although finished; a failed save is logged, never raised."""
+    batch = report.batch
+    finished = [record for record, result in zip(batch.records, report.results, strict=True) if result.finished]
+    entries = entries_after_partial_failure(subscription, batch, finished, report.failed_records)
+    if not entries:
+        return
+    try:
+        store.save(entries)
+    except Exception:
+        # Cannot undo the deliveries: the re-sent records reach the endpoint again, which dedupes
+        # on webhook-id. Reporting them failed instead would re-send even more.
+        logger.exception("could not record delivered records; their re-sends will reach the endpoint")
+
+
+async def checkpoint_periodically(
+    store: DeliveredIds,
+    subscription: str,
+    batch: Batch,
+    delivered_so_far: Callable[[], Sequence[SourceRecord]],
+    interval_seconds: float,
+) -> None:
+    """During long invocations, record progress every `interval_seconds` so a crash or timeout re-sends little;
+    runs until cancelled."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        entries = progress_entries(subscription, batch, delivered_so_far())
+        try:
+            await asyncio.to_thread(store.save, entries)
+        except Exception:
+            logger.exception("progress checkpoint failed; a crash now would re-send more")

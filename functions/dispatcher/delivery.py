@@ -26,7 +26,7 @@ from dispatcher import delivered_ids
 from dispatcher.attempt_policy import AttemptPolicy
 from dispatcher.config import SubscriptionConfig
 from dispatcher.outcomes import BatchReport, DeliveryStats, Outcome, RecordResult
-from dispatcher.parked_message import parked_message
+from dispatcher.parked_message import park
 from dispatcher.ports import DeliveredIds, HttpSender, ParkedRecords, SecretSource
 from dispatcher.posting import DeadlineReachedError, PermanentFailureError, RecordPoster, TransientFailureError
 from dispatcher.records import Batch, SourceRecord
@@ -136,7 +136,15 @@ class _BatchRun:
                 pending.append(index)
                 self.leader_of.setdefault(record.webhook_id, index)
         self.breaker.begin_invocation()
-        checkpointer = asyncio.create_task(self._checkpoint_periodically())
+        checkpointer = asyncio.create_task(
+            delivered_ids.checkpoint_periodically(
+                self.delivered_ids,
+                self.config.name,
+                self.batch,
+                self._delivered_so_far,
+                self.checkpoint_interval_seconds,
+            )
+        )
         try:
             async with asyncio.TaskGroup() as lanes:
                 for lane in self._lanes(pending):
@@ -148,7 +156,7 @@ class _BatchRun:
         self._park()
         results = tuple(result for result in self.results if result is not None)
         report = BatchReport(self.batch, results, self.stats)
-        self._remember(report)
+        delivered_ids.save_after_partial_failure(self.delivered_ids, self.config.name, report)
         self._count(report)
         return report
 
@@ -254,81 +262,28 @@ class _BatchRun:
         return RecordResult(outcome, attempts, status, reason)
 
     def _park(self) -> None:
-        """Send parked records to the parked-records queue in one go; one that cannot be parked is reported failed."""
+        """Set the parked records aside in one go; one that cannot be parked is reported failed."""
         to_park = [i for i, result in enumerate(self.results) if result and result.outcome is Outcome.PARKED]
         if not to_park:
             return
         parked_at = rfc3339_from_epoch_seconds(self.wall_clock())
-        messages = [parked_message(self.config, self.batch.records[i], self._result(i), parked_at) for i in to_park]
-        try:
-            unparked = self.parked_records.park(messages)
-        except Exception as error:
-            logger.exception("parking failed; the records are reported as failures")
-            unparked = dict.fromkeys(range(len(to_park)), f"{type(error).__name__}: {error}")
-        for position, index in enumerate(to_park):
-            record, result = self.batch.records[index], self._result(index)
-            if position in unparked:
-                cause = unparked[position]
-                self.results[index] = RecordResult(
-                    Outcome.FAILED, result.attempts, result.last_status, f"could not park ({result.reason}): {cause}"
-                )
-                logger.error(
-                    "record could not be parked; reported for retry",
-                    extra={
-                        "webhook_id": record.webhook_id,
-                        "source_position": record.source_fields_for_logs(),
-                        "cause": cause,
-                    },
-                )
-            else:
-                logger.warning(
-                    "record parked in the parked-records queue",
-                    extra={
-                        "webhook_id": record.webhook_id,
-                        "source_position": record.source_fields_for_logs(),
-                        "reason": result.reason,
-                    },
-                )
+        records = [(self.batch.records[index], self._result(index)) for index in to_park]
+        unparked = park(self.parked_records, self.config, records, parked_at)
+        for position, result in unparked.items():
+            self.results[to_park[position]] = result
 
     def _result(self, index: int) -> RecordResult:
         result = self.results[index]
         assert result is not None
         return result
 
-    def _finished_records(self, *outcomes: Outcome) -> list[SourceRecord]:
+    def _delivered_so_far(self) -> list[SourceRecord]:
+        """Delivered, or delivered earlier: parked records are in the parked-records queue only once _park() ran."""
         return [
             record
             for record, result in zip(self.batch.records, self.results, strict=True)
-            if result is not None and result.outcome in outcomes
+            if result is not None and result.outcome in (Outcome.DELIVERED, Outcome.SKIPPED)
         ]
-
-    async def _checkpoint_periodically(self) -> None:
-        """During long invocations, record progress so a crash or timeout re-sends little.
-        Parked records are left out: they are in the parked-records queue only once _park() has run."""
-        while True:
-            await asyncio.sleep(self.checkpoint_interval_seconds)
-            delivered = self._finished_records(Outcome.DELIVERED, Outcome.SKIPPED)
-            entries = delivered_ids.progress_entries(self.config.name, self.batch, delivered)
-            try:
-                await asyncio.to_thread(self.delivered_ids.save, entries)
-            except Exception:
-                logger.exception("progress checkpoint failed; a crash now would re-send more")
-
-    def _remember(self, report: BatchReport) -> None:
-        finished = [
-            record for record, result in zip(self.batch.records, report.results, strict=True) if result.finished
-        ]
-        entries = delivered_ids.entries_after_partial_failure(
-            self.config.name, self.batch, finished, report.failed_records
-        )
-        if not entries:
-            return
-        try:
-            self.delivered_ids.save(entries)
-        except Exception:
-            # Cannot undo the deliveries: the re-sent records reach the endpoint again, which dedupes
-            # on webhook-id. Reporting them failed instead would re-send even more.
-            logger.exception("could not record delivered records; their re-sends will reach the endpoint")
 
     def _count(self, report: BatchReport) -> None:
         for record, result in zip(self.batch.records, report.results, strict=True):

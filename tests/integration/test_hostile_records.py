@@ -62,7 +62,7 @@ def test_header_hostile_source_fields_reach_the_endpoint_encoded(
     plain["messageAttributes"] = {"token": {"stringValue": "attribute-secret-value", "dataType": "String"}}
     endpoint.always(header_safe(f"{queue}:d-2"), 410)  # parked: its log line names its position
     # When Lambda invokes the function with it
-    with recorded_logs("dispatcher.delivery", "callback-dispatcher") as logged:
+    with recorded_logs("dispatcher.delivery", "dispatcher.parked_message", "callback-dispatcher") as logged:
         response = module.handler(event(hostile, plain), FakeLambdaContext())
     # Then the HTTP client sends every header (nothing is rejected), the hostile one encoded
     assert response == {"batchItemFailures": []}
@@ -91,7 +91,7 @@ async def test_an_endpoint_query_string_never_reaches_a_reason_or_a_log(make_dis
     dispatcher = make_dispatcher(endpoint=f"http://127.0.0.1:{port}/hook?token=query-secret", max_attempts=1)
     # When a record is dispatched to it
     try:
-        with recorded_logs("dispatcher.delivery") as logged:
+        with recorded_logs("dispatcher") as logged:  # every module of the function
             report = await dispatcher.dispatch(parse_event(event(kinesis_record(0, {"id": "evt-0"}))), 30)
     finally:
         server.close()

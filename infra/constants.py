@@ -48,7 +48,7 @@ EVENT_TYPE_FIELD: Final = "type"
 SOURCE_QUEUE_RETENTION: Final = Duration.days(4)  # SQS default; long enough to outlast a weekend outage
 DEAD_LETTER_RETENTION: Final = Duration.days(14)  # SQS maximum: parked records wait for a human
 FAILED_BATCH_RETENTION: Final = Duration.days(30)  # stream on-failure records in S3
-# Payloads too large for their dead-letter message (S3, claim check): kept a day longer than any message that
+# Payloads too large for their parked message (S3, claim check): kept a day longer than any message that
 # can point at them, counted from the last time the record was parked (parking it again rewrites the object).
 PARKED_PAYLOAD_RETENTION: Final = Duration.days(int(DEAD_LETTER_RETENTION.to_days()) + 1)
 ACCESS_LOG_RETENTION: Final = Duration.days(90)  # S3 server access logs
@@ -68,7 +68,7 @@ STATEFUL_REMOVAL_POLICY: Final[dict[Environment, RemovalPolicy]] = {
 # --- Monitoring ---------------------------------------------------------------------------------------
 ALARM_PERIOD: Final = Duration.minutes(5)
 ALARM_EVALUATION_PERIODS: Final = 1  # periods; every alarm here is on a condition that needs a human now
-DELIVERY_SUCCESS_RATE_ALARM_PERCENT: Final = 95  # %, delivered / (delivered + failed + dead-lettered)
+DELIVERY_SUCCESS_RATE_ALARM_PERCENT: Final = 95  # %, delivered / (delivered + failed + parked)
 DASHBOARD_HEADER_HEIGHT: Final = 2  # grid units
 DASHBOARD_WIDGET_HEIGHT: Final = 6  # grid units
 DASHBOARD_WIDTH: Final = 24  # grid units, CloudWatch's full width

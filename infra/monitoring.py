@@ -1,7 +1,7 @@
 """Alarms per subscription, mailed to the owning team, and one dashboard per environment.
 
 Every alarm watches a condition a team must act on: a backlog growing older than the registry allows,
-a function failing or throttled, records parked or dead-lettered, or deliveries failing.
+a function failing or throttled, records parked or moved to a source DLQ, or deliveries failing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where the functions keep the payloads of parked records too large for their dead-letter message (claim check).
+"""Where the functions keep the payloads of parked records too large for their parked message (claim check).
 
 One bucket for the environment. Each subscription's function may only put objects under its own prefix
 (`parked/<subscription>/`), never read or delete them; `dispatcher redrive` (an operator's credentials) reads a

@@ -94,7 +94,7 @@ class SubscriptionConsumer(Construct):
         acknowledge(
             queue,
             "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter store for records the function gave up on; nothing polls "
+            "This queue is itself where the function parks the records that can never succeed; nothing polls "
             "it automatically, so it needs no dead-letter queue of its own. Its depth alarms.",
         )
         return queue

@@ -79,7 +79,7 @@ def test_the_delivery_success_rate_alarm_reads_the_functions_emf_metrics(resourc
     queries = {query["Id"]: query for query in alarm["Metrics"]}
     expression = next(query for query in alarm["Metrics"] if "Expression" in query)
 
-    # Then it is delivered / (delivered + failed + dead-lettered) in %, below 95 alarms
+    # Then it is delivered / (delivered + failed + parked) in %, below 95 alarms
     assert alarm["Threshold"] == 95
     assert alarm["ComparisonOperator"] == "LessThanThreshold"
     assert alarm["TreatMissingData"] == "notBreaching"

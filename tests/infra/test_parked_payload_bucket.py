@@ -1,5 +1,5 @@
-"""The bucket holding payloads too large for their dead-letter message: private, encrypted, TLS only, logged, and
-kept longer than any dead-letter message that can point at them."""
+"""The bucket holding payloads too large for their parked message: private, encrypted, TLS only, logged, and
+kept longer than any parked message that can point at them."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_the_parked_payload_bucket_refuses_every_request_without_tls(resources: 
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_a_payload_outlives_every_dead_letter_message_that_can_point_at_it(resources: Resources) -> None:
+def test_a_payload_outlives_every_parked_message_that_can_point_at_it(resources: Resources) -> None:
     # Given the parked-records queues' retention and the payload bucket's lifecycle
     retentions = {queue["Properties"]["MessageRetentionPeriod"] for _, queue in resources.of_type("AWS::SQS::Queue")}
     properties = resources.all[resources.parked_payload_bucket_id()]["Properties"]

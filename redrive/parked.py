@@ -1,6 +1,6 @@
 """A parked record read back from the parked-records queue, rebuilt into the Lambda event it came from.
 
-The function parks a record as one JSON message (README "Dead-letter message format"). To re-deliver it with
+The function parks a record as one JSON message (README "Parked message format"). To re-deliver it with
 the SAME webhook-id, the record is rebuilt at its ORIGINAL source position (stream ARN, shard, sequence number,
 partition key; or queue ARN, message id, FIFO group, sequence number and deduplication id), and the function
 derives the webhook-id from it exactly as it did the first time. Nothing is put back on the source: other

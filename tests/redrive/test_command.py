@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
+from moto.moto_api._internal.models import moto_api_backend
 
 from cli.main import main
 from cli.redrive import EXIT_HELD, EXIT_INTERRUPTED
@@ -44,6 +45,13 @@ class Endpoint:
         self.bodies.append(await request.read())
         self.received.append((request.headers["webhook-id"], self.status))
         return web.Response(status=self.status)
+
+
+def fresh_local_system(registry: Path, workdir: Path) -> LocalSystem:
+    """A local system to start on a fresh embedded AWS: moto keeps one state per process, shared by its servers,
+    so what an earlier test created (a delivered-ids table of the same name) is reset first."""
+    moto_api_backend.reset()
+    return LocalSystem(registry, workdir, port=0)
 
 
 @pytest.fixture
@@ -97,7 +105,7 @@ async def test_local_redrive_redelivers_parked_records_with_their_webhook_ids(
     # Given a local system whose endpoint refused a small and a large record (422), so the function parked them,
     # the large one's payload in the parked-payload bucket
     registry = write_registry(tmp_path, endpoint.port)
-    system = LocalSystem(registry, tmp_path / "work", port=0)
+    system = fresh_local_system(registry, tmp_path / "work")
     await system.start()
     try:
         (consumer,) = system.consumers
@@ -199,7 +207,7 @@ async def test_interrupted_and_killed_runs_hide_nothing_from_the_runs_after_them
 ) -> None:
     # Given a local system whose endpoint refused RECORDS records, so the function parked them, and now accepts
     registry = write_registry(tmp_path, endpoint.port, KILLED_STREAM, KILLED_SUBSCRIPTION)
-    system = LocalSystem(registry, tmp_path / "work", port=0)
+    system = fresh_local_system(registry, tmp_path / "work")
     await system.start()
     try:
         (consumer,) = system.consumers

@@ -246,6 +246,7 @@ class Redriver:
         holds = _Holds(self.target.sqs, self.target.parked_records_url)
         seen: set[str] = set()  # message ids handled in this run
         redriven_ids: set[str] = set()  # webhook-ids re-delivered in this run: a re-parked copy is not looped
+        reported = self.summary.held_at_start  # told once per change, not once per poll
         renewal = asyncio.create_task(holds.renew_every(self._hold_renewal_seconds))
         try:
             while True:
@@ -254,7 +255,9 @@ class Redriver:
                 self.summary.held_at_end = held
                 if not held.count or not self.wait or self._room() <= 0:
                     return
-                self.progress.held(held, waiting=True)
+                if held != reported:
+                    self.progress.held(held, waiting=True)
+                    reported = held
                 await asyncio.sleep(HELD_POLL_SECONDS)  # a polling period: the next drain sees what reappeared
         finally:
             renewal.cancel()

@@ -64,6 +64,24 @@ async def test_records_held_by_an_interrupted_run_are_reported_and_left(
     assert reported == [(expected, False)]
 
 
+async def test_a_dry_run_reports_held_records_and_changes_nothing(parked_subscription: ParkedSubscription) -> None:
+    # Given three parked records, two of them held by a run that was killed
+    await parked_subscription.park(*(sqs_record(f"m-{n}", {"type": "a"}) for n in range(3)))
+    handles = hold_as_an_interrupted_run_would(parked_subscription, 2)
+
+    # When the redrive is planned
+    plan = await Redriver(parked_subscription.target(), rate_per_second=FAST_RATE).plan()
+
+    # Then it counts one visible and two held, and received none of them
+    assert plan.parked == 1
+    assert plan.held == HeldRecords(count=2, visible_again_within_seconds=HOLD_SECONDS)
+    for handle in handles:
+        parked_subscription.sqs.change_message_visibility(
+            QueueUrl=parked_subscription.parked_records_url, ReceiptHandle=handle, VisibilityTimeout=0
+        )
+    assert sorted(receive_counts(parked_subscription)) == [1, 2, 2]
+
+
 async def test_with_wait_the_run_waits_for_held_records_and_redrives_them(
     parked_subscription: ParkedSubscription,
 ) -> None:

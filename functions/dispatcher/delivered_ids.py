@@ -1,5 +1,6 @@
-"""The delivered ids: what to remember so a record Lambda re-sends is not POSTed twice (the seed's second
-lesson), priced by what is re-sent rather than by volume.
+"""The delivered ids: what to remember so a record Lambda re-sends is not POSTed twice (the second lesson
+of CreditorWatch's article on Lambda at scale: retries re-send whole batches), priced by what is re-sent
+rather than by volume.
 
 - Kinesis: after a partial failure Lambda checkpoints at the lowest reported sequence number and
   re-sends from that record on, delivered ones included; the retried batch starts AT that record.

@@ -1,6 +1,6 @@
 """How hard one invocation may push the endpoint: an adaptive in-flight limit, a token bucket for
-`rate_limit_per_second`, and a circuit breaker that outlives the invocation (the seed's third lesson:
-uncontrolled concurrency takes down what you call)."""
+`rate_limit_per_second`, and a circuit breaker that outlives the invocation (the third lesson of
+CreditorWatch's article on Lambda at scale: uncontrolled concurrency takes down what you call)."""
 
 from __future__ import annotations
 

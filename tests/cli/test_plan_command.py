@@ -1,4 +1,5 @@
-"""`dispatcher plan`: the seed's figures from flags, a registry subscription, --rate advice and the chart."""
+"""`dispatcher plan`: the figures of CreditorWatch's article on Lambda at scale from flags,
+a registry subscription, --rate advice and the chart."""
 
 from __future__ import annotations
 
@@ -28,10 +29,10 @@ def plain(text: str) -> str:
 def test_the_flags_alone_reproduce_the_seed(
     flags: list[str], records_per_second: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # When the seed's consumer is described by flags (0.3 s invoke and 0.2 s per record are the defaults)
+    # When the article's consumer is described by flags (0.3 s invoke and 0.2 s per record are the defaults)
     exit_code = main(["plan", *flags])
 
-    # Then its throughput is the seed's
+    # Then its throughput is the article's
     out = plain(capsys.readouterr().out)
     assert exit_code == 0
     assert f"(flags) │ {flags[1]} │ {flags[3]} │ 1 │ 0.3 │" in out
@@ -41,7 +42,7 @@ def test_the_flags_alone_reproduce_the_seed(
 def test_with_a_rate_it_says_how_fast_the_backlog_grows_and_what_would_keep_up(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # When the seed's consumer faces 40 events per second
+    # When the article's consumer faces 40 events per second
     exit_code = main(["plan", *SEED, "--rate", "40"])
 
     # Then it falls behind by 18.26 records/s, IteratorAge climbs 50.4 s a minute, and two changes would help

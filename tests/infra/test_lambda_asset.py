@@ -55,7 +55,6 @@ DEPENDENCY_MODULES = (
     "aws_lambda_powertools.metrics",
     "aws_lambda_powertools.utilities.parameters",
     "pydantic",
-    "tenacity",
 )
 ELF_MACHINES = {"aarch64": 183, "x86_64": 62}  # e_machine of the ELF header
 EXTENSION_PLATFORM_TAG = re.compile(r"\.cpython-\d+-[^.]+\.so$")
@@ -149,7 +148,7 @@ def test_the_asset_is_built_for_the_functions_runtime_and_architecture() -> None
 def test_the_asset_bundles_the_declared_runtime_dependencies_but_not_the_sdk() -> None:
     names = {distribution_name(requirement) for requirement in runtime_dependencies()}
 
-    assert names == {"aiohttp", "aws-lambda-powertools", "pydantic", "tenacity"}
+    assert names == {"aiohttp", "aws-lambda-powertools", "pydantic"}
     assert names.isdisjoint(RUNTIME_PROVIDED_PACKAGES)
 
 
@@ -317,5 +316,5 @@ def test_a_cold_start_on_the_asset_alone_delivers_a_batch(
     # and every module it imported from the asset was loaded from shipped byte-code
     assert seen["not_compiled"] == []
     # and every distribution still reports its version
-    assert {"aiohttp", "pydantic", "pydantic_core", "tenacity", "attrs"} <= set(seen["versions"])
+    assert {"aiohttp", "pydantic", "pydantic_core", "attrs"} <= set(seen["versions"])
     assert all(seen["versions"].values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -22,3 +24,22 @@ class AccessLogsBucket(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=constants.ACCESS_LOG_RETENTION)],
             removal_policy=removal_policy,
         )
+
+
+def private_logged_bucket(
+    scope: Construct, construct_id: str, *, access_logs: s3.IBucket, removal_policy: RemovalPolicy, **settings: Any
+) -> s3.Bucket:
+    """The environment's data buckets share these: encrypted, private, owner-enforced, TLS-only, with their
+    server access logs in `access_logs` under `<construct_id>/`; `settings` add what is their own."""
+    return s3.Bucket(
+        scope,
+        "Bucket",
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        enforce_ssl=True,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=f"{construct_id}/",
+        removal_policy=removal_policy,
+        **settings,
+    )

@@ -16,6 +16,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import constants
+from infra.access_logs_bucket import private_logged_bucket
 from infra.compliance import acknowledge
 
 
@@ -29,23 +30,18 @@ class FailedBatchBucket(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.bucket = s3.Bucket(
+        self.bucket = private_logged_bucket(
             self,
-            "Bucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            enforce_ssl=True,
+            construct_id,
+            access_logs=access_logs,
+            removal_policy=removal_policy,
             versioned=True,
-            server_access_logs_bucket=access_logs,
-            server_access_logs_prefix=f"{construct_id}/",
             lifecycle_rules=[
                 s3.LifecycleRule(
                     expiration=constants.FAILED_BATCH_RETENTION,
                     noncurrent_version_expiration=constants.FAILED_BATCH_RETENTION,
                 )
             ],
-            removal_policy=removal_policy,
         )
 
     def on_failure_destination(self) -> lambda_.IEventSourceDlq:

@@ -16,6 +16,7 @@ from constructs import Construct
 
 from dispatcher.adapters.s3 import parked_payload_prefix
 from infra import constants
+from infra.access_logs_bucket import private_logged_bucket
 from infra.compliance import acknowledge
 
 
@@ -29,19 +30,14 @@ class ParkedPayloadBucket(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.bucket = s3.Bucket(
+        # Not versioned: a key is only ever written with the same bytes (the same record parked again), and
+        # the redrive's delete must really remove a payload that has been re-delivered.
+        self.bucket = private_logged_bucket(
             self,
-            "Bucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            enforce_ssl=True,
-            # Not versioned: a key is only ever written with the same bytes (the same record parked again), and
-            # the redrive's delete must really remove a payload that has been re-delivered.
-            server_access_logs_bucket=access_logs,
-            server_access_logs_prefix=f"{construct_id}/",
-            lifecycle_rules=[s3.LifecycleRule(expiration=constants.PARKED_PAYLOAD_RETENTION)],
+            construct_id,
+            access_logs=access_logs,
             removal_policy=removal_policy,
+            lifecycle_rules=[s3.LifecycleRule(expiration=constants.PARKED_PAYLOAD_RETENTION)],
         )
 
     def grant_park(self, role: iam.IRole, subscription: str) -> None:

@@ -221,14 +221,19 @@ def test_an_at_timestamp_mapping_without_its_timestamp_is_refused_naming_the_map
         template.consumers(physical, resolve)
 
 
-def test_an_enhanced_fan_out_mapping_reads_its_stream_and_names_its_consumer(local_aws: EmbeddedAws) -> None:
-    # Given a Kinesis mapping whose source is an enhanced fan-out consumer of the stream
+def with_fan_out_mapping_a() -> dict[str, Any]:
+    """The template with subscription a reading the stream through an enhanced fan-out consumer."""
     document = with_mapping_a(EventSourceArn={"Fn::GetAtt": ["FanOut", "ConsumerARN"]})
     document["Resources"]["FanOut"] = {
         "Type": "AWS::Kinesis::StreamConsumer",
         "Properties": {"ConsumerName": "dev-a-fan-out", "StreamARN": {"Fn::GetAtt": ["Orders", "Arn"]}},
     }
-    template, physical, resolve = created(local_aws, document)
+    return document
+
+
+def test_an_enhanced_fan_out_mapping_reads_its_stream_and_names_its_consumer(local_aws: EmbeddedAws) -> None:
+    # Given a Kinesis mapping whose source is an enhanced fan-out consumer of the stream
+    template, physical, resolve = created(local_aws, with_fan_out_mapping_a())
     # When the consumers are read from the template
     (mapping,) = [spec.mapping for spec in template.consumers(physical, resolve) if spec.function.subscription == "a"]
     # Then the mapping reads the consumer's stream and knows the consumer by name
@@ -238,12 +243,7 @@ def test_an_enhanced_fan_out_mapping_reads_its_stream_and_names_its_consumer(loc
 
 def test_the_status_table_says_a_fan_out_consumer_is_polled_as_a_shared_one(local_aws: EmbeddedAws) -> None:
     # Given the consumers of a template where subscription a reads through an enhanced fan-out consumer
-    document = with_mapping_a(EventSourceArn={"Fn::GetAtt": ["FanOut", "ConsumerARN"]})
-    document["Resources"]["FanOut"] = {
-        "Type": "AWS::Kinesis::StreamConsumer",
-        "Properties": {"ConsumerName": "dev-a-fan-out", "StreamARN": {"Fn::GetAtt": ["Orders", "Arn"]}},
-    }
-    template, physical, resolve = created(local_aws, document)
+    template, physical, resolve = created(local_aws, with_fan_out_mapping_a())
     consumers = [
         RunningConsumer(spec, ConsumerStats(), runner=cast(Any, None), task=cast(Any, None))
         for spec in template.consumers(physical, resolve)

@@ -19,7 +19,8 @@ from rich.text import Text
 
 from cli import registry_access
 from cli.terminal import EXIT_OK, Terminal, fraction
-from local.aws import DEFAULT_PORT, EmbeddedAws
+from local import DEFAULT_PORT
+from local.aws import EmbeddedAws
 from local.runtime import LocalSystem, RunningConsumer
 from local.spec import KinesisMappingSpec
 

@@ -2,6 +2,9 @@
 
 A subcommand is a module exposing `register(subcommands)`: it adds its parser and sets `run` as the
 parser's default, a function (arguments, terminal) -> exit code. Adding one is one line in COMMANDS.
+
+Only the module of the subcommand being run is imported: some pull in boto3, moto and the CDK (a second or
+more), and `dispatcher redrive` must check its arguments before anything slow.
 """
 
 from __future__ import annotations
@@ -9,31 +12,48 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import import_module
+from typing import cast
 
-from cli import demo, local, plan, redrive, send, validate
 from cli.terminal import EXIT_FAILED, EXIT_USAGE, CommandError, Subcommand, Terminal
 
-COMMANDS: tuple[Subcommand, ...] = (demo, local, validate, send, plan, redrive)
+# Each subcommand's name and the module registering it, in the order `dispatcher --help` lists them.
+COMMANDS: dict[str, str] = {
+    "demo": "cli.demo",
+    "local": "cli.local",
+    "validate": "cli.validate",
+    "send": "cli.send",
+    "plan": "cli.plan",
+    "redrive": "cli.redrive",
+}
 
 EPILOG = "exit status: 0 success, 1 the command failed, 2 the command line or its input is wrong"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with `only`, one whose other subcommands are bare names (their modules unloaded)."""
     parser = argparse.ArgumentParser(
         prog="dispatcher",
         description="Callback dispatcher: Kinesis and SQS records POSTed to registered endpoints.",
         epilog=EPILOG,
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(subcommands)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            cast(Subcommand, import_module(module)).register(subcommands)
+        else:
+            subcommands.add_parser(name)  # never parses: the command line names `only`
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    arguments_given = sys.argv[1:] if argv is None else list(argv)
+    # The subcommand is the first argument (the top level has no options but --help); anything else (no
+    # command, --help, a typo) needs every subcommand's name and summary.
+    named = arguments_given[0] if arguments_given and arguments_given[0] in COMMANDS else None
+    parser = build_parser(only=named)
     try:
-        arguments = parser.parse_args(argv)
+        arguments = parser.parse_args(arguments_given)
     except SystemExit as exit_request:
         # argparse exits itself, 0 after --help and 2 after a usage error; callers and tests get the code.
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE

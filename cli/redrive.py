@@ -23,7 +23,7 @@ from rich.text import Text
 from cli import registry_access
 from cli.terminal import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, Terminal, positive_float, positive_int
 from infra.registry import RegistryError, limits, load_registry
-from local.aws import DEFAULT_PORT
+from local import DEFAULT_PORT
 from local.synth import LOCAL_ENVIRONMENT
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.terminal import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, Terminal
-from local.aws import DEFAULT_PORT, client_for_endpoint
+from local import DEFAULT_PORT
+from local.aws import client_for_endpoint
 from producer import (
     BatchProducer,
     KinesisProducer,

@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
+from local import DEFAULT_PORT
 from local.moto_kinesis import enforce_kinesis_resharding
 from local.moto_sqs import enforce_sqs_semantics
 from local.spec import LOCAL_ACCOUNT_ID
@@ -35,7 +36,6 @@ from local.template import (
     StackTemplate,
 )
 
-DEFAULT_PORT = 4566  # the port local AWS emulators conventionally use
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 # The settings of the shell that win over the local ones on a loopback endpoint (see client_for_endpoint).

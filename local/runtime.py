@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.config import FunctionSettings, load_settings
-from local.aws import DEFAULT_PORT, LOCAL_REGION, EmbeddedAws
+from local import DEFAULT_PORT
+from local.aws import LOCAL_REGION, EmbeddedAws
 from local.esm import create_poller
 from local.esm.checkpoints import checkpoint_table_definition
 from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED

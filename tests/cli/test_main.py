@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from cli.main import COMMANDS, build_parser, main
+from tests.cli.conftest import SHIPPED_REGISTRY
 
 SMALLEST_COMMAND_LINES = {
     "demo": [],
@@ -15,6 +20,9 @@ SMALLEST_COMMAND_LINES = {
     "redrive": ["orders-to-ledger"],
 }
 SUBCOMMANDS = tuple(SMALLEST_COMMAND_LINES)
+# What takes a second or more to import: none of it may load before `dispatcher redrive` checks its arguments.
+SLOW_MODULES = ("boto3", "botocore", "moto", "aws_cdk", "rich.live", "rich.table", "rich.progress")
+SUBPROCESS_TIMEOUT_SECONDS = 60  # a bound on a hung interpreter, not a speed requirement
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
@@ -46,3 +54,48 @@ def test_each_module_registers_its_own_subcommand() -> None:
     for command, arguments in SMALLEST_COMMAND_LINES.items():
         assert parser.parse_args([command, *arguments]).command == command
     assert len(COMMANDS) == len(SMALLEST_COMMAND_LINES)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_a_subcommand_run_alone_has_the_help_it_has_among_all(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given the help of a subcommand as the whole parser prints it
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    among_all = capsys.readouterr().out
+
+    # When the command asks for it (only that subcommand's module loaded)
+    assert main([command, "--help"]) == 0
+
+    # Then it is the same text, examples included
+    assert capsys.readouterr().out == among_all
+
+
+@pytest.mark.parametrize(
+    ("command_line", "exit_code", "answer"),
+    [
+        (["redrive", "--help"], 0, ""),
+        (["redrive", "orders-to-ledgr"], 2, "no subscription 'orders-to-ledgr' in the registry"),
+        (["redrive", "canary", "--wait", "--dry-run"], 2, "a dry run changes nothing"),
+    ],
+)
+def test_redrive_answers_before_loading_aws_or_the_cdk(command_line: list[str], exit_code: int, answer: str) -> None:
+    # Given a fresh interpreter, when `dispatcher redrive` is given help, a misspelt name or clashing options
+    probe = (
+        "import json, sys\n"
+        "from cli.main import main\n"
+        f"code = main({command_line!r})\n"
+        f"print(json.dumps({{'code': code, 'loaded': [m for m in {SLOW_MODULES!r} if m in sys.modules]}}))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=SHIPPED_REGISTRY.parent,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT_SECONDS,
+        check=True,
+    )
+
+    # Then it has answered (the name checked against the registry) with none of the slow modules loaded
+    outcome = json.loads(completed.stdout.splitlines()[-1])
+    assert outcome == {"code": exit_code, "loaded": []}
+    assert answer in " ".join(completed.stderr.split())

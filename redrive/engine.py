@@ -23,6 +23,10 @@ duplicated, whenever the run is interrupted:
 - an on-failure object is replaced, under its own key, by one holding only the records that failed again
   (a single atomic write), or deleted when none did; the records of one object are one shard's, in order,
   and go to the function as the one batch they were.
+
+Every record the function gets from a redrive is marked with the time of the redrive (records.REDRIVE_FIELD),
+which it sends as the `dispatch-redrive` header: receivers take a replay although it is older than what its
+key delivered since.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from dispatcher import metric_names
 from dispatcher.adapters.s3 import parked_payload_prefix
-from dispatcher.records import UnsupportedEventError, parse_event
+from dispatcher.records import REDRIVE_FIELD, UnsupportedEventError, parse_event
+from dispatcher.timestamps import rfc3339
 from local.esm.base import judge
 from local.workers import InvocationResult
 from redrive.errors import NotRedrivableError
@@ -299,7 +305,7 @@ class Redriver:
             record = await asyncio.to_thread(ParkedRecord.from_message, message["Body"], self._read_stored_payload)
             if record.subscription != self.target.subscription:
                 raise NotRedrivableError(f"it was parked by subscription {record.subscription!r}")
-            event = record.lambda_event()
+            event = _marked_as_redrive(record.lambda_event()["Records"])
         except NotRedrivableError as error:
             self._finish(Outcome.SKIPPED, 1, f"parked message {message['MessageId']}: {error}")
             return None
@@ -330,7 +336,7 @@ class Redriver:
             room = self._room()
             attempted, untouched = records[:room], records[room:]
             await self._pacer.wait(len(attempted))
-            result = await self.target.invoke({"Records": attempted})
+            result = await self.target.invoke(_marked_as_redrive(attempted))
             verdict = judge(result, {_sequence_number(record) for record in attempted}, report_batch_item_failures=True)
             location = f"s3://{bucket}/{key}"
             if verdict.whole_batch_failed:
@@ -453,6 +459,13 @@ class Redriver:
         if problem is not None:
             self.summary.problems.append(problem)
         self.progress.finished(outcome, records)
+
+
+def _marked_as_redrive(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Lambda event of `records`, each marked with the time of this redrive. Marked copies: what is written
+    back to the on-failure store stays as the source gave it."""
+    redriven_at = rfc3339(datetime.now(UTC))
+    return {"Records": [{**record, REDRIVE_FIELD: redriven_at} for record in records]}
 
 
 def _metric(result: InvocationResult, name: str) -> float:

@@ -104,6 +104,8 @@ class RecordPoster:
             headers["dispatch-partition-key"] = header_safe(record.partition_key)
         if record.sequence_number is not None:
             headers["dispatch-sequence"] = header_safe(record.sequence_number)
+        if record.redriven_at is not None:  # a replay: receivers take it although older than what they saw
+            headers["dispatch-redrive"] = rfc3339(record.redriven_at)
         return Attempt(record, headers)
 
     async def post(self, attempt: Attempt) -> None:

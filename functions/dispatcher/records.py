@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+from dispatcher.timestamps import rfc3339
+
 # Visible ASCII but "%": a value made only of these is its own header value. "%" is left out so that
 # percent-encoding stays injective ("a b" -> "a%20b", "a%20b" -> "a%2520b").
 HEADER_SAFE_CHARACTERS = frozenset(chr(code) for code in range(0x21, 0x7F)) - {"%"}
@@ -30,6 +32,10 @@ HEADER_SAFE_CHARACTERS = frozenset(chr(code) for code in range(0x21, 0x7F)) - {"
 # (`0|([1-9]\d{0,128})`; today's are 56).
 MAX_SEQUENCE_DIGITS = 129
 MAX_SHOWN_CHARACTERS = 80  # of a malformed field's value quoted in a parking reason
+# The record field the redrive engine adds beside `eventSource` (the RFC 3339 time of the redrive). Lambda never
+# sends it and producers cannot set it: they write only Kinesis data/partitionKey and SQS bodies and attributes.
+REDRIVE_FIELD = "dispatchRedrive"
+RFC3339_AS_WRITTEN = "%Y-%m-%dT%H:%M:%S.%fZ"  # `timestamps.rfc3339`'s form, read back
 
 
 class UnsupportedEventError(ValueError):
@@ -59,6 +65,7 @@ class SourceRecord:
     ordinal: int | None = None  # `sequence_number` as an integer, when it is one: compare these, never strings
     shard_id: str | None = None
     receive_count: int = 1  # SQS ApproximateReceiveCount; Kinesis does not say
+    redriven_at: datetime | None = None  # when the redrive engine re-sent it (REDRIVE_FIELD); None first time
     unreadable_reason: str | None = None  # set when the record cannot be delivered as it is: park, never crash
     extra_source_fields: Mapping[str, Any] = field(default_factory=dict)  # SQS extras of `source_fields()`
 
@@ -169,6 +176,7 @@ def _kinesis_record(raw: Mapping[str, Any]) -> SourceRecord:
         sequence_number=sequence_number,
         ordinal=ordinal,
         shard_id=shard_id,
+        redriven_at=_redrive_time(raw.get(REDRIVE_FIELD)),
         unreadable_reason="; ".join(problems) or None,
     )
 
@@ -220,6 +228,7 @@ def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
         ordinal=ordinal,
         # An unreadable count might be a re-send: look the message up rather than risk a second POST.
         receive_count=receive_count if receive_count is not None else 2,
+        redriven_at=_redrive_time(raw.get(REDRIVE_FIELD)),
         unreadable_reason="; ".join(problems) or None,
         extra_source_fields=extra,
     )
@@ -286,6 +295,19 @@ def _timestamp(value: object, scale: int) -> datetime:
         except (ValueError, OverflowError, OSError):
             pass
     return datetime.fromtimestamp(0, tz=UTC)
+
+
+def _redrive_time(value: object) -> datetime | None:
+    """The redrive time when `value` is one exactly as `timestamps.rfc3339` writes it; anything else is ignored
+    (the mark only labels the delivery, so a bad one must not keep the record from being delivered)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.strptime(value, RFC3339_AS_WRITTEN).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    # strptime also takes other scripts' digits, fewer digits and more fraction: only our own spelling counts.
+    return moment if rfc3339(moment) == value else None
 
 
 def _utf8(text: str) -> bytes:

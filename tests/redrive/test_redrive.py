@@ -4,11 +4,12 @@ redriven through the function port, then each is deleted only after its re-deliv
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from dispatcher.records import parse_event
+from dispatcher.records import REDRIVE_FIELD, RFC3339_AS_WRITTEN, parse_event
 from redrive import Outcome, Redriver
 from tests.events import kinesis_record, sequence_number, sqs_record
 from tests.redrive.conftest import ParkedSubscription
@@ -398,3 +399,60 @@ async def test_a_record_parked_twice_is_redriven_once_and_its_second_message_kep
     (problem,) = second.problems
     assert "it is gone" in problem
     assert len(parked_subscription.parked_bodies()) == 1
+
+
+# --- Replays say what they are (issue 13) ------------------------------------------------------------
+
+
+def redrive_times(parked: ParkedSubscription) -> list[datetime]:
+    """The `dispatch-redrive` header of every POST the endpoint got, read as the time it says."""
+    return [
+        datetime.strptime(request.headers["dispatch-redrive"], RFC3339_AS_WRITTEN).replace(tzinfo=UTC)
+        for request in parked.endpoint.requests
+    ]
+
+
+async def test_records_redriven_from_the_parked_queue_say_when_they_were_redriven(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given records of the three kinds parked after a 422
+    originals = [
+        kinesis_record(1, {"type": "order.created"}),
+        sqs_record("m-1", {"type": "invoice.paid"}),
+        sqs_record("m-2", {"type": "refund"}, queue="refunds.fifo", group="g", sequence=1),
+    ]
+    for original in originals:
+        await parked_subscription.park(original)
+
+    # When they are redriven
+    started = datetime.now(UTC).replace(microsecond=0)
+    await redriver(parked_subscription).run()
+    finished = datetime.now(UTC)
+
+    # Then every record the function got is marked, and each POST carries the time of this redrive beside its
+    # original webhook-id and dispatch-sequence
+    assert all(REDRIVE_FIELD in record for event in parked_subscription.invocations for record in event["Records"])
+    times = redrive_times(parked_subscription)
+    assert len(times) == 3
+    assert all(started <= moment <= finished for moment in times)
+    posted = {request.headers["webhook-id"]: request.headers for request in parked_subscription.endpoint.requests}
+    assert sorted(posted) == sorted(webhook_ids(originals))
+    assert posted[webhook_ids(originals)[0]]["dispatch-sequence"] == sequence_number(1)
+
+
+async def test_records_redriven_from_an_on_failure_object_say_so_and_what_is_written_back_is_unmarked(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given an on-failure object of two records, the second of which still fails (503)
+    records = [kinesis_record(n, {"type": "order.created"}, partition_key=f"k-{n}") for n in range(2)]
+    put_on_failure_object(parked_subscription, "object-1", records)
+    parked_subscription.endpoint.answers[webhook_ids(records)[1]] = [503]
+
+    # When the object is redriven
+    await redriver(parked_subscription).run()
+
+    # Then both POSTs carried dispatch-redrive, and the record written back is the source's, without the mark
+    assert len(redrive_times(parked_subscription)) == 2
+    (invocation,) = parked_subscription.invocations
+    assert all(REDRIVE_FIELD in record for record in invocation["Records"])
+    assert on_failure_objects(parked_subscription) == {"object-1": [records[1]]}

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import logging
+from datetime import UTC
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dispatcher.outcomes import Outcome
-from dispatcher.records import header_safe, parse_event
+from dispatcher.records import REDRIVE_FIELD, header_safe, parse_event
+from dispatcher.timestamps import rfc3339
 from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.unit.conftest import Harness, failed_ids, subscription
 
@@ -237,6 +239,10 @@ hostile_json = st.one_of(
 )
 any_json_value = st.none() | st.booleans() | st.integers() | st.floats() | unicode_text | st.lists(st.integers())
 field_value = st.one_of(unicode_text, any_json_value)
+# The redrive engine's mark: absent (as Lambda sends records), a time as the engine writes it, or anything else.
+redrive_marks = st.fixed_dictionaries(
+    {}, optional={REDRIVE_FIELD: st.one_of(st.datetimes(timezones=st.just(UTC)).map(rfc3339), field_value)}
+)
 
 
 @st.composite
@@ -265,6 +271,7 @@ def kinesis_events(draw: st.DrawFn) -> dict[str, Any]:
                 "eventID": draw(field_value),
                 "eventSourceARN": arn,
             }
+            | draw(redrive_marks)
         )
     return event(*records)
 
@@ -291,6 +298,7 @@ def sqs_events(draw: st.DrawFn) -> dict[str, Any]:
                 "eventSource": "aws:sqs",
                 "eventSourceARN": arn,
             }
+            | draw(redrive_marks)
         )
     return event(*records)
 

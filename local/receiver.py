@@ -5,7 +5,9 @@ It is also the example to copy. A receiver should:
    refuse what does not verify;
 2. dedupe on `webhook-id`: the dispatcher and Lambda re-send, so the same event can arrive twice;
 3. drop stale events: records can arrive out of order across invocations, and `dispatch-sequence`
-   (compared as an integer, per `dispatch-source` + `dispatch-partition-key`) tells which is newer;
+   (compared as an integer, per `dispatch-source` + `dispatch-partition-key`) tells which is newer. An older
+   event with a `dispatch-redrive` header is not stale: it is a parked record an operator re-sent on purpose
+   after what its key delivered since, so it is taken deliberately (a receiver may instead park it on its side);
 4. answer 2xx fast; 429/5xx when it wants the event again later; 4xx only for events it will never take.
 
 The knobs make it misbehave the way real endpoints do: slow answers, transient 500s, answers that come
@@ -29,6 +31,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 POISON_FIELD = "poison"  # events with {"poison": true} are refused for good (422)
 HOOK_ROUTE = "/hooks/{subscription}"
+REDRIVE_HEADER = "dispatch-redrive"  # set on every delivery a redrive re-sent: the time of the redrive
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ class SubscriptionLedger:
     ordered: bool
     accepted: dict[str, bytes] = field(default_factory=dict)  # webhook-id -> payload
     duplicates: int = 0
-    out_of_order: int = 0  # accepted although older than an event already seen for its key
+    out_of_order: int = 0  # stale: older than an event already seen for its key, and not a redrive
+    redriven_older: int = 0  # older than an event already seen for its key, taken on purpose: a redrive
     refused_signature: int = 0
     answers: Counter[int] = field(default_factory=Counter)
     last_sequence: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -113,6 +117,7 @@ class DemoReceiver:
                 "accepted": sum(len(ledger.accepted) for ledger in self.ledgers.values()),
                 "duplicates": sum(ledger.duplicates for ledger in self.ledgers.values()),
                 "out_of_order": sum(ledger.out_of_order for ledger in self.ledgers.values() if ledger.ordered),
+                "redriven_older": sum(ledger.redriven_older for ledger in self.ledgers.values()),
                 "refused_signature": sum(ledger.refused_signature for ledger in self.ledgers.values()),
             }
 
@@ -161,10 +166,12 @@ class DemoReceiver:
                 return
             order_key = (headers.get("dispatch-source", ""), key)
             newest = ledger.last_sequence.get(order_key)
-            if newest is not None and int(sequence) < newest:
-                ledger.out_of_order += 1  # a real receiver would drop this stale event
-            else:
+            if newest is None or int(sequence) >= newest:
                 ledger.last_sequence[order_key] = int(sequence)
+            elif REDRIVE_HEADER in headers:
+                ledger.redriven_older += 1  # replayed on purpose: taken, and the key's newest stays the newest
+            else:
+                ledger.out_of_order += 1  # a real receiver would drop this stale event
 
     def _answer(self, ledger: SubscriptionLedger, status: int) -> web.Response:
         with self._lock:

@@ -26,7 +26,14 @@ def receiver() -> Iterator[DemoReceiver]:
     server.stop()
 
 
-def post(receiver: DemoReceiver, webhook_id: str, body: bytes, sequence: int, secret: str = SECRET) -> int:
+def post(
+    receiver: DemoReceiver,
+    webhook_id: str,
+    body: bytes,
+    sequence: int,
+    secret: str = SECRET,
+    redriven_at: str | None = None,
+) -> int:
     timestamp = int(time.time())
     headers = {
         "webhook-id": webhook_id,
@@ -36,6 +43,8 @@ def post(receiver: DemoReceiver, webhook_id: str, body: bytes, sequence: int, se
         "dispatch-partition-key": "customer-1",
         "dispatch-sequence": str(sequence),
     }
+    if redriven_at is not None:
+        headers["dispatch-redrive"] = redriven_at
     return httpx.post(receiver.url("orders"), content=body, headers=headers).status_code
 
 
@@ -44,7 +53,40 @@ def test_duplicates_are_absorbed_and_stale_events_counted(receiver: DemoReceiver
     statuses = [post(receiver, "evt-2", b"{}", 2), post(receiver, "evt-2", b"{}", 2), post(receiver, "evt-1", b"{}", 1)]
     # Then all are answered 2xx, the duplicate is not accepted twice and the stale one is counted
     assert statuses == [204, 204, 204]
-    assert receiver.totals() == {"accepted": 2, "duplicates": 1, "out_of_order": 1, "refused_signature": 0}
+    assert receiver.totals() == {
+        "accepted": 2,
+        "duplicates": 1,
+        "out_of_order": 1,
+        "redriven_older": 0,
+        "refused_signature": 0,
+    }
+
+
+def test_an_older_redriven_event_is_taken_on_purpose_and_a_stale_one_still_counted(receiver: DemoReceiver) -> None:
+    # Given a key whose newest event is sequence 5
+    assert post(receiver, "evt-5", b"{}", 5) == 204
+    # When an older event arrives as a redrive, then another older one without the header, then a newer one
+    redriven = post(receiver, "evt-3", b"{}", 3, redriven_at="2026-11-27T14:05:09.250Z")
+    statuses = [redriven, post(receiver, "evt-4", b"{}", 4), post(receiver, "evt-6", b"{}", 6)]
+    # Then the redriven one is accepted deliberately and the key's newest stays 5 (so 4 is still stale), the one
+    # without the header is counted stale, and the newer one is neither
+    assert statuses == [204, 204, 204]
+    assert receiver.totals() == {
+        "accepted": 4,
+        "duplicates": 0,
+        "out_of_order": 1,
+        "redriven_older": 1,
+        "refused_signature": 0,
+    }
+    assert receiver.ledgers["orders"].last_sequence == {("orders", "customer-1"): 6}
+
+
+def test_a_redriven_event_still_needs_its_signature(receiver: DemoReceiver) -> None:
+    # Given a redriven event signed with a secret the receiver does not hold
+    status = post(receiver, "evt-1", b"{}", 1, secret=OLD_SECRET, redriven_at="2026-11-27T14:05:09.250Z")
+    # Then the header earns it nothing: it is refused like any unsigned request
+    assert status == 401
+    assert receiver.totals()["accepted"] == 0
 
 
 def test_bad_signature_is_refused(receiver: DemoReceiver) -> None:
@@ -86,6 +128,12 @@ def test_an_event_answered_late_keeps_the_place_it_arrived_in() -> None:
             newer = post(server, "evt-2", b"{}", 2)
             # Then the first was taken on arrival, before any answer, and nothing is out of order
             assert (answers_when_taken, late.result(), newer) == (0, 204, 204)
-        assert server.totals() == {"accepted": 2, "duplicates": 0, "out_of_order": 0, "refused_signature": 0}
+        assert server.totals() == {
+            "accepted": 2,
+            "duplicates": 0,
+            "out_of_order": 0,
+            "redriven_older": 0,
+            "refused_signature": 0,
+        }
     finally:
         server.stop()

@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from cli import registry_access
 from cli.terminal import EXIT_OK, Terminal, fraction
 from local import DEFAULT_PORT
 from local.aws import EmbeddedAws
-from local.runtime import LocalSystem, RunningConsumer
+from local.runtime import LocalSystem, QueueCounts, RunningConsumer
 from local.spec import KinesisMappingSpec
 
 if TYPE_CHECKING:
@@ -68,13 +69,12 @@ async def _serve(arguments: argparse.Namespace, workdir: Path, terminal: Termina
         await system.start()
         # soft_wrap: the commands must stay one line each to be copied from a narrow terminal
         terminal.err.print(connection_help(system), soft_wrap=True)
-        with Live(status_table(system), console=terminal.err, refresh_per_second=2) as live:
+        with Live(await _current_status(system), console=terminal.err, refresh_per_second=2) as live:
             while not stop.is_set():
-                live.update(status_table(system))
                 try:
                     await asyncio.wait_for(stop.wait(), STATUS_REFRESH_SECONDS)
                 except TimeoutError:
-                    continue
+                    live.update(await _current_status(system))
     finally:
         terminal.err.print(Text("stopping ...", style="dim"))
         await system.stop()
@@ -119,7 +119,14 @@ def this_command() -> str:
     return shlex.quote(str(script))
 
 
-def status_table(system: LocalSystem) -> Table:
+async def _current_status(system: LocalSystem) -> Table:
+    """The table with the parked-records queues read now (in a thread: the event loop keeps polling meanwhile)."""
+    return status_table(system, await asyncio.to_thread(system.parked_now))
+
+
+def status_table(system: LocalSystem, parked_now: Mapping[str, QueueCounts]) -> Table:
+    """One row a subscription; `parked_now` is LocalSystem.parked_now(): by subscription, what its parked-records
+    queue holds now."""
     table = Table(title="Subscriptions (dev, local)", title_justify="left")
     for column in ("subscription", "source", "delivered", "in flight", "failed", "parked", "age of oldest"):
         table.add_column(column, justify="left" if column in ("subscription", "source") else "right")
@@ -131,7 +138,7 @@ def status_table(system: LocalSystem) -> Table:
             f"{stats.delivered:,.0f}",
             f"{stats.records_in_flight:,}",
             f"{stats.delivery_failed:,.0f}",
-            f"{stats.parked:,.0f}",
+            _parked(parked_now[consumer.subscription]),
             _age(consumer),
         )
     notes = [
@@ -141,6 +148,13 @@ def status_table(system: LocalSystem) -> Table:
         table.caption = "\n".join(notes)
         table.caption_justify = "left"
     return table
+
+
+def _parked(parked: QueueCounts) -> str:
+    """Visible parked records, and those a redrive (or anyone) has received and holds out of sight for now."""
+    if parked.held:
+        return f"{parked.visible:,} + {parked.held:,} held"
+    return f"{parked.visible:,}"
 
 
 def _source(consumer: RunningConsumer) -> str:

@@ -27,6 +27,18 @@ NAME_PREFIX = "dev"
 CHECKPOINT_TABLE = "dispatcher-local-kinesis-checkpoints"
 
 
+@dataclass(frozen=True)
+class QueueCounts:
+    """A queue's messages as SQS counts them now: visible, and held (received, not yet deleted or visible again)."""
+
+    visible: int
+    held: int
+
+    @property
+    def total(self) -> int:
+        return self.visible + self.held
+
+
 @dataclass
 class RunningConsumer:
     spec: ConsumerSpec
@@ -143,11 +155,28 @@ class LocalSystem:
         )
 
     def queue_depth(self, queue_url: str) -> int:
-        attributes = self.aws.client("sqs").get_queue_attributes(
+        return self.queue_counts(queue_url).total
+
+    def queue_counts(self, queue_url: str) -> QueueCounts:
+        """One GetQueueAttributes call (blocking: from the event loop, run it in a thread)."""
+        attributes = self._sqs.get_queue_attributes(
             QueueUrl=queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        return QueueCounts(
+            visible=int(attributes["ApproximateNumberOfMessages"]),
+            held=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        )
+
+    def parked_now(self) -> dict[str, QueueCounts]:
+        """What each subscription's parked-records queue holds now: what a redrive would find, unlike the cumulative
+        ConsumerStats.parked (blocking: one call a subscription)."""
+        return {consumer.subscription: self.queue_counts(consumer.parked_records_url) for consumer in self.consumers}
+
+    @cached_property
+    def _sqs(self) -> Any:
+        """One client for the counts the status table reads every refresh: making one costs more than a call."""
+        return self.aws.client("sqs")
 
     @staticmethod
     def _source_dlq_urls(template: StackTemplate, refs: dict[str, str]) -> list[str]:

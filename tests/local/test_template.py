@@ -14,7 +14,7 @@ from rich.console import Console
 from cli.local import status_table
 from local.aws import EmbeddedAws
 from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED
-from local.runtime import RunningConsumer
+from local.runtime import QueueCounts, RunningConsumer
 from local.spec import ConsumerStats, KinesisMappingSpec, SqsMappingSpec
 from local.template import StackTemplate, TemplateError
 
@@ -250,7 +250,8 @@ def test_the_status_table_says_a_fan_out_consumer_is_polled_as_a_shared_one(loca
     ]
     # When `dispatcher local` draws its status table
     console = Console(width=400, record=True)
-    console.print(status_table(cast(Any, SimpleNamespace(consumers=consumers))))
+    nothing_parked = {consumer.subscription: QueueCounts(visible=0, held=0) for consumer in consumers}
+    console.print(status_table(cast(Any, SimpleNamespace(consumers=consumers)), nothing_parked))
     # Then the table says, for that subscription only, why its local mapping differs from Lambda's
     drawn = console.export_text()
     assert f"a: {FAN_OUT_POLLED_AS_SHARED}" in drawn

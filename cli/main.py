@@ -31,7 +31,8 @@ EPILOG = "exit status: 0 success, 1 the command failed, 2 the command line or it
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser, or with `only`, one whose other subcommands are bare names (their modules unloaded)."""
+    """The whole parser, or with `only`, one where only that subcommand is registered by its module and the others
+    are bare names (their modules not loaded; a name that is no subcommand leaves them all bare)."""
     parser = argparse.ArgumentParser(
         prog="dispatcher",
         description="Callback dispatcher: Kinesis and SQS records POSTed to registered endpoints.",
@@ -48,10 +49,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments_given = sys.argv[1:] if argv is None else list(argv)
-    # The subcommand is the first argument (the top level has no options but --help); anything else (no
-    # command, --help, a typo) needs every subcommand's name and summary.
-    named = arguments_given[0] if arguments_given and arguments_given[0] in COMMANDS else None
-    parser = build_parser(only=named)
+    first = arguments_given[0] if arguments_given else ""
+    # The subcommand comes first: the top level has no option but --help, the one answer that needs every
+    # subcommand's module (for its summary). A missing or misspelt subcommand is answered from the names alone.
+    parser = build_parser(only=None if first.startswith("-") else first)
     try:
         arguments = parser.parse_args(arguments_given)
     except SystemExit as exit_request:

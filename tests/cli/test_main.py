@@ -76,10 +76,13 @@ def test_a_subcommand_run_alone_has_the_help_it_has_among_all(command: str, caps
         (["redrive", "--help"], 0, ""),
         (["redrive", "orders-to-ledgr"], 2, "no subscription 'orders-to-ledgr' in the registry"),
         (["redrive", "canary", "--wait", "--dry-run"], 2, "a dry run changes nothing"),
+        (["redrvie", "canary"], 2, "invalid choice: 'redrvie'"),
+        ([], 2, "the following arguments are required: COMMAND"),
     ],
 )
 def test_redrive_answers_before_loading_aws_or_the_cdk(command_line: list[str], exit_code: int, answer: str) -> None:
     # Given a fresh interpreter, when `dispatcher redrive` is given help, a misspelt name or clashing options
+    # (or `dispatcher` a misspelt subcommand, or none)
     probe = (
         "import json, sys\n"
         "from cli.main import main\n"

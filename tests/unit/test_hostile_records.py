@@ -240,7 +240,7 @@ hostile_json = st.one_of(
 any_json_value = st.none() | st.booleans() | st.integers() | st.floats() | unicode_text | st.lists(st.integers())
 field_value = st.one_of(unicode_text, any_json_value)
 # The redrive engine's mark: absent (as Lambda sends records), a time as the engine writes it, or anything else.
-redrive_marks = st.fixed_dictionaries(
+redrive_marks: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
     {}, optional={REDRIVE_FIELD: st.one_of(st.datetimes(timezones=st.just(UTC)).map(rfc3339), field_value)}
 )
 

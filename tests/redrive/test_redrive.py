@@ -67,17 +67,23 @@ def on_failure_objects(parked: ParkedSubscription) -> dict[str, list[dict[str, A
     }
 
 
-async def test_parked_records_are_redelivered_with_their_webhook_ids_and_deleted(
-    parked_subscription: ParkedSubscription,
-) -> None:
-    # Given three records of three kinds parked after a 422
+async def park_one_of_each_kind(parked: ParkedSubscription) -> list[dict[str, Any]]:
+    """A Kinesis, an SQS and a FIFO record, each parked after the endpoint refused it; the records as sent."""
     originals = [
         kinesis_record(1, {"type": "order.created"}),
         sqs_record("m-1", {"type": "invoice.paid"}),
         sqs_record("m-2", {"type": "refund"}, queue="refunds.fifo", group="g", sequence=1),
     ]
     for original in originals:
-        await parked_subscription.park(original)
+        await parked.park(original)
+    return originals
+
+
+async def test_parked_records_are_redelivered_with_their_webhook_ids_and_deleted(
+    parked_subscription: ParkedSubscription,
+) -> None:
+    # Given three records of three kinds parked after a 422
+    originals = await park_one_of_each_kind(parked_subscription)
 
     # When the endpoint accepts them again and they are redriven
     summary = await redriver(parked_subscription).run()
@@ -416,13 +422,7 @@ async def test_records_redriven_from_the_parked_queue_say_when_they_were_redrive
     parked_subscription: ParkedSubscription,
 ) -> None:
     # Given records of the three kinds parked after a 422
-    originals = [
-        kinesis_record(1, {"type": "order.created"}),
-        sqs_record("m-1", {"type": "invoice.paid"}),
-        sqs_record("m-2", {"type": "refund"}, queue="refunds.fifo", group="g", sequence=1),
-    ]
-    for original in originals:
-        await parked_subscription.park(original)
+    originals = await park_one_of_each_kind(parked_subscription)
 
     # When they are redriven
     started = datetime.now(UTC).replace(microsecond=0)

@@ -32,6 +32,9 @@ HEADER_SAFE_CHARACTERS = frozenset(chr(code) for code in range(0x21, 0x7F)) - {"
 # (`0|([1-9]\d{0,128})`; today's are 56).
 MAX_SEQUENCE_DIGITS = 129
 MAX_SHOWN_CHARACTERS = 80  # of a malformed field's value quoted in a parking reason
+# An unreadable ApproximateReceiveCount might be a re-send: counted as a second receive, the message is looked
+# up among the delivered ids rather than risk a second POST.
+UNREADABLE_RECEIVE_COUNT = 2
 # The record field the redrive engine adds beside `eventSource` (the RFC 3339 time of the redrive). Lambda never
 # sends it and producers cannot set it: they write only Kinesis data/partitionKey and SQS bodies and attributes.
 REDRIVE_FIELD = "dispatchRedrive"
@@ -226,8 +229,7 @@ def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
         partition_key=group,
         sequence_number=sequence_number,
         ordinal=ordinal,
-        # An unreadable count might be a re-send: look the message up rather than risk a second POST.
-        receive_count=receive_count if receive_count is not None else 2,
+        receive_count=receive_count if receive_count is not None else UNREADABLE_RECEIVE_COUNT,
         redriven_at=_redrive_time(raw.get(REDRIVE_FIELD)),
         unreadable_reason="; ".join(problems) or None,
         extra_source_fields=extra,

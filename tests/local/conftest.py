@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -226,8 +226,12 @@ def kinesis_poller(
     *,
     reserved_concurrency: int = 5,
     clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    checkpoint_table: str | None = None,
     **mapping: Any,
 ) -> KinesisPoller:
+    """A poller of `stream` polling fast (shards re-listed as often as they are read), with its own clock and
+    sleep when a test runs it in virtual time."""
     name, arn = stream
     consumer = ConsumerSpec(
         function_spec(reserved_concurrency=reserved_concurrency), KinesisMappingSpec(name, arn, **mapping)
@@ -238,7 +242,10 @@ def kinesis_poller(
         endpoint_url=aws.endpoint_url,
         region=REGION,
         poll_interval_seconds=FAST_POLL_SECONDS,
+        shard_discovery_interval_seconds=FAST_POLL_SECONDS,
         clock=clock,
+        sleep=sleep,
+        checkpoint_table=checkpoint_table,
     )
 
 

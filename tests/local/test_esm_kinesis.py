@@ -19,16 +19,13 @@ from local.esm.kinesis import (
     KinesisPoller,
     retry_backoff_seconds,
 )
-from local.spec import ConsumerSpec, KinesisMappingSpec
 from tests.local.conftest import (
-    FAST_POLL_SECONDS,
     REGION,
     TIMED_OUT,
     FunctionError,
     LocalAws,
     ScriptedFunction,
     eventually,
-    function_spec,
     item_failures,
     kinesis_poller,
     raising,
@@ -58,16 +55,7 @@ class VirtualTime:
 def poller_in_virtual_time(
     aws: LocalAws, stream: tuple[str, str], function: Any, virtual_time: VirtualTime, **mapping: Any
 ) -> KinesisPoller:
-    name, arn = stream
-    return KinesisPoller(
-        ConsumerSpec(function_spec(), KinesisMappingSpec(name, arn, **mapping)),
-        function,
-        endpoint_url=aws.endpoint_url,
-        region=REGION,
-        poll_interval_seconds=FAST_POLL_SECONDS,
-        clock=virtual_time.now,
-        sleep=virtual_time.sleep,
-    )
+    return kinesis_poller(aws, stream, function, clock=virtual_time.now, sleep=virtual_time.sleep, **mapping)
 
 
 def data_of(record: dict[str, Any]) -> bytes:

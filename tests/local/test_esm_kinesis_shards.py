@@ -14,36 +14,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from local.esm.checkpoints import SHARD_END, checkpoint_table_definition
-from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED, KinesisPoller, ShardProgress
-from local.spec import ConsumerSpec, KinesisMappingSpec
+from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED, ShardProgress
+from local.spec import KinesisMappingSpec
 from tests.local.conftest import (
-    FAST_POLL_SECONDS,
     REGION,
     LocalAws,
     ScriptedFunction,
     eventually,
-    function_spec,
+    kinesis_poller,
     running,
 )
 
 pytestmark = pytest.mark.integration
 
 DISTINCT_ARRIVALS_SECONDS = 0.05  # apart enough for arrival times kept to the millisecond to differ
-
-
-def poller(
-    aws: LocalAws, stream: tuple[str, str], function: Any, *, checkpoint_table: str | None = None, **mapping: Any
-) -> KinesisPoller:
-    name, arn = stream
-    return KinesisPoller(
-        ConsumerSpec(function_spec(), KinesisMappingSpec(name, arn, **mapping)),
-        function,
-        endpoint_url=aws.endpoint_url,
-        region=REGION,
-        poll_interval_seconds=FAST_POLL_SECONDS,
-        shard_discovery_interval_seconds=FAST_POLL_SECONDS,
-        checkpoint_table=checkpoint_table,
-    )
 
 
 def dynamodb(aws: LocalAws) -> Any:
@@ -94,7 +78,7 @@ async def test_at_timestamp_starts_at_the_first_record_that_arrived_at_or_after_
         "starting_position_timestamp": (early_arrival + late_arrival) / 2,
     }
     # When the mapping reads the shard
-    async with running(poller(aws, stream, function, **mapping)):
+    async with running(kinesis_poller(aws, stream, function, **mapping)):
         await eventually(lambda: bool(function.events))
     # Then only the record that arrived after the timestamp is delivered
     assert function.batches == [[late]]
@@ -132,7 +116,7 @@ async def test_a_merged_shard_is_read_only_after_both_parents_are_finished(aws: 
     aws.put_records(stream[0], [(f"key-{index}", f"after-{index}".encode()) for index in range(8)])
     function = ScriptedFunction(delay_seconds=0.05)
     # When the mapping reads the stream from its start, one record per batch
-    async with running(poller(aws, stream, function, batch_size=1)):
+    async with running(kinesis_poller(aws, stream, function, batch_size=1)):
         await eventually(lambda: sum(shard_of(event) == "shardId-000000000002" for event in function.events) == 8)
     # Then every batch of the child came after every batch of its parents
     shards = [shard_of(event) for event in function.events]
@@ -147,7 +131,7 @@ async def test_a_resharding_while_running_finishes_the_parents_then_follows_the_
     table = create_checkpoint_table(aws)
     aws.put_records(stream[0], [(f"key-{index}", b"x") for index in range(6)])
     function = ScriptedFunction()
-    mapping = poller(aws, stream, function, checkpoint_table=table)
+    mapping = kinesis_poller(aws, stream, function, checkpoint_table=table)
     async with running(mapping):
         await eventually(lambda: sum(map(len, function.batches)) == 6)
         # When the two shards are merged
@@ -174,14 +158,16 @@ async def test_a_restarted_mapping_resumes_after_its_checkpoint(aws: LocalAws, s
     stream = aws.create_stream()
     table = create_checkpoint_table(aws)
     first = ScriptedFunction()
-    async with running(poller(aws, stream, first, checkpoint_table=table, starting_position=starting_position)):
+    async with running(kinesis_poller(aws, stream, first, checkpoint_table=table, starting_position=starting_position)):
         delivered = aws.put_records(stream[0], [("key", b"1"), ("key", b"2"), ("key", b"3")])
         await eventually(lambda: sum(map(len, first.batches)) == 3)
         await eventually(lambda: stored_checkpoints(aws, table) == {"shardId-000000000000": delivered[-1]})
     # When records arrive while it is stopped, and it starts again
     while_stopped = aws.put_records(stream[0], [("key", b"4"), ("key", b"5")])
     second = ScriptedFunction()
-    async with running(poller(aws, stream, second, checkpoint_table=table, starting_position=starting_position)):
+    async with running(
+        kinesis_poller(aws, stream, second, checkpoint_table=table, starting_position=starting_position)
+    ):
         await eventually(lambda: sum(map(len, second.batches)) == 2)
     # Then it delivers exactly what came after its checkpoint: nothing again, nothing skipped
     assert [number for batch in second.batches for number in batch] == while_stopped
@@ -217,7 +203,7 @@ async def test_an_enhanced_fan_out_mapping_is_polled_as_a_shared_one_and_says_wh
     function = ScriptedFunction()
     # When it runs
     with caplog.at_level(logging.WARNING, logger="local.esm.kinesis"):
-        async with running(poller(aws, stream, function, fan_out_consumer="dev-orders-ledger")):
+        async with running(kinesis_poller(aws, stream, function, fan_out_consumer="dev-orders-ledger")):
             await eventually(lambda: bool(function.events))
     # Then it delivers by polling the stream, as a shared-throughput mapping does, and says why
     assert function.batches == [[sequence_number]]

@@ -22,8 +22,14 @@ SUBSCRIPTION_ENV = "DISPATCHER_SUBSCRIPTION"
 IDEMPOTENCY_TABLE_ENV = "DISPATCHER_IDEMPOTENCY_TABLE"
 DLQ_URL_ENV = "DISPATCHER_DLQ_URL"
 PAYLOAD_BUCKET_ENV = "DISPATCHER_PAYLOAD_BUCKET"
+RETRY_LANE_URL_ENV = "DISPATCHER_RETRY_LANE_URL"  # set when the subscription has a retry schedule
 
 Ordering = Literal["partition-key", "none"]
+
+# About 27.6 hours in six rounds, as Svix retries: long enough for an endpoint down over a night.
+DEFAULT_RETRY_SCHEDULE_SECONDS = (300, 1800, 7200, 18000, 36000, 36000)
+MAX_RETRY_SCHEDULE_TOTAL_SECONDS = 7 * 24 * 3600  # SQS keeps a lane message 14 days at most; a week's margin
+MAX_RETRY_ROUNDS = 20
 
 # A resource name of the registry (a subscription, a stream, a queue without its .fifo): lowercase letters, digits
 # and hyphens, at most 48 characters. Subscription names become part of function, queue and alarm names and of
@@ -98,6 +104,16 @@ class SubscriptionConfig(BaseModel):
         Field(description="Private address ranges the endpoint may resolve to (SSRF guard allow-list)."),
     ] = ()
     allow_http: Annotated[bool, Field(description="Allow a plain http:// endpoint.")] = False
+    retry_schedule_seconds: Annotated[
+        tuple[Annotated[int, Field(ge=1)], ...],
+        Field(
+            max_length=MAX_RETRY_ROUNDS,
+            description="Waits, in seconds, between the retry-lane rounds of a record whose attempts inside an "
+            "invocation failed transiently (docs/retry-lanes.md): the source moves on and the record's key waits "
+            f"in the lane. At most {MAX_RETRY_ROUNDS} rounds and {MAX_RETRY_SCHEDULE_TOTAL_SECONDS} seconds in all. "
+            "[]: no lane; the source re-sends the record and its shard or group waits.",
+        ),
+    ] = DEFAULT_RETRY_SCHEDULE_SECONDS
 
     @field_validator("endpoint")
     @classmethod
@@ -125,6 +141,15 @@ class SubscriptionConfig(BaseModel):
             )
         return signing_secret
 
+    @field_validator("retry_schedule_seconds")
+    @classmethod
+    def _retry_schedule_within_retention(cls, schedule: tuple[int, ...]) -> tuple[int, ...]:
+        if sum(schedule) > MAX_RETRY_SCHEDULE_TOTAL_SECONDS:
+            raise ValueError(
+                f"waits add up to {sum(schedule)} s, more than {MAX_RETRY_SCHEDULE_TOTAL_SECONDS} s (7 days)"
+            )
+        return schedule
+
     @model_validator(mode="after")
     def _https_unless_allowed(self) -> SubscriptionConfig:
         if read_endpoint(self.endpoint).url.scheme == "http" and not self.allow_http:
@@ -140,6 +165,7 @@ class FunctionSettings:
     delivered_ids_table: str
     parked_queue_url: str  # of the parked-records queue
     payload_bucket: str  # the parked-payload bucket: payloads too large for their parked message
+    retry_lane_url: str | None = None  # the retry lane (a FIFO queue); None when the retry schedule is []
 
 
 def _looks_like_a_secret_value(signing_secret: str) -> bool:
@@ -191,9 +217,14 @@ def load_settings(environ: Mapping[str, str]) -> FunctionSettings:
         subscription = SubscriptionConfig.model_validate_json(environ[SUBSCRIPTION_ENV])
     except ValidationError as error:
         raise ConfigurationError(describe_validation_error(error, SUBSCRIPTION_ENV)) from None
+    if subscription.retry_schedule_seconds and not environ.get(RETRY_LANE_URL_ENV):
+        raise ConfigurationError(
+            f"missing environment variable {RETRY_LANE_URL_ENV}: {SUBSCRIPTION_ENV}.retry_schedule_seconds is not []"
+        )
     return FunctionSettings(
         subscription=subscription,
         delivered_ids_table=environ[IDEMPOTENCY_TABLE_ENV],
         parked_queue_url=environ[DLQ_URL_ENV],
         payload_bucket=environ[PAYLOAD_BUCKET_ENV],
+        retry_lane_url=environ.get(RETRY_LANE_URL_ENV) if subscription.retry_schedule_seconds else None,
     )

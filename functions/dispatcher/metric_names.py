@@ -14,3 +14,6 @@ PARKED: Final = "Parked"  # records set aside in the parked-records queue: they 
 DELIVERY_LATENCY: Final = "DeliveryLatency"  # milliseconds one POST took to get its response, one value each
 # Prefix of the per-status-class counts of responses: Status2xx .. Status5xx, and Statusnetwork for none
 STATUS_CLASS_PREFIX: Final = "Status"
+HANDED_TO_RETRY_LANE: Final = "HandedToRetryLane"  # records the source path handed to the retry lane
+HELD_KEYS: Final = "HeldKeys"  # keys with records waiting in the retry lane (docs/retry-lanes.md)
+ENDPOINT_GONE: Final = "EndpointGone"  # 410 answers: the endpoint says it is gone; its alarm tells the team

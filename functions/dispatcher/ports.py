@@ -64,3 +64,43 @@ class SecretSource(Protocol):
     def get(self) -> str:
         """The signing secret string (cached by the adapter; never logged)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class LaneMessage:
+    """One record for the retry lane (docs/retry-lanes.md): FIFO group, deduplication id (the entry id), body."""
+
+    group: str
+    deduplication_id: str
+    body: str  # JSON
+
+
+class RetryLane(Protocol):
+    """The subscription's retry lane, a FIFO queue read by this same function."""
+
+    def send(self, messages: Sequence[LaneMessage]) -> dict[int, str]:
+        """Send in the order given (per group, FIFO order is this order); returns the indexes NOT sent, each
+        with why. Once a message of a group is not sent, no later message of that group in this call is."""
+        ...
+
+    def defer(self, receipt_handles: Mapping[str, int]) -> dict[str, str]:
+        """Make each received message visible again only after the given seconds (at most 43,200: SQS's
+        12 hours); returns the receipt handles that could not be deferred, each with why."""
+        ...
+
+
+class HeldKeys(Protocol):
+    """Which keys have records in the retry lane: one item, one string set of entry ids per held key's
+    attribute (docs/retry-lanes.md)."""
+
+    def read(self) -> dict[str, frozenset[str]]:
+        """Every held key's attribute name with its entry ids (consistent read; empty when none is held)."""
+        ...
+
+    def hold(self, entries: Mapping[str, frozenset[str]]) -> None:
+        """Add the entry ids to each key attribute's set (idempotent; one write)."""
+        ...
+
+    def release(self, entries: Mapping[str, frozenset[str]]) -> None:
+        """Remove the entry ids from each key attribute's set (idempotent; an emptied set disappears)."""
+        ...

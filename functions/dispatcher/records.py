@@ -9,6 +9,7 @@ a body that is not UTF-8, JSON too deep or with absurd numbers, a malformed sequ
 timestamp, characters no header may carry) ends with that record delivered as bytes or parked with
 the reason. Only an event without the shape Lambda gives every Kinesis or SQS batch (the fields that
 name a record to Lambda: its source, its sequence number or message id) raises UnsupportedEventError.
+The readers of the other fields, which never fail a record, are `record_fields`.
 """
 
 from __future__ import annotations
@@ -19,26 +20,29 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-from dispatcher.timestamps import rfc3339
+from dispatcher.record_fields import (
+    ascii_decimal,
+    epoch_time,
+    kind_of,
+    redrive_time,
+    sequence_ordinal,
+    text_attribute,
+    utf8,
+)
 
 # Visible ASCII but "%": a value made only of these is its own header value. "%" is left out so that
 # percent-encoding stays injective ("a b" -> "a%20b", "a%20b" -> "a%2520b").
 HEADER_SAFE_CHARACTERS = frozenset(chr(code) for code in range(0x21, 0x7F)) - {"%"}
-# Kinesis and FIFO sequence numbers are decimal strings; the Kinesis API's pattern allows up to 129 digits
-# (`0|([1-9]\d{0,128})`; today's are 56).
-MAX_SEQUENCE_DIGITS = 129
-MAX_SHOWN_CHARACTERS = 80  # of a malformed field's value quoted in a parking reason
 # An unreadable ApproximateReceiveCount might be a re-send: counted as a second receive, the message is looked
 # up among the delivered ids rather than risk a second POST.
 UNREADABLE_RECEIVE_COUNT = 2
 # The record field the redrive engine adds beside `eventSource` (the RFC 3339 time of the redrive). Lambda never
 # sends it and producers cannot set it: they write only Kinesis data/partitionKey and SQS bodies and attributes.
 REDRIVE_FIELD = "dispatchRedrive"
-RFC3339_AS_WRITTEN = "%Y-%m-%dT%H:%M:%S.%fZ"  # `timestamps.rfc3339`'s form, read back
 
 
 class UnsupportedEventError(ValueError):
@@ -146,21 +150,21 @@ def _kinesis_record(raw: Mapping[str, Any]) -> SourceRecord:
     arn = _identifier(raw, "eventSourceARN")
     stream = arn.rsplit("/", 1)[-1]
     problems: list[str] = []
-    ordinal = _ordinal("sequenceNumber", sequence_number, problems)
+    ordinal = sequence_ordinal("sequenceNumber", sequence_number, problems)
     data = kinesis.get("data")
     if isinstance(data, str):  # an empty string is a valid, empty record
         try:
             payload = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError) as error:
             # Keep the raw field so nothing is lost; the record is parked with this reason.
-            payload = _utf8(data)
+            payload = utf8(data)
             problems.append(f"Kinesis data is not valid base64 ({error}); payload_base64 holds the raw field")
     else:
         payload = b""
-        problems.append(f"Kinesis field 'data' is {_kind_of(data)}, not a base64 string")
+        problems.append(f"Kinesis field 'data' is {kind_of(data)}, not a base64 string")
     partition_key = kinesis.get("partitionKey")
     if not isinstance(partition_key, str):
-        problems.append(f"Kinesis field 'partitionKey' is {_kind_of(partition_key)}, not a string")
+        problems.append(f"Kinesis field 'partitionKey' is {kind_of(partition_key)}, not a string")
         partition_key = None
     event_id = raw.get("eventID")
     shard_id = (event_id.split(":", 1)[0] if isinstance(event_id, str) else "") or "shardId-unknown"
@@ -174,12 +178,12 @@ def _kinesis_record(raw: Mapping[str, Any]) -> SourceRecord:
         payload=payload,
         webhook_id=webhook_id,
         is_json=is_json,
-        produced_at=_timestamp(kinesis.get("approximateArrivalTimestamp"), scale=1),
+        produced_at=epoch_time(kinesis.get("approximateArrivalTimestamp"), scale=1),
         partition_key=partition_key,
         sequence_number=sequence_number,
         ordinal=ordinal,
         shard_id=shard_id,
-        redriven_at=_redrive_time(raw.get(REDRIVE_FIELD)),
+        redriven_at=redrive_time(raw.get(REDRIVE_FIELD)),
         unreadable_reason="; ".join(problems) or None,
     )
 
@@ -192,22 +196,22 @@ def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
     problems: list[str] = []
     body = raw.get("body")
     if isinstance(body, str):
-        payload = _utf8(body)
+        payload = utf8(body)
     else:
         payload = b""
-        problems.append(f"SQS field 'body' is {_kind_of(body)}, not a string")
+        problems.append(f"SQS field 'body' is {kind_of(body)}, not a string")
     attributes = raw.get("attributes")
     if not isinstance(attributes, Mapping):
         attributes = {}
     extra: dict[str, Any] = {}
     group = sequence_number = ordinal = None
     if is_fifo:
-        group = _attribute(attributes, "MessageGroupId")
+        group = text_attribute(attributes, "MessageGroupId")
         if group is None:
             problems.append("FIFO message has no MessageGroupId attribute")
-        sequence_number = _attribute(attributes, "SequenceNumber")
-        ordinal = _ordinal("SequenceNumber", sequence_number or "", problems)
-        dedup_id = _attribute(attributes, "MessageDeduplicationId") or message_id
+        sequence_number = text_attribute(attributes, "SequenceNumber")
+        ordinal = sequence_ordinal("SequenceNumber", sequence_number or "", problems)
+        dedup_id = text_attribute(attributes, "MessageDeduplicationId") or message_id
         position_id = f"{queue}:{dedup_id}"
         extra["message_deduplication_id"] = dedup_id
     else:
@@ -215,8 +219,8 @@ def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
     if raw.get("messageAttributes"):
         extra["message_attributes"] = raw["messageAttributes"]
     is_json, webhook_id = _inspect_payload(payload, position_id) if not problems else (False, header_safe(position_id))
-    receive_count = _decimal(_attribute(attributes, "ApproximateReceiveCount"))
-    sent_ms = _decimal(_attribute(attributes, "SentTimestamp"))
+    receive_count = ascii_decimal(text_attribute(attributes, "ApproximateReceiveCount"))
+    sent_ms = ascii_decimal(text_attribute(attributes, "SentTimestamp"))
     return SourceRecord(
         item_identifier=message_id,
         kind=SourceKind.SQS_FIFO if is_fifo else SourceKind.SQS,
@@ -225,12 +229,12 @@ def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
         payload=payload,
         webhook_id=webhook_id,
         is_json=is_json,
-        produced_at=_timestamp(sent_ms, scale=1000),
+        produced_at=epoch_time(sent_ms, scale=1000),
         partition_key=group,
         sequence_number=sequence_number,
         ordinal=ordinal,
         receive_count=receive_count if receive_count is not None else UNREADABLE_RECEIVE_COUNT,
-        redriven_at=_redrive_time(raw.get(REDRIVE_FIELD)),
+        redriven_at=redrive_time(raw.get(REDRIVE_FIELD)),
         unreadable_reason="; ".join(problems) or None,
         extra_source_fields=extra,
     )
@@ -266,64 +270,7 @@ def _identifier(container: Mapping[str, Any], key: str) -> str:
 
 
 def _unsupported(key: str, value: object, expected: str) -> NoReturn:
-    raise UnsupportedEventError(f"record field {key!r} is missing or not {expected}: got {_kind_of(value)}")
-
-
-def _attribute(attributes: Mapping[str, Any], name: str) -> str | None:
-    value = attributes.get(name)
-    return value if isinstance(value, str) and value else None
-
-
-def _decimal(text: str | None) -> int | None:
-    """ASCII digits only: int() would also take '+1', ' 1', '1_0' and other scripts' digits."""
-    if text is None or not text.isascii() or not text.isdigit():
-        return None
-    return int(text)
-
-
-def _ordinal(name: str, text: str, problems: list[str]) -> int | None:
-    number = _decimal(text) if len(text) <= MAX_SEQUENCE_DIGITS else None
-    if number is None:
-        problems.append(f"{name} {_shown(text)} is not a decimal of at most {MAX_SEQUENCE_DIGITS} digits")
-    return number
-
-
-def _timestamp(value: object, scale: int) -> datetime:
-    """`value / scale` seconds since the epoch; the epoch itself when the source wrote no usable time
-    (the time only labels the record, so a bad one must not keep it from being delivered)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value / scale, tz=UTC)
-        except (ValueError, OverflowError, OSError):
-            pass
-    return datetime.fromtimestamp(0, tz=UTC)
-
-
-def _redrive_time(value: object) -> datetime | None:
-    """The redrive time when `value` is one exactly as `timestamps.rfc3339` writes it; anything else is ignored
-    (the mark only labels the delivery, so a bad one must not keep the record from being delivered)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.strptime(value, RFC3339_AS_WRITTEN).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    # strptime also takes other scripts' digits, fewer digits and more fraction: only our own spelling counts.
-    return moment if rfc3339(moment) == value else None
-
-
-def _utf8(text: str) -> bytes:
-    """The text's bytes; lone surrogates (which JSON escapes can carry) are kept, not refused."""
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _kind_of(value: object) -> str:
-    return "missing" if value is None else f"a {type(value).__name__}"
-
-
-def _shown(text: str) -> str:
-    shown = repr(text[:MAX_SHOWN_CHARACTERS])
-    return shown if len(text) <= MAX_SHOWN_CHARACTERS else f"{shown}..."
+    raise UnsupportedEventError(f"record field {key!r} is missing or not {expected}: got {kind_of(value)}")
 
 
 def header_safe(value: str) -> str:
@@ -331,4 +278,4 @@ def header_safe(value: str) -> str:
     inject a header) is percent-encoded, "%" included, so two values never encode alike."""
     if value and all(character in HEADER_SAFE_CHARACTERS for character in value):
         return value
-    return quote(_utf8(value), safe="")
+    return quote(utf8(value), safe="")

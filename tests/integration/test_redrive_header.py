@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from dispatcher.records import RFC3339_AS_WRITTEN
+from dispatcher.record_fields import RFC3339_AS_WRITTEN
 from local.workers import InvocationResult
 from redrive import Outcome, Redriver, RedriveTarget
 from tests.events import event, kinesis_record, sequence_number

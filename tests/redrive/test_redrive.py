@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher.records import REDRIVE_FIELD, RFC3339_AS_WRITTEN, parse_event
+from dispatcher.record_fields import RFC3339_AS_WRITTEN
+from dispatcher.records import REDRIVE_FIELD, parse_event
 from redrive import Outcome, Redriver
 from tests.events import kinesis_record, sequence_number, sqs_record
 from tests.redrive.conftest import ParkedSubscription

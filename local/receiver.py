@@ -11,16 +11,20 @@ It is also the example to copy. A receiver should:
 4. answer 2xx fast; 429/5xx when it wants the event again later; 4xx only for events it will never take.
 
 The knobs make it misbehave the way real endpoints do: slow answers, transient 500s, answers that come
-after the dispatcher gave up (the event is still processed: the retry is then a duplicate), and a
-permanent 422 for events marked as poison.
+after the dispatcher gave up (the event is still processed: the retry is then a duplicate), a permanent 422
+for events marked as poison, and a key outage: 503 for every event of some partition keys (as when the
+database shard of some customers is down) while the outage lasts, from start_key_outage() for its
+`outage_seconds` or until end_key_outage().
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +35,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 POISON_FIELD = "poison"  # events with {"poison": true} are refused for good (422)
 HOOK_ROUTE = "/hooks/{subscription}"
+PARTITION_KEY_HEADER = "dispatch-partition-key"
+OUTAGE_STATUS = 503
 REDRIVE_HEADER = "dispatch-redrive"  # set on every delivery a redrive re-sent: the time of the redrive
 
 
@@ -40,6 +46,8 @@ class FaultKnobs:
     timeout_rate: float = 0.0  # fraction answered only after `stall_seconds` (processed all the same)
     latency_ms: float = 0.0  # added to every answer
     stall_seconds: float = 3.0  # longer than the demo subscriptions' request timeout
+    outage_keys: frozenset[str] = frozenset()  # partition keys answered 503 while the key outage lasts
+    outage_seconds: float | None = None  # how long it lasts once started; None: until end_key_outage()
 
 
 @dataclass
@@ -52,6 +60,7 @@ class SubscriptionLedger:
     out_of_order: int = 0  # stale: older than an event already seen for its key, and not a redrive
     redriven_older: int = 0  # older than an event already seen for its key, taken on purpose: a redrive
     refused_signature: int = 0
+    outage_refusals: int = 0  # events of an outage key answered 503 while the outage lasted
     answers: Counter[int] = field(default_factory=Counter)
     last_sequence: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -68,6 +77,7 @@ class DemoReceiver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
+        self._outage_ends = -math.inf  # time.monotonic() when the key outage ends: none until started
         self.port = 0
 
     def register(self, subscription: str, secret: str, *, ordered: bool) -> None:
@@ -75,6 +85,21 @@ class DemoReceiver:
         with self._lock:
             self._verifiers[subscription] = Webhook(secret)
             self.ledgers[subscription] = SubscriptionLedger(ordered=ordered)
+
+    def start_key_outage(self) -> None:
+        """From now on answer 503 to the events of the outage keys, for `outage_seconds` (or until ended)."""
+        seconds = self.faults.outage_seconds
+        with self._lock:
+            self._outage_ends = math.inf if seconds is None else time.monotonic() + seconds
+
+    def end_key_outage(self) -> None:
+        with self._lock:
+            self._outage_ends = -math.inf
+
+    def _in_outage(self, headers: Mapping[str, str]) -> bool:
+        with self._lock:
+            lasting = time.monotonic() < self._outage_ends
+        return lasting and headers.get(PARTITION_KEY_HEADER) in self.faults.outage_keys
 
     def url(self, subscription: str) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{subscription}"
@@ -119,6 +144,7 @@ class DemoReceiver:
                 "out_of_order": sum(ledger.out_of_order for ledger in self.ledgers.values() if ledger.ordered),
                 "redriven_older": sum(ledger.redriven_older for ledger in self.ledgers.values()),
                 "refused_signature": sum(ledger.refused_signature for ledger in self.ledgers.values()),
+                "outage_refusals": sum(ledger.outage_refusals for ledger in self.ledgers.values()),
             }
 
     async def _receive(self, request: web.Request) -> web.Response:
@@ -137,6 +163,10 @@ class DemoReceiver:
             with self._lock:
                 ledger.refused_signature += 1
             return self._answer(ledger, 401)
+        if self._in_outage(lowered):
+            with self._lock:
+                ledger.outage_refusals += 1
+            return self._answer(ledger, OUTAGE_STATUS)
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000)
         roll = self._random.random()
@@ -160,7 +190,7 @@ class DemoReceiver:
                 ledger.duplicates += 1
                 return
             ledger.accepted[webhook_id] = body
-            key = headers.get("dispatch-partition-key")
+            key = headers.get(PARTITION_KEY_HEADER)
             sequence = headers.get("dispatch-sequence")
             if key is None or sequence is None:
                 return

@@ -33,6 +33,7 @@ def post(
     sequence: int,
     secret: str = SECRET,
     redriven_at: str | None = None,
+    key: str = "customer-1",
 ) -> int:
     timestamp = int(time.time())
     headers = {
@@ -40,7 +41,7 @@ def post(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": SigningKeys.parse(secret).signature_header(webhook_id, timestamp, body),
         "dispatch-source": "orders",
-        "dispatch-partition-key": "customer-1",
+        "dispatch-partition-key": key,
         "dispatch-sequence": str(sequence),
     }
     if redriven_at is not None:
@@ -59,6 +60,7 @@ def test_duplicates_are_absorbed_and_stale_events_counted(receiver: DemoReceiver
         "out_of_order": 1,
         "redriven_older": 0,
         "refused_signature": 0,
+        "outage_refusals": 0,
     }
 
 
@@ -77,6 +79,7 @@ def test_an_older_redriven_event_is_taken_on_purpose_and_a_stale_one_still_count
         "out_of_order": 1,
         "redriven_older": 1,
         "refused_signature": 0,
+        "outage_refusals": 0,
     }
     assert receiver.ledgers["orders"].last_sequence == {("orders", "customer-1"): 6}
 
@@ -134,6 +137,45 @@ def test_an_event_answered_late_keeps_the_place_it_arrived_in() -> None:
             "out_of_order": 0,
             "redriven_older": 0,
             "refused_signature": 0,
+            "outage_refusals": 0,
         }
     finally:
         server.stop()
+
+
+@pytest.fixture
+def receiver_with_outage(request: pytest.FixtureRequest) -> Iterator[DemoReceiver]:
+    """A receiver whose key outage (of customer-1) lasts `request.param` seconds once started (None: until ended)."""
+    server = DemoReceiver(FaultKnobs(outage_keys=frozenset({"customer-1"}), outage_seconds=request.param), seed=1)
+    server.register("orders", SECRET, ordered=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("receiver_with_outage", [None], indirect=True)
+def test_a_key_outage_refuses_its_keys_only_while_it_lasts(receiver_with_outage: DemoReceiver) -> None:
+    receiver = receiver_with_outage
+    # Given a receiver with customer-1 in its key outage, which has not started yet
+    before = post(receiver, "evt-1", b"{}", 1)
+    # When the outage starts, Then customer-1's events are answered 503 and not taken, other keys' are taken
+    receiver.start_key_outage()
+    during = [post(receiver, "evt-2", b"{}", 2), post(receiver, "evt-a", b"{}", 1, key="customer-2")]
+    # When it ends, Then customer-1's events are taken again
+    receiver.end_key_outage()
+    after = post(receiver, "evt-2", b"{}", 2)
+    assert (before, during, after) == (204, [503, 204], 204)
+    assert list(receiver.ledgers["orders"].accepted) == ["evt-1", "evt-a", "evt-2"]
+    assert receiver.totals()["outage_refusals"] == 1
+    assert receiver.ledgers["orders"].answers[503] == 1
+
+
+@pytest.mark.parametrize("receiver_with_outage", [0.0, 3600.0], indirect=True)
+def test_a_timed_key_outage_lasts_its_seconds_from_its_start(receiver_with_outage: DemoReceiver) -> None:
+    receiver = receiver_with_outage
+    # Given a key outage of outage_seconds, started now
+    receiver.start_key_outage()
+    # When an event of its key arrives
+    status = post(receiver, "evt-1", b"{}", 1)
+    # Then it is refused while the outage lasts (an hour), taken when it lasts no time at all
+    assert status == (503 if receiver.faults.outage_seconds else 204)

@@ -11,10 +11,17 @@ ACCOUNT = "123456789012"
 STREAM = "orders"
 SHARD = "shardId-000000000000"
 SEQUENCE_BASE = 49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898
+FIFO_SEQUENCE_BASE = 18_800_000_000_000_000_000
 
 
 def sequence_number(position: int) -> str:
+    """The Kinesis sequenceNumber of the record at `position` of the shard, as Kinesis writes it."""
     return str(SEQUENCE_BASE + position)
+
+
+def fifo_sequence_number(position: int) -> str:
+    """The SequenceNumber attribute of the FIFO message at `position` of the queue, as SQS writes it."""
+    return str(FIFO_SEQUENCE_BASE + position)
 
 
 def payload_bytes(payload: Any) -> bytes:
@@ -51,10 +58,12 @@ def sqs_record(
     *,
     queue: str = "billing-callbacks",
     group: str | None = None,
-    sequence: int | None = None,
+    position: int = 0,
     dedup_id: str | None = None,
     receive_count: int = 1,
 ) -> dict[str, Any]:
+    """An SQS message; with a `group`, a FIFO message at `position` of its queue (SequenceNumber
+    `fifo_sequence_number(position)`)."""
     attributes = {
         "ApproximateReceiveCount": str(receive_count),
         "SentTimestamp": "1700000000123",
@@ -64,7 +73,7 @@ def sqs_record(
     if group is not None:
         attributes |= {
             "MessageGroupId": group,
-            "SequenceNumber": str(18_800_000_000_000_000_000 + (sequence or 0)),
+            "SequenceNumber": fifo_sequence_number(position),
             "MessageDeduplicationId": dedup_id or f"dedup-{message_id}",
         }
     return {

@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from dispatcher.records import parse_event
-from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
+from tests.events import STREAM, event, fifo_sequence_number, kinesis_record, sequence_number, sqs_record
 from tests.fakes import OLD_SECRET, SECRET
 from tests.integration.conftest import AwsResources, DispatcherFactory
 from tests.integration.support import LoopbackEndpoint, Received
@@ -160,9 +160,9 @@ async def test_sqs_fifo_messages_arrive_signed_with_group_and_sequence(
     dispatcher = make_dispatcher()
     queue = "billing-callbacks.fifo"
     batch = event(
-        sqs_record("m-1", JSON_WITHOUT_ID, queue=queue, group="acct-7", sequence=1, dedup_id="order-1-paid"),
-        sqs_record("m-2", JSON_WITH_ID, queue=queue, group="acct-7", sequence=2),
-        sqs_record("m-3", TEXT, queue=queue, group="acct-7", sequence=3, dedup_id="order-1-shipped"),
+        sqs_record("m-1", JSON_WITHOUT_ID, queue=queue, group="acct-7", position=1, dedup_id="order-1-paid"),
+        sqs_record("m-2", JSON_WITH_ID, queue=queue, group="acct-7", position=2),
+        sqs_record("m-3", TEXT, queue=queue, group="acct-7", position=3, dedup_id="order-1-shipped"),
     )
 
     # When it is dispatched
@@ -184,7 +184,7 @@ async def test_sqs_fifo_messages_arrive_signed_with_group_and_sequence(
         assert request.headers["content-type"] == ("application/octet-stream" if position == 3 else "application/json")
         assert request.headers["dispatch-source"] == queue
         assert request.headers["dispatch-partition-key"] == "acct-7"
-        assert request.headers["dispatch-sequence"] == str(18_800_000_000_000_000_000 + position)
+        assert request.headers["dispatch-sequence"] == fifo_sequence_number(position)
         assert request.headers["dispatch-produced-at"] == "2023-11-14T22:13:20.123Z"
         assert request.headers["dispatch-attempt"] == "1"
         assert_signed_now(request, started, finished)

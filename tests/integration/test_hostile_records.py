@@ -57,8 +57,8 @@ def test_header_hostile_source_fields_reach_the_endpoint_encoded(
     # and a message the endpoint refuses, with a message attribute holding a credential
     module = load_handler()
     queue = "jobs\r\nX-Injected 1ü.fifo"
-    hostile = sqs_record("m\r\n1", {"amount": 1}, queue=queue, group="g\r\nü", sequence=1, dedup_id="d\r\nü")
-    plain = sqs_record("m-2", {"amount": 2}, queue=queue, group="g-2", sequence=2, dedup_id="d-2")
+    hostile = sqs_record("m\r\n1", {"amount": 1}, queue=queue, group="g\r\nü", position=1, dedup_id="d\r\nü")
+    plain = sqs_record("m-2", {"amount": 2}, queue=queue, group="g-2", position=2, dedup_id="d-2")
     plain["messageAttributes"] = {"token": {"stringValue": "attribute-secret-value", "dataType": "String"}}
     endpoint.always(header_safe(f"{queue}:d-2"), 410)  # parked: its log line names its position
     # When Lambda invokes the function with it

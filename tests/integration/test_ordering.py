@@ -22,8 +22,8 @@ pytestmark = pytest.mark.integration
 QUEUE = "ledger-callbacks.fifo"
 
 
-def fifo(message_id: str, group: str, sequence: int) -> dict[str, object]:
-    return sqs_record(message_id, f'{{"n": {sequence}}}'.encode(), queue=QUEUE, group=group, sequence=sequence)
+def fifo(message_id: str, group: str, position: int) -> dict[str, object]:
+    return sqs_record(message_id, f'{{"n": {position}}}'.encode(), queue=QUEUE, group=group, position=position)
 
 
 def webhook_id(message_id: str) -> str:

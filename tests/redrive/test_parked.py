@@ -36,7 +36,7 @@ ORIGINAL_RECORDS = {
     "kinesis, binary payload": kinesis_record(5, b"\x00\xffnot json"),
     "sqs standard": sqs_record("m-1", {"type": "invoice.paid"}) | {"messageAttributes": MESSAGE_ATTRIBUTES},
     "sqs standard, text payload": sqs_record("m-2", b"plain text, not json"),
-    "sqs fifo": sqs_record("m-3", {"type": "refund"}, queue="refunds.fifo", group="customer-9", sequence=17),
+    "sqs fifo": sqs_record("m-3", {"type": "refund"}, queue="refunds.fifo", group="customer-9", position=17),
 }
 
 

@@ -73,7 +73,7 @@ async def park_one_of_each_kind(parked: ParkedSubscription) -> list[dict[str, An
     originals = [
         kinesis_record(1, {"type": "order.created"}),
         sqs_record("m-1", {"type": "invoice.paid"}),
-        sqs_record("m-2", {"type": "refund"}, queue="refunds.fifo", group="g", sequence=1),
+        sqs_record("m-2", {"type": "refund"}, queue="refunds.fifo", group="g", position=1),
     ]
     for original in originals:
         await parked.park(original)

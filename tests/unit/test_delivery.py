@@ -12,7 +12,7 @@ from dispatcher.attempt_policy import parse_retry_after
 from dispatcher.guard import EndpointRefusedError
 from dispatcher.outcomes import Outcome
 from dispatcher.signing import SigningSecretError
-from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
+from tests.events import STREAM, event, fifo_sequence_number, kinesis_record, sequence_number, sqs_record
 from tests.fakes import SECRET, transport_failure
 from tests.unit.conftest import FAST, Harness, failed_ids, subscription
 
@@ -55,11 +55,11 @@ async def test_standard_queue_record_has_no_partition_or_sequence_headers(harnes
 
 
 async def test_fifo_record_names_its_group_and_sequence(harness: Harness) -> None:
-    await harness.dispatch(event(sqs_record("m-1", {"a": 1}, queue="jobs.fifo", group="g-7", sequence=3)))
+    await harness.dispatch(event(sqs_record("m-1", {"a": 1}, queue="jobs.fifo", group="g-7", position=3)))
     (request,) = harness.endpoint.requests
     assert request.headers["webhook-id"] == "jobs.fifo:dedup-m-1"
     assert request.headers["dispatch-partition-key"] == "g-7"
-    assert request.headers["dispatch-sequence"] == str(18_800_000_000_000_000_003)
+    assert request.headers["dispatch-sequence"] == fifo_sequence_number(3)
 
 
 # --- response classes ------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ async def test_fifo_groups_stay_ordered_whatever_the_subscription_says() -> None
     harness = Harness(subscription(ordering="none"))
     harness.endpoint.answers["jobs.fifo:dedup-m-1"] = [500, 500, 500]
     records = [
-        sqs_record(f"m-{i}", {"i": i}, queue="jobs.fifo", group="g-1" if i < 3 else "g-2", sequence=i) for i in range(5)
+        sqs_record(f"m-{i}", {"i": i}, queue="jobs.fifo", group="g-1" if i < 3 else "g-2", position=i) for i in range(5)
     ]
     report = await harness.dispatch(event(*records))
     # Then the group of the failure stops there and reports the rest; the other group is delivered

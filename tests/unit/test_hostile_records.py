@@ -68,7 +68,7 @@ async def test_unreadable_json_is_delivered_as_bytes_beside_the_healthy_records(
 
 async def test_header_hostile_source_fields_are_encoded_not_rejected(harness: Harness) -> None:
     # Given an SQS FIFO record whose queue ARN, message id and deduplication id carry CR/LF and non-ASCII
-    record = sqs_record("m\r\n-ü", {"amount": 1}, queue="jobs\r\nX 1ü.fifo", group="g\r\n1", sequence=1)
+    record = sqs_record("m\r\n-ü", {"amount": 1}, queue="jobs\r\nX 1ü.fifo", group="g\r\n1", position=1)
     record["attributes"]["MessageDeduplicationId"] = "dedup\r\nü"
     # When it is dispatched
     report = await harness.dispatch(event(record))
@@ -128,7 +128,7 @@ async def test_absurd_arrival_time_labels_the_record_but_does_not_stop_it(harnes
     ],
 )
 async def test_malformed_fifo_record_is_parked(harness: Harness, attributes: dict[str, Any], reason: str) -> None:
-    record = sqs_record("m-1", {"a": 1}, queue="jobs.fifo", group="g", sequence=1)
+    record = sqs_record("m-1", {"a": 1}, queue="jobs.fifo", group="g", position=1)
     record["attributes"] |= attributes
     report = await harness.dispatch(event(record, sqs_record("m-2", {"a": 2}, queue="jobs.fifo", group="h")))
     assert failed_ids(report) == []

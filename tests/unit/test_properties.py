@@ -37,7 +37,7 @@ def build_record(source: str, position: int, key: str, behaviour: str) -> dict[s
         raw = "!!not base64!!" if behaviour == "unreadable" else None
         return kinesis_record(position, payload, partition_key=key, raw_data=raw)
     if source == "sqs-fifo":
-        return sqs_record(f"m-{position}", payload, queue="jobs.fifo", group=key, sequence=position)
+        return sqs_record(f"m-{position}", payload, queue="jobs.fifo", group=key, position=position)
     return sqs_record(f"m-{position}", payload)
 
 

@@ -66,7 +66,7 @@ def test_sqs_standard_record_uses_the_message_id() -> None:
 
 
 def test_sqs_fifo_record_uses_queue_and_deduplication_id() -> None:
-    batch = parse_event(event(sqs_record("m-1", {"a": 1}, queue="jobs.fifo", group="g-1", sequence=5, dedup_id="d-9")))
+    batch = parse_event(event(sqs_record("m-1", {"a": 1}, queue="jobs.fifo", group="g-1", position=5, dedup_id="d-9")))
     (record,) = batch.records
     assert batch.kind is SourceKind.SQS_FIFO
     assert batch.ordered_by_source

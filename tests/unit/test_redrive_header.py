@@ -39,7 +39,7 @@ def marked(record: dict[str, Any], value: object = REDRIVEN_AT) -> dict[str, Any
     [
         kinesis_record(1, {"id": "evt-1"}),
         sqs_record("m-1", {"id": "evt-1"}),
-        sqs_record("m-1", {"id": "evt-1"}, queue="jobs.fifo", group="g", sequence=1),
+        sqs_record("m-1", {"id": "evt-1"}, queue="jobs.fifo", group="g", position=1),
     ],
     ids=["kinesis", "sqs", "sqs-fifo"],
 )

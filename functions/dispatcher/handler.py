@@ -13,12 +13,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricResolution, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dispatcher import metric_names
 from dispatcher.config import METRICS_NAMESPACE, SERVICE_NAME, FunctionSettings, load_settings
 from dispatcher.delivery import Dispatcher
+from dispatcher.latency_histogram import latency_histogram
 from dispatcher.outcomes import DeliveryStats
 from dispatcher.records import parse_event
 
@@ -104,5 +105,11 @@ def publish(stats: DeliveryStats) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     for status_class, value in stats.status_classes.items():
         metrics.add_metric(name=f"{metric_names.STATUS_CLASS_PREFIX}{status_class}", unit=MetricUnit.Count, value=value)
-    for latency in stats.latencies_ms:
-        metrics.add_metric(name=metric_names.DELIVERY_LATENCY, unit=MetricUnit.Milliseconds, value=latency)
+    if stats.latencies_ms:
+        # One histogram per invocation, not one add_metric per record: Powertools' add_metric takes single
+        # numbers, so the value goes into its metric set in the form it serializes ("Value" as given).
+        metrics.metric_set[metric_names.DELIVERY_LATENCY] = {
+            "Unit": MetricUnit.Milliseconds.value,
+            "StorageResolution": MetricResolution.Standard.value,
+            "Value": latency_histogram(stats.latencies_ms),
+        }

@@ -11,7 +11,7 @@ DELIVERY_FAILED: Final = "DeliveryFailed"  # records reported back to Lambda as 
 RETRIED: Final = "Retried"  # attempts beyond each record's first, summed over the invocation
 DUPLICATES_SKIPPED: Final = "DuplicatesSkipped"  # records an earlier invocation already finished: not POSTed
 PARKED: Final = "Parked"  # records set aside in the parked-records queue: they can never succeed
-DELIVERY_LATENCY: Final = "DeliveryLatency"  # milliseconds one POST took to get its response, one value each
+DELIVERY_LATENCY: Final = "DeliveryLatency"  # ms one POST took to get its response: one histogram per invocation
 # Prefix of the per-status-class counts of responses: Status2xx .. Status5xx, and Statusnetwork for none
 STATUS_CLASS_PREFIX: Final = "Status"
 HANDED_TO_RETRY_LANE: Final = "HandedToRetryLane"  # records the source path handed to the retry lane

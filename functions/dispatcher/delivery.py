@@ -7,10 +7,12 @@ Plain Python behind small ports (ports.py), callable without Lambda. The rules:
   parked-records queue and not reported, so one bad record never blocks a shard or a queue.
 - With ordering by partition key (always for FIFO groups), records of one key go out one after
   another in sequence order; once one is not delivered, the later ones of that key are held back.
-- Reported failures are exactly the records not delivered and not parked.
+- With a retry lane (docs/retry-lanes.md), records of keys held in the lane join it without being sent, and
+  a record still failing at the end (with every later record of its key) is handed to the lane instead of
+  being reported. Reported failures are exactly the records not delivered, not parked and not handed over.
 
 One POST and what its answer means is posting.py; when to attempt again, attempt_policy.py; the parked
-message's document, parked_message.py.
+message's document, parked_message.py; the hand-over, lane_handover.py; a lane round, lane_rounds.py.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from dispatcher import delivered_ids
+from dispatcher import delivered_ids, lane_rounds, retry_lane
 from dispatcher.attempt_policy import AttemptPolicy
 from dispatcher.config import SubscriptionConfig
+from dispatcher.lane_handover import HELD_REASON, hand_over, held_key_attributes, is_ordered
 from dispatcher.outcomes import BatchReport, DeliveryStats, Outcome, RecordResult
 from dispatcher.parked_message import park
 from dispatcher.ports import DeliveredIds, HttpSender, ParkedRecords, SecretSource
@@ -45,7 +49,7 @@ class DeliveryTuning:
     min_attempt_seconds: float = 0.2  # an attempt with less time left than this is not started
     backoff_base_seconds: float = 0.2  # full jitter: sleep uniform(0, base * 2**(attempt-1))
     backoff_cap_seconds: float = 10.0
-    breaker_threshold: int = 5  # consecutive transient failures that open the circuit
+    breaker_threshold: int = 5  # keys failing transiently in a row (no success between) that open the circuit
     checkpoint_interval_seconds: float = 10.0  # progress entries during long invocations
 
 
@@ -63,6 +67,7 @@ class Dispatcher:
         tuning: DeliveryTuning = DeliveryTuning(),
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        lane: retry_lane.LanePorts | None = None,
     ) -> None:
         self.subscription = subscription
         self.sender = sender
@@ -72,6 +77,8 @@ class Dispatcher:
         self.tuning = tuning
         self.wall_clock = wall_clock
         self.sleep = sleep
+        # The lane is used only with a retry schedule: [] keeps the source re-sending failures.
+        self.lane = lane if subscription.retry_schedule_seconds else None
         self.breaker = CircuitBreaker(tuning.breaker_threshold)
         self._keys: tuple[str, SigningKeys] | None = None
 
@@ -82,17 +89,52 @@ class Dispatcher:
             self._keys = (secret_string, SigningKeys.parse(secret_string))
         return self._keys[1]
 
-    async def dispatch(self, batch: Batch, remaining_seconds: float) -> BatchReport:
-        """Deliver `batch` within `remaining_seconds` (the invocation's time left)."""
-        deadline = time.monotonic() + remaining_seconds - self.tuning.finish_reserve_seconds
-        return await _BatchRun(self, batch, deadline, self.signing_keys()).execute()
+    def deadline(self, remaining_seconds: float) -> float:
+        """The time.monotonic() after which no attempt starts, the finishing work's reserve kept back."""
+        return time.monotonic() + remaining_seconds - self.tuning.finish_reserve_seconds
+
+    def poster(self, stats: DeliveryStats, deadline: float) -> RecordPoster:
+        """The POSTs of one invocation: its in-flight limit and rate, shared across its records."""
+        return RecordPoster(
+            self.subscription,
+            self.sender,
+            self.breaker,
+            self.signing_keys(),
+            stats,
+            deadline=deadline,
+            min_attempt_seconds=self.tuning.min_attempt_seconds,
+            wall_clock=self.wall_clock,
+            sleep=self.sleep,
+        )
+
+    def is_lane_event(self, event: Mapping[str, Any]) -> bool:
+        """Whether `event` comes from this subscription's retry lane (and is a lane round)."""
+        return self.lane is not None and lane_rounds.comes_from(event, self.lane.queue_name)
+
+    async def dispatch(
+        self, batch: Batch, remaining_seconds: float, raw_records: Sequence[Mapping[str, Any]] = ()
+    ) -> BatchReport:
+        """Deliver `batch` within `remaining_seconds` (the invocation's time left). With a retry lane, the
+        event's records as Lambda gave them (`raw_records`, aligned with the batch) are what joins the lane."""
+        if self.lane is not None and len(raw_records) != len(batch.records):
+            raise ValueError("a retry lane needs the event's records, one per record of the batch")
+        return await _BatchRun(self, batch, raw_records, self.deadline(remaining_seconds)).execute()
+
+    async def run_lane_round(self, event: Mapping[str, Any], remaining_seconds: float) -> lane_rounds.LaneReport:
+        """Deliver what is due of a batch of the retry lane (an event for which `is_lane_event`)."""
+        assert self.lane is not None
+        return await lane_rounds.LaneRound(self, self.lane, self.deadline(remaining_seconds)).execute(event)
 
 
 class _BatchRun:
     """The state of one invocation, with the references to the dispatcher's parts it needs."""
 
-    def __init__(self, dispatcher: Dispatcher, batch: Batch, deadline: float, keys: SigningKeys) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, batch: Batch, raw_records: Sequence[Mapping[str, Any]], deadline: float
+    ) -> None:
         self.config = dispatcher.subscription
+        self.lane = dispatcher.lane
+        self.raw_records = raw_records
         self.delivered_ids = dispatcher.delivered_ids
         self.parked_records = dispatcher.parked_records
         self.breaker = dispatcher.breaker
@@ -109,17 +151,8 @@ class _BatchRun:
             tuning.backoff_cap_seconds,
             tuning.min_attempt_seconds,
         )
-        self.poster = RecordPoster(
-            self.config,
-            dispatcher.sender,
-            self.breaker,
-            keys,
-            self.stats,
-            deadline=deadline,
-            min_attempt_seconds=tuning.min_attempt_seconds,
-            wall_clock=dispatcher.wall_clock,
-            sleep=dispatcher.sleep,
-        )
+        self.poster = dispatcher.poster(self.stats, deadline)
+        self.held: frozenset[str] = frozenset()  # attributes of the keys held in the retry lane
         self.leader_of: dict[str, int] = {}
         self.leader_results: dict[str, asyncio.Future[RecordResult]] = {}
 
@@ -135,6 +168,8 @@ class _BatchRun:
             else:
                 pending.append(index)
                 self.leader_of.setdefault(record.webhook_id, index)
+        if self.lane is not None and is_ordered(self.config, self.batch):
+            self.held = held_key_attributes(self.lane, self.stats)
         self.breaker.begin_invocation()
         checkpointer = asyncio.create_task(
             delivered_ids.checkpoint_periodically(
@@ -146,47 +181,52 @@ class _BatchRun:
             )
         )
         try:
-            async with asyncio.TaskGroup() as lanes:
-                for lane in self._lanes(pending):
-                    lanes.create_task(self._run_lane(lane))
+            async with asyncio.TaskGroup() as sequences:
+                for sequence in self._key_sequences(pending):
+                    sequences.create_task(self._run_key_sequence(sequence))
         finally:
             checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpointer
         self._park()
+        if self.lane is not None:
+            settled = [self._result(index) for index in range(len(records))]
+            hand_over(self.lane, self.config, self.batch, self.raw_records, settled, self.stats, self.wall_clock())
+            self.results = list(settled)
         results = tuple(result for result in self.results if result is not None)
         report = BatchReport(self.batch, results, self.stats)
         delivered_ids.save_after_partial_failure(self.delivered_ids, self.config.name, report)
         self._count(report)
         return report
 
-    def _lanes(self, pending: list[int]) -> list[list[int]]:
-        """Records that must go out one after another share a lane; lanes run concurrently."""
-        ordered = self.config.ordering == "partition-key" or self.batch.ordered_by_source
-        lanes: dict[object, list[int]] = {}
+    def _key_sequences(self, pending: list[int]) -> list[list[int]]:
+        """Records that must go out one after another share a key sequence; sequences run concurrently."""
+        ordered = is_ordered(self.config, self.batch)
+        sequences: dict[object, list[int]] = {}
         for index in pending:
             key = self.batch.records[index].partition_key
-            lanes.setdefault(key if ordered and key is not None else index, []).append(index)
-        for lane in lanes.values():
+            sequences.setdefault(key if ordered and key is not None else index, []).append(index)
+        for sequence in sequences.values():
             # Records without a readable sequence number are parked before anything is sent: any place will do.
-            lane.sort(key=lambda index: self.batch.records[index].ordinal or 0)
-        return list(lanes.values())
+            sequence.sort(key=lambda index: self.batch.records[index].ordinal or 0)
+        return list(sequences.values())
 
-    async def _run_lane(self, lane: list[int]) -> None:
-        held_back_by: SourceRecord | None = None
-        for index in lane:
+    async def _run_key_sequence(self, sequence: list[int]) -> None:
+        key = self.batch.records[sequence[0]].partition_key
+        held = key is not None and retry_lane.key_attribute(key) in self.held
+        held_back_because = HELD_REASON if held else None
+        for index in sequence:
             record = self.batch.records[index]
-            if held_back_by is not None:
-                result = RecordResult(
-                    Outcome.FAILED,
-                    reason=f"held back: earlier record {held_back_by.item_identifier} of key "
-                    f"{record.partition_key!r} was not delivered",
-                )
+            if held_back_because is not None:
+                result = RecordResult(Outcome.FAILED, reason=held_back_because)
             else:
                 result = await self._deliver_contained(index)
             self._settle(index, result)
-            if result.outcome is Outcome.FAILED and held_back_by is None:
-                held_back_by = record
+            if result.outcome is Outcome.FAILED and held_back_because is None:
+                held_back_because = (
+                    f"held back: earlier record {record.item_identifier} of key {record.partition_key!r} "
+                    "was not delivered"
+                )
 
     def _settle(self, index: int, result: RecordResult) -> None:
         """Record the result; a record that is the first with its webhook-id also settles the records of

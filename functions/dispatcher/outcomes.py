@@ -15,6 +15,7 @@ class Outcome(enum.Enum):
     PARKED = "parked"
     FAILED = "failed"  # reported as a batch item failure: Lambda sends it again
     SKIPPED = "skipped"  # delivered or parked by an earlier invocation
+    HANDED_TO_LANE = "handed to the retry lane"  # finished for the source: the lane delivers it later
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,9 @@ class DeliveryStats:
     retried: int = 0
     duplicates_skipped: int = 0
     parked: int = 0
+    handed_to_lane: int = 0
+    endpoint_gone: int = 0  # 410 answers
+    held_keys: int | None = None  # keys held in the retry lane, when this invocation read them
     status_classes: Counter[str] = field(default_factory=Counter)  # "2xx" .. "5xx", "network"
     latencies_ms: list[float] = field(default_factory=list)
 

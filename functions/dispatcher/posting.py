@@ -43,13 +43,20 @@ class DeadlineReachedError(Exception):
 
 @dataclass(slots=True)
 class Attempt:
-    """A record's attempts so far: the headers every attempt sends alike, how many were made, and whether
-    the one in flight is the circuit breaker's probe."""
+    """A record's attempts so far: the headers every attempt sends alike, how many were made (`made_before`
+    of them before this invocation), and whether the one in flight is the circuit breaker's probe."""
 
     record: SourceRecord
     record_headers: dict[str, str]
     made: int = 0
+    made_before: int = 0
     is_probe: bool = False
+
+    @property
+    def breaker_key(self) -> str:
+        """What the circuit breaker counts a failure against: the record's key, or the record itself."""
+        key = self.record.partition_key
+        return f"key:{key}" if key is not None else f"record:{self.record.webhook_id}"
 
 
 class RecordPoster:
@@ -90,8 +97,9 @@ class RecordPoster:
             raise DeadlineReachedError
         return remaining
 
-    def attempt(self, record: SourceRecord) -> Attempt:
-        """A record's attempts, none made yet, with the headers that are the same on every attempt."""
+    def attempt(self, record: SourceRecord, retry_round: int | None = None, made_before: int = 0) -> Attempt:
+        """A record's attempts, none made yet by this invocation, with the headers that are the same on every
+        attempt; a retry-lane round names itself in `dispatch-retry-round`."""
         headers = {
             "Content-Type": record.content_type,
             "User-Agent": USER_AGENT,
@@ -106,7 +114,9 @@ class RecordPoster:
             headers["dispatch-sequence"] = header_safe(record.sequence_number)
         if record.redriven_at is not None:  # a replay: receivers take it although older than what they saw
             headers["dispatch-redrive"] = rfc3339(record.redriven_at)
-        return Attempt(record, headers)
+        if retry_round is not None:
+            headers["dispatch-retry-round"] = str(retry_round)
+        return Attempt(record, headers, made_before=made_before)
 
     async def post(self, attempt: Attempt) -> None:
         """Attempt number `attempt.made` once; returns when the endpoint accepted the record. Raises
@@ -147,7 +157,7 @@ class RecordPoster:
             raise PermanentFailureError(f"endpoint refused by the SSRF guard: {refused}") from None
         except TransportError as error:
             self.stats.status_classes["network"] += 1
-            self.breaker.record_transient_failure(attempt.is_probe)
+            self.breaker.record_transient_failure(attempt.breaker_key, attempt.is_probe)
             raise TransientFailureError(f"no response: {error}") from None
         self.stats.latencies_ms.append((time.monotonic() - started) * 1000)
         status = response.status
@@ -159,7 +169,7 @@ class RecordPoster:
                 self.bucket.on_success()
             return
         if status == HTTPStatus.TOO_MANY_REQUESTS or status >= 500:
-            self.breaker.record_transient_failure(attempt.is_probe)
+            self.breaker.record_transient_failure(attempt.breaker_key, attempt.is_probe)
             if status == HTTPStatus.TOO_MANY_REQUESTS:
                 self.limiter.on_throttled()
                 if self.bucket is not None:
@@ -168,6 +178,8 @@ class RecordPoster:
             raise TransientFailureError(f"HTTP {status} {_phrase(status)}".rstrip(), status, retry_after)
         # The endpoint answered: it is up, even if it will never take this record.
         self.breaker.record_success()
+        if status == HTTPStatus.GONE:  # the endpoint says it is gone: the team must know (EndpointGone)
+            self.stats.endpoint_gone += 1
         raise PermanentFailureError(f"HTTP {status} {_phrase(status)}".rstrip(), status)
 
     def _signed_headers(self, attempt: Attempt) -> dict[str, str]:
@@ -177,7 +189,7 @@ class RecordPoster:
         headers["webhook-signature"] = self.keys.signature_header(
             attempt.record.webhook_id, timestamp, attempt.record.payload
         )
-        headers["dispatch-attempt"] = str(attempt.made)
+        headers["dispatch-attempt"] = str(attempt.made_before + attempt.made)
         return headers
 
 

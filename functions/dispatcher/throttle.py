@@ -103,12 +103,14 @@ class BreakerState(enum.Enum):
 
 
 class CircuitBreaker:
-    """Opens after `threshold` consecutive transient failures. Kept across warm invocations: a later
-    invocation starts half-open and lets exactly one probe request through before sending more."""
+    """Judges the endpoint, not a key: opens once transient failures came from `threshold` different keys
+    with no success in between (a key's own retries, and its later records, count once), so one key the
+    receiver cannot take never holds back the others. Kept across warm invocations: a later invocation
+    starts half-open and lets exactly one probe request through before sending more."""
 
     def __init__(self, threshold: int) -> None:
         self._threshold = threshold
-        self._consecutive_failures = 0
+        self._failing_keys: set[str] = set()  # since the last success
         self.state = BreakerState.CLOSED
         self._probe_in_flight = False
         self._probe_done: asyncio.Event | None = None
@@ -136,14 +138,15 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """The endpoint answered (any non-transient status): it is up."""
-        self._consecutive_failures = 0
+        self._failing_keys.clear()
         if self.state is not BreakerState.CLOSED:
             self.state = BreakerState.CLOSED
             self._release_probe_waiters()
 
-    def record_transient_failure(self, was_probe: bool) -> None:
-        self._consecutive_failures += 1
-        if was_probe or self._consecutive_failures >= self._threshold:
+    def record_transient_failure(self, key: str, was_probe: bool) -> None:
+        """A transient failure of a record of `key` (its partition key, or its own id when it has none)."""
+        self._failing_keys.add(key)
+        if was_probe or len(self._failing_keys) >= self._threshold:
             self.state = BreakerState.OPEN
             self._release_probe_waiters()
 

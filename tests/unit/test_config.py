@@ -13,6 +13,7 @@ from dispatcher.config import (
     DLQ_URL_ENV,
     IDEMPOTENCY_TABLE_ENV,
     PAYLOAD_BUCKET_ENV,
+    RETRY_LANE_URL_ENV,
     SUBSCRIPTION_ENV,
     ConfigurationError,
     load_settings,
@@ -26,6 +27,9 @@ VALID: dict[str, Any] = {
 }
 
 
+LANE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-to-ledger-retry-lane.fifo"
+
+
 def environ(subscription: Any) -> dict[str, str]:
     text = subscription if isinstance(subscription, str) else json.dumps(subscription)
     return {
@@ -33,6 +37,7 @@ def environ(subscription: Any) -> dict[str, str]:
         IDEMPOTENCY_TABLE_ENV: "delivered-ids",
         DLQ_URL_ENV: "https://sqs/parked",
         PAYLOAD_BUCKET_ENV: "parked-payloads",
+        RETRY_LANE_URL_ENV: LANE_URL,
     }
 
 
@@ -47,6 +52,19 @@ def test_valid_subscription_gets_documented_defaults() -> None:
     assert (config.allow_private_cidrs, config.allow_http) == ((), False)
     assert (settings.delivered_ids_table, settings.parked_queue_url) == ("delivered-ids", "https://sqs/parked")
     assert settings.payload_bucket == "parked-payloads"
+    assert config.retry_schedule_seconds == (300, 1800, 7200, 18000, 36000, 36000)
+    assert settings.retry_lane_url == LANE_URL
+
+
+def test_a_retry_schedule_needs_its_lane_and_an_empty_one_has_none() -> None:
+    # Given the default retry schedule but no lane in the environment
+    without_lane = environ(VALID)
+    del without_lane[RETRY_LANE_URL_ENV]
+    # Then the cold start fails naming the variable and why it is needed
+    with pytest.raises(ConfigurationError, match=f"missing environment variable {RETRY_LANE_URL_ENV}"):
+        load_settings(without_lane)
+    # And with the schedule [] there is no lane, even if the variable is set
+    assert load_settings(environ(VALID | {"retry_schedule_seconds": []})).retry_lane_url is None
 
 
 @pytest.mark.parametrize(

@@ -361,12 +361,12 @@ async def test_long_invocation_checkpoints_its_progress() -> None:
 # --- circuit breaker and throttling --------------------------------------------------------------------
 
 
-async def test_circuit_opens_after_five_consecutive_transient_failures() -> None:
-    # Given an endpoint that is down and one attempt per record
+async def test_circuit_opens_after_transient_failures_of_five_keys() -> None:
+    # Given an endpoint that is down and one attempt per record, each record of its own key
     harness = Harness(subscription(ordering="none", max_in_flight=1, max_attempts=1))
     harness.endpoint.default = 503
-    report = await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(20)]))
-    # Then after five failures the rest is reported without a request
+    report = await harness.dispatch(event(*[kinesis_record(i, {}, f"pk-{i}") for i in range(20)]))
+    # Then after five keys failed the rest is reported without a request
     assert len(harness.endpoint.requests) == 5
     assert len(failed_ids(report)) == 20
     assert "circuit open" in report.results[19].reason
@@ -375,17 +375,17 @@ async def test_circuit_opens_after_five_consecutive_transient_failures() -> None
 async def test_next_invocation_probes_with_one_request_first() -> None:
     harness = Harness(subscription(ordering="none", max_in_flight=8, max_attempts=1))
     harness.endpoint.default = 503
-    await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(8)]))
+    await harness.dispatch(event(*[kinesis_record(i, {}, f"pk-{i}") for i in range(8)]))
     # When the next invocation finds the endpoint still down
     harness.endpoint.requests.clear()
-    still_down = await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(10, 20)]))
+    still_down = await harness.dispatch(event(*[kinesis_record(i, {}, f"pk-{i}") for i in range(10, 20)]))
     # Then a single probe is sent and everything is reported
     assert len(harness.endpoint.requests) == 1
     assert len(failed_ids(still_down)) == 10
     # When the endpoint has recovered
     harness.endpoint.default = 200
     harness.endpoint.requests.clear()
-    recovered = await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(10, 20)]))
+    recovered = await harness.dispatch(event(*[kinesis_record(i, {}, f"pk-{i}") for i in range(10, 20)]))
     # Then the probe succeeds and the rest follows
     assert failed_ids(recovered) == []
     assert len(harness.endpoint.requests) == 10

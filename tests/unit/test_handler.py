@@ -35,6 +35,7 @@ class Context:
 
 FUNCTIONS_ROOT = Path(__file__).parents[2] / "functions"
 SUBSCRIPTION = {"name": "orders-to-ledger", "endpoint": "https://ledger.example.com/h", "signing_secret": "s"}
+LANE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders-to-ledger-retry-lane.fifo"
 
 
 def fresh_handler_module() -> ModuleType:
@@ -52,6 +53,7 @@ def invoke_with_harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Invoc
     monkeypatch.setenv("DISPATCHER_IDEMPOTENCY_TABLE", "delivered-ids")
     monkeypatch.setenv("DISPATCHER_DLQ_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/parked")
     monkeypatch.setenv("DISPATCHER_PAYLOAD_BUCKET", "parked-payloads")
+    monkeypatch.setenv("DISPATCHER_RETRY_LANE_URL", LANE_URL)
     module = fresh_handler_module()
     harness = Harness(subscription(name="orders-to-ledger"))
     loop = asyncio.new_event_loop()
@@ -84,11 +86,20 @@ def test_import_loads_no_aws_sdk_or_http_client() -> None:
         "DISPATCHER_IDEMPOTENCY_TABLE": "delivered-ids",
         "DISPATCHER_DLQ_URL": "https://sqs/parked",
         "DISPATCHER_PAYLOAD_BUCKET": "parked-payloads",
+        "DISPATCHER_RETRY_LANE_URL": LANE_URL,
         "PYTHONPATH": str(FUNCTIONS_ROOT),
     }
     # When it imports the handler (a cold start's init phase)
     # (Powertools itself imports the bare `botocore` package to tag its user agent: no client machinery.)
-    heavy = ("boto3", "botocore.client", "aiohttp", "dispatcher.adapters.http", "dispatcher.adapters.dynamodb")
+    heavy = (
+        "boto3",
+        "botocore.client",
+        "aiohttp",
+        "dispatcher.adapters.http",
+        "dispatcher.adapters.dynamodb",
+        "dispatcher.adapters.retry_lane",
+        "dispatcher.adapters.held_keys",
+    )
     probe = f"import sys, dispatcher.handler; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True)
     # Then neither the AWS SDK's clients nor the HTTP client were loaded: the first invocation builds them

@@ -66,8 +66,8 @@ async def test_limiter_admits_waiters_as_slots_free() -> None:
 async def test_breaker_half_open_admits_one_probe_and_others_wait_for_its_verdict() -> None:
     breaker = CircuitBreaker(threshold=2)
     breaker.begin_invocation()
-    breaker.record_transient_failure(was_probe=False)
-    breaker.record_transient_failure(was_probe=False)
+    breaker.record_transient_failure("key:a", was_probe=False)
+    breaker.record_transient_failure("key:b", was_probe=False)
     assert breaker.state is BreakerState.OPEN
     with pytest.raises(CircuitOpenError):
         await breaker.admit()
@@ -89,6 +89,25 @@ async def test_failed_probe_reopens_the_circuit_for_everyone_waiting() -> None:
     assert await breaker.admit() is True
     waiter = asyncio.ensure_future(breaker.admit())
     await asyncio.sleep(0)
-    breaker.record_transient_failure(was_probe=True)
+    breaker.record_transient_failure("key:a", was_probe=True)
     with pytest.raises(CircuitOpenError):
         await waiter
+
+
+def test_breaker_judges_the_endpoint_not_one_key() -> None:
+    # Given a breaker that opens at three failing keys
+    breaker = CircuitBreaker(threshold=3)
+    breaker.begin_invocation()
+    # When one key keeps failing (its retries, its later records) while another key is delivered between
+    for _ in range(10):
+        breaker.record_transient_failure("key:stuck", was_probe=False)
+    breaker.record_transient_failure("key:other", was_probe=False)
+    breaker.record_success()
+    breaker.record_transient_failure("key:stuck", was_probe=False)
+    breaker.record_transient_failure("key:third", was_probe=False)
+    # Then the circuit stays closed: failures of two keys since the last success
+    assert breaker.state is BreakerState.CLOSED
+    # When a third key fails with no success between
+    breaker.record_transient_failure("key:fourth", was_probe=False)
+    # Then the endpoint as a whole is judged down
+    assert breaker.state is BreakerState.OPEN

@@ -1,0 +1,199 @@
+"""One invocation of the retry lane (docs/retry-lanes.md, "A lane round"): each lane message is the head of its
+FIFO group or follows it in the batch; a head whose round is due gets one POST with the source path's rules,
+one not yet due is deferred to its due time, and the messages after a deferred or unfinished head wait with it.
+
+What is deferred or not finished is reported to the lane's mapping (batchItemFailures), which leaves it in the
+queue; what is delivered or parked is deleted by the mapping, and its entry id leaves its key's set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dispatcher import retry_lane
+from dispatcher.lane_handover import held_key_attributes
+from dispatcher.outcomes import DeliveryStats, Outcome, RecordResult
+from dispatcher.parked_message import park
+from dispatcher.posting import DeadlineReachedError, PermanentFailureError, RecordPoster, TransientFailureError
+from dispatcher.records import SourceRecord, UnsupportedEventError, parse_event
+from dispatcher.throttle import CircuitOpenError
+from dispatcher.timestamps import rfc3339_from_epoch_seconds
+
+if TYPE_CHECKING:
+    from dispatcher.delivery import Dispatcher
+
+logger = logging.getLogger(__name__)
+
+EXHAUSTED = "retry schedule exhausted"  # the parking reason after the last round
+
+
+def comes_from(event: Mapping[str, Any], queue_name: str) -> bool:
+    """Whether the event's records come from the queue `queue_name` (Lambda never mixes sources in one event)."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    first = records[0] if isinstance(records, list) and records else None
+    arn = first.get("eventSourceARN") if isinstance(first, Mapping) else None
+    return isinstance(arn, str) and arn.rsplit(":", 1)[-1] == queue_name
+
+
+@dataclass
+class LaneReport:
+    """What became of a lane batch: its counts, and the lane messages left in the queue."""
+
+    stats: DeliveryStats
+    left_in_lane: list[str] = field(default_factory=list)  # message ids: deferred or not finished
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        identifiers = dict.fromkeys(self.left_in_lane)
+        return {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in identifiers]}
+
+
+@dataclass(frozen=True, slots=True)
+class _Wait:
+    """A lane message left in the queue: for `seconds` (deferred), or None for the mapping's visibility timeout."""
+
+    seconds: int | None
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Finishing:
+    """A lane message whose record is delivered or to be parked; `held` names its entry in the held keys."""
+
+    held: tuple[str, str] | None  # (key attribute, entry id) of an ordered key
+    to_park: tuple[SourceRecord, RecordResult] | None = None
+
+
+class LaneRound:
+    def __init__(self, dispatcher: Dispatcher, ports: retry_lane.LanePorts, deadline: float) -> None:
+        self.config = dispatcher.subscription
+        self.schedule = self.config.retry_schedule_seconds
+        self.ports = ports
+        self.parked_records = dispatcher.parked_records
+        self.wall_clock = dispatcher.wall_clock
+        self.breaker = dispatcher.breaker
+        self.report = LaneReport(DeliveryStats())
+        self.poster: RecordPoster = dispatcher.poster(self.report.stats, deadline)
+        self.deferrals: dict[str, int] = {}  # receipt handle -> seconds
+        self.finishing: dict[str, _Finishing] = {}  # lane message id -> how it finishes
+
+    async def execute(self, event: Mapping[str, Any]) -> LaneReport:
+        lane_batch = parse_event(event)  # the lane's own FIFO messages: their group, id and deduplication id
+        raw_records: list[Mapping[str, Any]] = event["Records"]
+        groups: dict[str | None, list[int]] = {}
+        for index, message in enumerate(lane_batch.records):
+            groups.setdefault(message.partition_key, []).append(index)
+        self.breaker.begin_invocation()
+        async with asyncio.TaskGroup() as running:
+            for indexes in groups.values():
+                running.create_task(self._run_group([(lane_batch.records[i], raw_records[i]) for i in indexes]))
+        self._finish()
+        if self.deferrals:
+            self._defer()
+        try:
+            held_key_attributes(self.ports, self.report.stats)
+        except Exception:
+            logger.exception("could not read the held keys after a lane round (HeldKeys is not published)")
+        return self.report
+
+    async def _run_group(self, messages: Sequence[tuple[SourceRecord, Mapping[str, Any]]]) -> None:
+        """A group's messages in FIFO order: each after the one before it finished; the rest wait with a
+        head that is left in the lane."""
+        waiting: _Wait | None = None
+        for message, raw in messages:
+            outcome = waiting or await self._round_contained(message, raw)
+            if isinstance(outcome, _Wait):
+                waiting = outcome
+                self.report.left_in_lane.append(message.item_identifier)
+                if outcome.seconds is not None:
+                    self.deferrals[str(raw.get("receiptHandle"))] = outcome.seconds
+            else:
+                self.finishing[message.item_identifier] = outcome
+
+    async def _round_contained(self, message: SourceRecord, raw: Mapping[str, Any]) -> _Wait | _Finishing:
+        """One message's unforeseen error must not fail the others: it is left in the lane (and logged)."""
+        try:
+            return await self._round(message, raw)
+        except Exception as error:
+            logger.exception(
+                "unexpected error in a lane round; left in the lane", extra={"lane_message_id": message.item_identifier}
+            )
+            return _Wait(None, f"unexpected {type(error).__name__}")
+
+    async def _round(self, message: SourceRecord, raw: Mapping[str, Any]) -> _Wait | _Finishing:
+        try:
+            entry = retry_lane.decode(raw.get("body"), self.config.name)
+            (record,) = parse_event({"Records": [entry.record]}).records
+        except (retry_lane.UnreadableLaneMessageError, UnsupportedEventError) as unreadable:
+            # Parked as the lane message it is, never retried for ever; its key is released by its group.
+            attribute = retry_lane.key_attribute_of_group(message.partition_key or "")
+            dedup_id = message.extra_source_fields.get("message_deduplication_id")
+            held = (attribute, str(dedup_id)) if attribute is not None else None
+            result = RecordResult(Outcome.PARKED, reason=f"unreadable retry-lane message: {unreadable}")
+            return _Finishing(held, (message, result))
+        held = (retry_lane.key_attribute(entry.key), entry.entry_id) if entry.key is not None else None
+        if record.unreadable_reason is not None:
+            return _Finishing(held, (record, RecordResult(Outcome.PARKED, reason=record.unreadable_reason)))
+        now = self.wall_clock()
+        retry_round = retry_lane.round_at(now, entry.lane_since, self.schedule)
+        if retry_round == 0 and entry.attempts > 0:
+            first_due = entry.lane_since + self.schedule[0]
+            return _Wait(retry_lane.defer_seconds(first_due, now), "first round not due yet")
+        attempts = retry_lane.dispatch_attempt(entry.attempts, retry_round)
+        attempt = self.poster.attempt(record, retry_round or None, made_before=attempts - 1)
+        attempt.made = 1
+        try:
+            await self.poster.post(attempt)
+        except (CircuitOpenError, DeadlineReachedError) as not_attempted:
+            self.report.stats.failed += 1
+            return _Wait(retry_lane.LANE_NOT_ATTEMPTED_DEFER_SECONDS, str(not_attempted) or "deadline reached")
+        except TransientFailureError as failure:
+            self.report.stats.retried += int(attempts > 1)
+            due = retry_lane.next_due(now, entry.lane_since, self.schedule)
+            if due is None:
+                return _Finishing(held, (record, RecordResult(Outcome.PARKED, attempts, failure.status, EXHAUSTED)))
+            self.report.stats.failed += 1
+            return _Wait(retry_lane.defer_seconds(max(due, now + (failure.retry_after or 0.0)), now), failure.reason)
+        except PermanentFailureError as failure:
+            self.report.stats.retried += int(attempts > 1)
+            return _Finishing(held, (record, RecordResult(Outcome.PARKED, attempts, failure.status, failure.reason)))
+        self.report.stats.retried += int(attempts > 1)
+        self.report.stats.delivered += 1
+        return _Finishing(held)
+
+    def _finish(self) -> None:
+        """Park what is to be parked in one go, then release the entry ids of what finished (one write);
+        a record that could not be parked stays in the lane."""
+        to_park = [(message_id, how.to_park) for message_id, how in self.finishing.items() if how.to_park]
+        if to_park:
+            parked_at = rfc3339_from_epoch_seconds(self.wall_clock())
+            unparked = park(self.parked_records, self.config, [record for _, record in to_park], parked_at)
+            self.report.stats.parked += len(to_park) - len(unparked)
+            for position in unparked:
+                message_id = to_park[position][0]
+                del self.finishing[message_id]
+                self.report.left_in_lane.append(message_id)
+        released: dict[str, set[str]] = {}
+        for how in self.finishing.values():
+            if how.held is not None:
+                released.setdefault(how.held[0], set()).add(how.held[1])
+        if not released:
+            return
+        try:
+            self.ports.held_keys.release({attribute: frozenset(ids) for attribute, ids in released.items()})
+        except Exception:
+            # The records are delivered or parked: the lane must not send them again. Their keys stay held,
+            # so later records of those keys go through the lane (in order, nothing lost) until released.
+            logger.exception("could not release finished entries from the held keys", extra={"entries": released})
+
+    def _defer(self) -> None:
+        try:
+            not_deferred = self.ports.lane.defer(self.deferrals)
+        except Exception as error:
+            not_deferred = dict.fromkeys(self.deferrals, f"{type(error).__name__}: {error}")
+        if not_deferred:
+            # Still reported: they come back after the mapping's visibility timeout and are deferred again.
+            logger.warning("could not defer lane messages", extra={"count": len(not_deferred)})

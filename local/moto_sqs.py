@@ -12,8 +12,13 @@ Under load that breaks two promises SQS keeps, and the pollers cannot repair eit
 
 So every change to a queue's messages (send, receive, delete, change of visibility) holds the queue's own lock
 (the condition moto already notifies when a message is added), a receive decides visibility and busy groups from
-one reading of the clock, and a long poll waits on that condition with the lock released. The patch is
-process-wide and idempotent: `enforce_sqs_semantics()` before starting a ThreadedMotoServer.
+one reading of the clock, and a long poll waits on that condition with the lock released.
+
+A third: SQS lets ChangeMessageVisibility keep a message out of sight for at most 12 hours from the receive that
+handed it out; moto counts the 12 hours from when the message was sent, so a retry lane that defers a message for
+hours after it waited days (docs/retry-lanes.md) was refused. The limit is counted from the latest receive.
+
+The patch is process-wide and idempotent: `enforce_sqs_semantics()` before starting a ThreadedMotoServer.
 """
 
 from __future__ import annotations
@@ -21,15 +26,20 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import weakref
 from copy import deepcopy
 from typing import Any
 
 from moto.core.utils import unix_time_millis
-from moto.sqs.models import Message, Queue, SQSBackend, _filter_message_attributes
+from moto.sqs.exceptions import InvalidParameterValue, ReceiptHandleIsInvalid
+from moto.sqs.models import Message, Queue, SQSBackend, _filter_message_attributes, sqs_backends
 
 FIFO_SEQUENCE_BASE = 18_000_000_000_000_000_000  # SQS FIFO sequence numbers are 20-digit decimals
 MILLISECONDS_PER_SECOND = 1000
+MAX_VISIBILITY_SECONDS = 12 * 3600  # how long after a receive a message can be kept out of sight, at most
 _PATCHED_MARKER = "enforces_sqs_semantics"
+# When each message was last received (epoch milliseconds), set under its queue's lock; gone with the message.
+_last_received_ms: weakref.WeakKeyDictionary[Message, float] = weakref.WeakKeyDictionary()
 
 
 def enforce_sqs_semantics() -> None:
@@ -38,7 +48,6 @@ def enforce_sqs_semantics() -> None:
         return
     original_send = SQSBackend.send_message
     original_delete = SQSBackend.delete_message
-    original_change_visibility = SQSBackend.change_message_visibility
     sequence_numbers = itertools.count(FIFO_SEQUENCE_BASE)
 
     def send_message(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Message:
@@ -61,9 +70,22 @@ def enforce_sqs_semantics() -> None:
     def change_message_visibility(
         self: SQSBackend, queue_name: str, receipt_handle: str, visibility_timeout: int
     ) -> None:
-        lock = _lock_of(self.get_queue(queue_name))
+        queue = self.get_queue(queue_name)
+        lock = _lock_of(queue)
         with lock:
-            original_change_visibility(self, queue_name, receipt_handle, visibility_timeout)
+            message = next((held for held in queue._messages if held.had_receipt_handle(receipt_handle)), None)
+            if message is None:
+                raise ReceiptHandleIsInvalid
+            received_ms = _last_received_ms.get(message, message.sent_timestamp or 0)
+            visible_again_ms = unix_time_millis() + int(visibility_timeout) * MILLISECONDS_PER_SECOND
+            if visible_again_ms - received_ms > MAX_VISIBILITY_SECONDS * MILLISECONDS_PER_SECOND:
+                raise InvalidParameterValue(
+                    f"Value {visibility_timeout} for parameter VisibilityTimeout is invalid. Reason: Total "
+                    f"VisibilityTimeout for the message is beyond the limit [{MAX_VISIBILITY_SECONDS} seconds]"
+                )
+            message.change_visibility(visibility_timeout)
+            if message.visible:
+                queue.pending_messages.discard(message)
             lock.notify_all()  # the message may be visible now
 
     def receive_message(
@@ -100,6 +122,16 @@ def enforce_sqs_semantics() -> None:
     ):
         setattr(patched, _PATCHED_MARKER, True)
         setattr(SQSBackend, name, patched)
+
+
+def oldest_sent_at(account_id: str, region: str, queue_name: str) -> float | None:
+    """When the oldest message still in the queue (visible, in flight or delayed) was sent, in epoch seconds; None
+    when it is empty. Read from moto's backend in this process: SQS's API tells no message's age without
+    receiving it, which would change its visibility."""
+    queue = sqs_backends[account_id][region].get_queue(queue_name)
+    with _lock_of(queue):
+        sent = [stamp for message in queue._messages if (stamp := message.sent_timestamp) is not None]
+    return min(sent) / MILLISECONDS_PER_SECOND if sent else None
 
 
 def _lock_of(queue: Queue) -> threading.Condition:
@@ -140,6 +172,7 @@ def _receive_visible(queue: Queue, count: int, visibility_timeout: int) -> tuple
             to_dead_letter_queue.append(message)
             continue
         message.mark_received(visibility_timeout=visibility_timeout)
+        _last_received_ms[message] = now
         queue.pending_messages.add(message)
         received.append(message)
     for message in to_dead_letter_queue:

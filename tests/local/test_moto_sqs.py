@@ -14,9 +14,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from moto.sqs.models import sqs_backends
 
+from local import moto_sqs
+from local.moto_sqs import oldest_sent_at
 from local.soak import cpu_load
-from tests.local.conftest import REGION, LocalAws
+from local.spec import LOCAL_ACCOUNT_ID
+from tests.local.conftest import REGION, LocalAws, Queue
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +35,9 @@ HELD_VISIBILITY_SECONDS = 300
 # The interpreter switches threads every 5 ms by default; far more often here, so the moto server's request
 # threads interleave inside a receive as they would on a busy machine.
 THREAD_SWITCH_INTERVAL_SECONDS = 1e-6
+ELEVEN_HOURS_MS = 11 * 3600 * 1000
+TEN_HOURS_SECONDS = 10 * 3600
+THREE_HOURS_MS = 3 * 3600 * 1000
 
 
 @contextmanager
@@ -180,3 +188,70 @@ def test_fifo_sequence_numbers_grow_in_send_order(aws: LocalAws) -> None:
     # Then their sequence numbers, compared as integers, follow the order they were sent in
     by_body = {message["Body"]: int(message["Attributes"]["SequenceNumber"]) for message in received}
     assert [by_body[body] for body in bodies] == sorted(by_body.values())
+
+
+def test_a_fifo_message_deferred_by_its_consumer_keeps_its_group_waiting_until_it_is_visible(aws: LocalAws) -> None:
+    # SQS FIFO, as a retry lane uses it: a consumer that extends a received message's visibility holds the whole
+    # group behind it until then, while other groups flow.
+    # Given a group of two messages and another group, the first message received and deferred for the hold
+    queue = aws.create_queue(fifo=True, visibility_timeout=1)
+    send_all(aws, queue.url, ["held-1", "held-2", "other-1"], group_of=lambda body: body.split("-")[0])
+    (head,) = aws.sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"]
+    aws.sqs.change_message_visibility(
+        QueueUrl=queue.url, ReceiptHandle=head["ReceiptHandle"], VisibilityTimeout=HELD_VISIBILITY_SECONDS
+    )
+    # When a consumer receives
+    deferred = aws.sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10, WaitTimeSeconds=2)["Messages"]
+    # Then only the other group's message comes; when the head is made visible, the group comes back from it
+    aws.sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=head["ReceiptHandle"], VisibilityTimeout=0)
+    due = aws.sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10)["Messages"]
+    assert (head["Body"], [message["Body"] for message in deferred]) == ("held-1", ["other-1"])
+    assert [message["Body"] for message in due] == ["held-1", "held-2"]
+
+
+def queue_message(aws: LocalAws, queue: Queue, body: str) -> Any:
+    """The local AWS's own record of a message (moto's backend, in this process)."""
+    backend = sqs_backends[LOCAL_ACCOUNT_ID][REGION].get_queue(queue.name)
+    (message,) = [message for message in backend._messages if message.body == body]
+    return message
+
+
+def test_the_twelve_hours_of_visibility_count_from_the_receive_not_from_the_send(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQS: ChangeMessageVisibility keeps a message out of sight for at most 12 hours after the receive that
+    # handed it out, however long ago it was sent (moto alone counted from the send).
+    # Given a message sent 11 hours ago (a lane record that waited that long), received now
+    queue = aws.create_queue(fifo=True, visibility_timeout=1)
+    send_all(aws, queue.url, ["waited"], group_of=lambda body: "g")
+    queue_message(aws, queue, "waited").sent_timestamp -= ELEVEN_HOURS_MS
+    (message,) = aws.sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"]
+    # When its consumer defers it by 10 hours, Then SQS takes it
+    aws.sqs.change_message_visibility(
+        QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=TEN_HOURS_SECONDS
+    )
+    # And when, three hours after that receive, it asks for 10 hours more, it is refused, naming the limit
+    received_ms = moto_sqs.unix_time_millis()
+    monkeypatch.setattr(moto_sqs, "unix_time_millis", lambda: received_ms + THREE_HOURS_MS)
+    with pytest.raises(ClientError, match=r"beyond the limit \[43200 seconds\]"):
+        aws.sqs.change_message_visibility(
+            QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=TEN_HOURS_SECONDS
+        )
+
+
+def test_the_oldest_message_is_read_without_receiving_it(aws: LocalAws) -> None:
+    # Given an empty queue, then two messages sent, the first of them received and in flight
+    queue = aws.create_queue(fifo=True, visibility_timeout=HELD_VISIBILITY_SECONDS)
+    empty = oldest_sent_at(LOCAL_ACCOUNT_ID, REGION, queue.name)
+    send_all(aws, queue.url, ["first", "second"], group_of=lambda body: "g")
+    first, second = (queue_message(aws, queue, body) for body in ("first", "second"))
+    second.sent_timestamp = first.sent_timestamp + 1
+    (received,) = aws.sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"]
+    # When the oldest is read, Then it is the first, in flight or not, and the second once the first is deleted
+    in_flight = oldest_sent_at(LOCAL_ACCOUNT_ID, REGION, queue.name)
+    aws.sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=received["ReceiptHandle"])
+    after_delete = oldest_sent_at(LOCAL_ACCOUNT_ID, REGION, queue.name)
+    assert (empty, in_flight, after_delete) == (None, first.sent_timestamp / 1000, second.sent_timestamp / 1000)
+    # And reading it received nothing: the second is still there for a consumer, received for the first time
+    (message,) = aws.sqs.receive_message(QueueUrl=queue.url, AttributeNames=["All"])["Messages"]
+    assert (message["Body"], message["Attributes"]["ApproximateReceiveCount"]) == ("second", "1")

@@ -1,0 +1,189 @@
+"""Lane rounds: a record's round is a function of the time; a due head gets one POST with the source path's
+rules, one not due yet is deferred, and the messages behind a head left in the lane wait with it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from standardwebhooks.webhooks import Webhook
+
+from dispatcher import retry_lane
+from dispatcher.lane_rounds import EXHAUSTED, LaneReport
+from dispatcher.ports import LaneMessage
+from tests.events import STREAM, event, kinesis_record, sequence_number
+from tests.fakes import SECRET, transport_failure
+from tests.unit.conftest import Harness, subscription
+
+SCHEDULE = (60, 120, 180)
+SOURCE_ATTEMPTS = 2
+
+
+def webhook_id(position: int) -> str:
+    return f"{STREAM}:{sequence_number(position)}"
+
+
+async def stuck(*positions_and_keys: tuple[int, str], **overrides: Any) -> Harness:
+    """A harness whose lane holds the given records: the first of each key after failing its attempts."""
+    harness = Harness(
+        subscription(retry_schedule_seconds=SCHEDULE, max_attempts=SOURCE_ATTEMPTS, **overrides), lane=True
+    )
+    harness.endpoint.default = 503
+    batch = event(*(kinesis_record(position, {"n": position}, key) for position, key in positions_and_keys))
+    await harness.dispatch(batch)
+    assert len(harness.lane) == len(positions_and_keys)
+    harness.endpoint.requests.clear()
+    harness.endpoint.default = 200
+    return harness
+
+
+async def round_after(harness: Harness, seconds: float) -> LaneReport:
+    harness.clock.advance(seconds)
+    report = await harness.lane_round()
+    assert report is not None
+    return report
+
+
+async def test_a_record_received_before_its_first_round_is_deferred_to_it_without_a_post() -> None:
+    harness = await stuck((1, "k"))
+    # The mapping may hand a message over at once; its first round is due 60 s after the hand-over
+    report = await round_after(harness, 10)
+    assert harness.endpoint.requests == []
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": "lane-0"}]}
+    assert harness.lane.deferrals == [{"lane-0-receipt-1": 50}]
+    assert len(harness.lane) == 1
+
+
+async def test_a_due_round_posts_once_signed_with_its_round_and_delivers() -> None:
+    harness = await stuck((1, "k"))
+    report = await round_after(harness, 60)
+    # Then one POST, as the source path sends it, naming the round and counting the attempts on
+    (request,) = harness.endpoint.requests
+    assert request.headers["webhook-id"] == webhook_id(1)
+    assert request.headers["dispatch-sequence"] == sequence_number(1)
+    assert request.headers["dispatch-retry-round"] == "1"
+    assert request.headers["dispatch-attempt"] == str(SOURCE_ATTEMPTS + 1)
+    assert Webhook(SECRET).verify(request.body, request.headers) == {"n": 1}
+    # and the record is delivered: deleted from the lane and its key no longer held
+    assert report.response() == {"batchItemFailures": []}
+    assert (report.stats.delivered, report.stats.retried) == (1, 1)
+    assert len(harness.lane) == 0
+    assert harness.held_keys.sets == {}
+    assert report.stats.held_keys == 0
+
+
+async def test_a_transient_failure_defers_to_the_next_round_or_a_later_retry_after() -> None:
+    harness = await stuck((1, "k"), (2, "r"))
+    harness.endpoint.answers[webhook_id(1)] = [503]
+    harness.endpoint.answers[webhook_id(2)] = [(429, "600")]
+    report = await round_after(harness, 61)
+    assert sorted(report.left_in_lane) == ["lane-0", "lane-1"]
+    # Round 2 is due 180 s after the hand-over (119 s from now); Retry-After asks for 600 s
+    assert harness.lane.deferrals == [{"lane-0-receipt-1": 119, "lane-1-receipt-1": 600}]
+    assert report.stats.failed == 2
+    # When round 2 comes for the first, it is POSTed as round 2
+    report = await round_after(harness, 119)
+    assert harness.endpoint.requests[-1].headers["dispatch-retry-round"] == "2"
+    assert harness.endpoint.requests[-1].headers["dispatch-attempt"] == str(SOURCE_ATTEMPTS + 2)
+    assert report.stats.delivered == 1
+
+
+async def test_after_the_last_round_the_record_is_parked_and_the_next_of_its_key_gets_its_turn() -> None:
+    # Given two records of one key in the lane, the first failing for ever
+    harness = await stuck((1, "k"), (2, "k"))
+    harness.endpoint.answers[webhook_id(1)] = [503, 503, (503, "5")]
+    for wait in SCHEDULE[:-1]:
+        report = await round_after(harness, wait)
+        # the second waits behind the first, deferred with it and never sent
+        assert report.left_in_lane == ["lane-0", "lane-1"]
+    # When the last round fails too
+    report = await round_after(harness, SCHEDULE[-1])
+    # Then the first is parked with the reason and its attempts, and the second, now the head, goes out
+    (parked,) = harness.parked_records.messages
+    assert parked["webhook_id"] == webhook_id(1)
+    assert parked["reason"] == EXHAUSTED == "retry schedule exhausted"
+    assert (parked["attempts"], parked["last_status"]) == (SOURCE_ATTEMPTS + len(SCHEDULE), 503)
+    assert harness.endpoint.ids_posted()[-1] == webhook_id(2)
+    assert report.response() == {"batchItemFailures": []}
+    assert (report.stats.parked, report.stats.delivered) == (1, 1)
+    # and both entries leave the held keys in one write
+    assert harness.held_keys.sets == {}
+    assert len(harness.held_keys.releases) == 1
+
+
+async def test_a_record_that_never_went_out_is_attempted_as_soon_as_it_is_the_head() -> None:
+    # Given a key held by a record that was delivered meanwhile, and a later record that joined unsent
+    harness = await stuck((1, "k"))
+    harness.clock.advance(30)
+    await harness.dispatch(event(kinesis_record(2, {"n": 2}, "k")))
+    assert harness.endpoint.requests == []
+    report = await round_after(harness, 30)
+    # Then it goes out in the same lane batch, before its own first round: its first POST
+    first, second = harness.endpoint.requests
+    assert second.headers["webhook-id"] == webhook_id(2)
+    assert second.headers["dispatch-attempt"] == "1"
+    assert "dispatch-retry-round" not in second.headers
+    assert first.headers["dispatch-retry-round"] == "1"
+    assert report.stats.delivered == 2
+    assert harness.held_keys.sets == {}
+
+
+async def test_a_permanent_answer_parks_at_once_and_410_is_counted() -> None:
+    harness = await stuck((1, "k"))
+    harness.endpoint.answers[webhook_id(1)] = [410]
+    report = await round_after(harness, 60)
+    (parked,) = harness.parked_records.messages
+    assert parked["reason"] == "HTTP 410 Gone"
+    assert parked["source"]["sequence_number"] == sequence_number(1)
+    assert report.stats.endpoint_gone == 1
+    assert len(harness.lane) == 0
+    assert harness.held_keys.sets == {}
+
+
+async def test_a_record_not_attempted_is_deferred_briefly_without_using_up_its_round() -> None:
+    # Given an endpoint the breaker judged down (five keys failing) when the lane comes round
+    harness = await stuck(*((n, f"key-{n}") for n in range(6)))
+    harness.endpoint.default = transport_failure()
+    await round_after(harness, 60)
+    harness.endpoint.requests.clear()
+    # When the next lane batch finds the circuit open after its one probe
+    report = await round_after(harness, 120)
+    # Then what was not attempted is deferred by the short wait, and stays in its round
+    assert len(harness.endpoint.requests) == 1
+    not_attempted = [s for s in harness.lane.deferrals[-1].values() if s == retry_lane.LANE_NOT_ATTEMPTED_DEFER_SECONDS]
+    assert len(not_attempted) == 5
+    assert report.stats.failed == 6
+
+
+async def test_an_unreadable_lane_message_is_parked_with_the_reason_and_releases_its_key() -> None:
+    harness = await stuck((1, "k"))
+    entry = harness.lane.bodies()[0]["entry_id"]
+    harness.lane.messages[0].body = '{"v": 1, "subscription": "orders-to-ledger"}'
+    report = await round_after(harness, 60)
+    (parked,) = harness.parked_records.messages
+    assert parked["reason"] == "unreadable retry-lane message: lane message field 'entry_id' is missing, not str"
+    assert parked["source"]["type"] == "sqs-fifo"
+    assert report.response() == {"batchItemFailures": []}
+    assert harness.held_keys.releases == [{retry_lane.key_attribute("k"): frozenset({entry})}]
+    assert harness.held_keys.sets == {}
+
+
+async def test_a_lane_message_of_another_subscription_is_parked_not_retried() -> None:
+    harness = await stuck((1, "k"))
+    body = retry_lane.encode("orders-to-audit", "a" * 32, None, kinesis_record(9, {}), 1, harness.clock.now, 503, "")
+    harness.lane.send([LaneMessage("record:" + "a" * 32, "a" * 32, body)])
+    await round_after(harness, 60)
+    reasons = [message["reason"] for message in harness.parked_records.messages]
+    assert reasons == [
+        "unreadable retry-lane message: lane message of subscription 'orders-to-audit', not 'orders-to-ledger'"
+    ]
+    assert len(harness.lane) == 0
+
+
+async def test_a_record_that_cannot_be_parked_stays_in_the_lane_and_keeps_its_key_held() -> None:
+    harness = await stuck((1, "k"))
+    harness.endpoint.answers[webhook_id(1)] = [422]
+    harness.parked_records.refuse = True
+    report = await round_after(harness, 60)
+    assert report.left_in_lane == ["lane-0"]
+    assert len(harness.lane) == 1
+    assert harness.held_keys.sets.keys() == {retry_lane.key_attribute("k")}

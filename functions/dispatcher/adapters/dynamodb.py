@@ -39,7 +39,7 @@ class DynamoDbDeliveredIds:
             response = self.client.get_item(TableName=self._table, Key={"pk": {"S": keys[0]}}, ConsistentRead=True)
             return _decode_items([response["Item"]] if "Item" in response else [])
         found: dict[str, frozenset[str]] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys)), BATCH_GET_LIMIT):
+        for chunk in chunks(list(dict.fromkeys(keys)), BATCH_GET_LIMIT):
             request: dict[str, Any] = {
                 self._table: {"Keys": [{"pk": {"S": key}} for key in chunk], "ConsistentRead": True}
             }
@@ -62,7 +62,7 @@ class DynamoDbDeliveredIds:
         if len(items) == 1:
             self.client.put_item(TableName=self._table, Item=items[0])
             return
-        for chunk in _chunks(items, BATCH_WRITE_LIMIT):
+        for chunk in chunks(items, BATCH_WRITE_LIMIT):
             request: dict[str, Any] = {self._table: [{"PutRequest": {"Item": item}} for item in chunk]}
             for attempt in range(UNPROCESSED_RETRIES + 1):
                 request = self.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
@@ -85,6 +85,7 @@ def _decode_items(items: Sequence[Mapping[str, Any]]) -> dict[str, frozenset[str
     return {item["pk"]["S"]: frozenset(zlib.decompress(item["ids"]["B"]).decode().split("\n")) for item in items}
 
 
-def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+def chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    """`items` in consecutive lists of at most `size` (what a batch request takes at once)."""
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from moto.sqs.models import sqs_backends
 
 from local.esm import KinesisPoller, SqsPoller
 from local.moto_kinesis import enforce_kinesis_resharding
 from local.moto_sqs import enforce_sqs_semantics
-from local.spec import ConsumerSpec, FunctionSpec, KinesisMappingSpec, SqsMappingSpec
+from local.spec import LOCAL_ACCOUNT_ID, ConsumerSpec, FunctionSpec, KinesisMappingSpec, SqsMappingSpec
 from local.workers import InvocationResult
 from tests.fake_aws import use_fake_aws
 
@@ -111,6 +112,12 @@ class LocalAws:
                 bodies.append(message["Body"])
                 self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         return bodies
+
+    def message_in_backend(self, queue: Queue, body: str) -> Any:
+        """moto's own record of the queue's message with this body (its backend runs in this process)."""
+        backend = sqs_backends[LOCAL_ACCOUNT_ID][REGION].get_queue(queue.name)
+        (message,) = [message for message in backend._messages if message.body == body]
+        return message
 
     def create_bucket(self) -> str:
         name = f"on-failure-{uuid.uuid4().hex[:10]}"

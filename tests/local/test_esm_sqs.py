@@ -24,6 +24,9 @@ from tests.local.conftest import (
 
 pytestmark = pytest.mark.integration
 
+DEFERRED_SECONDS = 600  # a head deferred to a due time beyond the test: only the test makes it visible again
+OTHER_GROUPS = 3
+
 
 def bodies_of(function: ScriptedFunction) -> Counter[str]:
     """How many times each message body reached the function."""
@@ -312,3 +315,41 @@ async def test_cancelling_the_poller_stops_it_while_it_long_polls(aws: LocalAws)
     # Then it ends (the guard only stops a hang)
     await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
     assert task.cancelled()
+
+
+async def test_a_message_its_function_deferred_keeps_that_visibility_and_its_group_waits(aws: LocalAws) -> None:
+    # As a retry lane's function does (docs/retry-lanes.md): it extends the visibility of a group's head to the
+    # head's due time and reports the head and the rest of its group failed. Lambda leaves reported messages as
+    # they are: in flight with the visibility the function set, which the mapping never resets.
+    # Given a group of two messages, and a function that defers the head the first time it sees the group
+    queue = aws.create_queue(fifo=True, visibility_timeout=1)
+    for body in ("held/1", "held/2"):
+        aws.sqs.send_message(QueueUrl=queue.url, MessageBody=body, MessageGroupId="held")
+    deferred: list[str] = []  # receipt handles of the deferred heads
+
+    def script(records: list[dict[str, Any]], invocation: int) -> object:
+        held = [record for record in records if record["body"].startswith("held/")]
+        if not held or deferred:
+            return None
+        handle = held[0]["receiptHandle"]
+        aws.sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=handle, VisibilityTimeout=DEFERRED_SECONDS)
+        deferred.append(handle)
+        return item_failures(*(record["messageId"] for record in held))
+
+    function = ScriptedFunction(script)
+    async with running(sqs_poller(aws, queue, function, batch_size=10, maximum_concurrency=2)):
+        await eventually(lambda: bool(deferred), "the head deferred")
+        # When the visibility timeout of the queue has run out for the rest of the group, and other groups'
+        # messages arrive and are delivered
+        follower = aws.message_in_backend(queue, "held/2")
+        await eventually(lambda: follower.visible, "the queue's visibility timeout of held/2 to end")
+        for number in range(OTHER_GROUPS):
+            aws.sqs.send_message(QueueUrl=queue.url, MessageBody=f"other/{number}", MessageGroupId=f"o{number}")
+        await eventually(lambda: sum(body.startswith("other/") for body in bodies_of(function)) == OTHER_GROUPS)
+        # Then the group never came back while its head was deferred
+        assert sum(bodies_of(function)[body] for body in ("held/1", "held/2")) == 2
+        # When the head's due time comes, Then the group comes back from its head, in order
+        aws.sqs.change_message_visibility(QueueUrl=queue.url, ReceiptHandle=deferred[0], VisibilityTimeout=0)
+        await eventually(lambda: bodies_of(function)["held/2"] == 2, "the group delivered again")
+    delivered = [body for batch in function.batches for body in batch if body.startswith("held/")]
+    assert delivered == ["held/1", "held/2", "held/1", "held/2"]

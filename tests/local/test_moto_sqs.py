@@ -15,13 +15,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.sqs.models import sqs_backends
 
 from local import moto_sqs
 from local.moto_sqs import oldest_sent_at
 from local.soak import cpu_load
 from local.spec import LOCAL_ACCOUNT_ID
-from tests.local.conftest import REGION, LocalAws, Queue
+from tests.local.conftest import REGION, LocalAws
 
 pytestmark = pytest.mark.integration
 
@@ -209,13 +208,6 @@ def test_a_fifo_message_deferred_by_its_consumer_keeps_its_group_waiting_until_i
     assert [message["Body"] for message in due] == ["held-1", "held-2"]
 
 
-def queue_message(aws: LocalAws, queue: Queue, body: str) -> Any:
-    """The local AWS's own record of a message (moto's backend, in this process)."""
-    backend = sqs_backends[LOCAL_ACCOUNT_ID][REGION].get_queue(queue.name)
-    (message,) = [message for message in backend._messages if message.body == body]
-    return message
-
-
 def test_the_twelve_hours_of_visibility_count_from_the_receive_not_from_the_send(
     aws: LocalAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,7 +216,7 @@ def test_the_twelve_hours_of_visibility_count_from_the_receive_not_from_the_send
     # Given a message sent 11 hours ago (a lane record that waited that long), received now
     queue = aws.create_queue(fifo=True, visibility_timeout=1)
     send_all(aws, queue.url, ["waited"], group_of=lambda body: "g")
-    queue_message(aws, queue, "waited").sent_timestamp -= ELEVEN_HOURS_MS
+    aws.message_in_backend(queue, "waited").sent_timestamp -= ELEVEN_HOURS_MS
     (message,) = aws.sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"]
     # When its consumer defers it by 10 hours, Then SQS takes it
     aws.sqs.change_message_visibility(
@@ -244,7 +236,7 @@ def test_the_oldest_message_is_read_without_receiving_it(aws: LocalAws) -> None:
     queue = aws.create_queue(fifo=True, visibility_timeout=HELD_VISIBILITY_SECONDS)
     empty = oldest_sent_at(LOCAL_ACCOUNT_ID, REGION, queue.name)
     send_all(aws, queue.url, ["first", "second"], group_of=lambda body: "g")
-    first, second = (queue_message(aws, queue, body) for body in ("first", "second"))
+    first, second = (aws.message_in_backend(queue, body) for body in ("first", "second"))
     second.sent_timestamp = first.sent_timestamp + 1
     (received,) = aws.sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=1)["Messages"]
     # When the oldest is read, Then it is the first, in flight or not, and the second once the first is deleted

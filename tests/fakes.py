@@ -212,7 +212,9 @@ class RecordingRetryLane:
         self.messages = [m for m in self.messages if m.message_id not in received or m.message_id in reported]
 
     def next_visible_at(self) -> float | None:
-        return min((message.visible_at for message in self.messages), default=None)
+        """When the next invisible message becomes visible again (None when none is invisible)."""
+        now = self.clock()
+        return min((message.visible_at for message in self.messages if message.visible_at > now), default=None)
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(message.body) for message in self.messages]

@@ -22,7 +22,7 @@ from cli import registry_access
 from cli.terminal import EXIT_OK, Terminal, fraction
 from local import DEFAULT_PORT
 from local.aws import EmbeddedAws
-from local.runtime import LocalSystem, QueueCounts, RunningConsumer
+from local.runtime import LocalSystem, QueueCounts, RunningConsumer, SubscriptionReadings
 from local.spec import KinesisMappingSpec
 
 if TYPE_CHECKING:
@@ -31,6 +31,18 @@ if TYPE_CHECKING:
 STATUS_REFRESH_SECONDS = 1.0
 COMMAND_NAME = "dispatcher"
 EXAMPLE_EVENT = '{"id":"evt-1"}'
+STATUS_COLUMNS = (
+    "subscription",
+    "source",
+    "delivered",
+    "in flight",
+    "failed",
+    "parked",
+    "age of oldest",
+    "held keys",
+    "oldest in lane",
+)
+NO_RETRY_LANE = "-"  # in the retry-lane columns of a subscription whose retry schedule is []
 
 
 def register(subcommands: Subcommands) -> None:
@@ -120,26 +132,30 @@ def this_command() -> str:
 
 
 async def _current_status(system: LocalSystem) -> Table:
-    """The table with the parked-records queues read now (in a thread: the event loop keeps polling meanwhile)."""
-    return status_table(system, await asyncio.to_thread(system.parked_now))
+    """The table with the queues and held keys read now (in a thread: the event loop keeps polling meanwhile)."""
+    return status_table(system, await asyncio.to_thread(system.readings))
 
 
-def status_table(system: LocalSystem, parked_now: Mapping[str, QueueCounts]) -> Table:
-    """One row a subscription; `parked_now` is LocalSystem.parked_now(): by subscription, what its parked-records
-    queue holds now."""
+def status_table(system: LocalSystem, readings: Mapping[str, SubscriptionReadings]) -> Table:
+    """One row a subscription; `readings` is LocalSystem.readings(): by subscription, what its parked-records
+    queue holds now and, with a retry lane, its held keys and the age of the oldest record in its lane. Delivered,
+    in flight and failed count the work of the source's mapping and the lane's together."""
     table = Table(title="Subscriptions (dev, local)", title_justify="left")
-    for column in ("subscription", "source", "delivered", "in flight", "failed", "parked", "age of oldest"):
+    for column in STATUS_COLUMNS:
         table.add_column(column, justify="left" if column in ("subscription", "source") else "right")
     for consumer in system.consumers:
-        stats = consumer.stats
+        stats = consumer.all_stats
+        now = readings[consumer.subscription]
         table.add_row(
             consumer.subscription,
             _source(consumer),
-            f"{stats.delivered:,.0f}",
-            f"{stats.records_in_flight:,}",
-            f"{stats.delivery_failed:,.0f}",
-            _parked(parked_now[consumer.subscription]),
+            f"{sum(counts.delivered for counts in stats):,.0f}",
+            f"{sum(counts.records_in_flight for counts in stats):,}",
+            f"{sum(counts.delivery_failed for counts in stats):,.0f}",
+            _parked(now.parked),
             _age(consumer),
+            NO_RETRY_LANE if now.held_keys is None else f"{now.held_keys:,}",
+            NO_RETRY_LANE if now.oldest_in_lane_seconds is None else f"{now.oldest_in_lane_seconds:.1f} s",
         )
     notes = [
         f"{consumer.subscription}: {consumer.fidelity_note}" for consumer in system.consumers if consumer.fidelity_note

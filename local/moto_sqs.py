@@ -28,7 +28,7 @@ import threading
 import time
 import weakref
 from copy import deepcopy
-from typing import Any
+from typing import Any, cast
 
 from moto.core.utils import unix_time_millis
 from moto.sqs.exceptions import InvalidParameterValue, ReceiptHandleIsInvalid
@@ -130,7 +130,8 @@ def oldest_sent_at(account_id: str, region: str, queue_name: str) -> float | Non
     receiving it, which would change its visibility."""
     queue = sqs_backends[account_id][region].get_queue(queue_name)
     with _lock_of(queue):
-        sent = [stamp for message in queue._messages if (stamp := message.sent_timestamp) is not None]
+        # moto declares sent_timestamp as None; send sets it to epoch milliseconds before the message is queued.
+        sent: list[int] = [cast(int, message.sent_timestamp) for message in queue._messages]
     return min(sent) / MILLISECONDS_PER_SECOND if sent else None
 
 

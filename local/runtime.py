@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,12 +17,15 @@ from local.aws import LOCAL_REGION, EmbeddedAws
 from local.esm import create_poller
 from local.esm.checkpoints import checkpoint_table_definition
 from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED
-from local.spec import ConsumerSpec, ConsumerStats, KinesisMappingSpec, SqsMappingSpec
+from local.moto_sqs import oldest_sent_at
+from local.spec import LOCAL_ACCOUNT_ID, ConsumerSpec, ConsumerStats, KinesisMappingSpec, SqsMappingSpec
 from local.synth import synthesize
 from local.template import StackTemplate
 from local.workers import FunctionRunner
 
 NAME_PREFIX = "dev"
+DELIVERED_IDS_KEY = "pk"  # the delivered-ids table's partition key
+HELD_KEYS_ITEM = "{subscription}#held"  # its item of a subscription's held keys (docs/retry-lanes.md)
 # Where the Kinesis pollers keep their shard checkpoints: a table of the embedded AWS that is not part of the
 # template, as Lambda keeps a mapping's checkpoints on its own side.
 CHECKPOINT_TABLE = "dispatcher-local-kinesis-checkpoints"
@@ -39,12 +43,31 @@ class QueueCounts:
         return self.visible + self.held
 
 
+@dataclass(frozen=True)
+class SubscriptionReadings:
+    """What `dispatcher local` reads afresh for a subscription on every refresh (docs/retry-lanes.md): its
+    parked-records queue now, and with a retry lane the keys held and the age of the oldest record in the lane."""
+
+    parked: QueueCounts
+    held_keys: int | None = None  # None: no retry lane
+    oldest_in_lane_seconds: float | None = None  # None: no retry lane; 0 when it is empty
+
+
+@dataclass
+class RunningLane:
+    """The poller of a subscription's retry lane: its own counters and task, the subscription's function."""
+
+    stats: ConsumerStats
+    task: asyncio.Task[None]
+
+
 @dataclass
 class RunningConsumer:
     spec: ConsumerSpec
     stats: ConsumerStats
     runner: FunctionRunner
     task: asyncio.Task[None]
+    retry_lane: RunningLane | None = None
 
     @property
     def subscription(self) -> str:
@@ -57,6 +80,15 @@ class RunningConsumer:
     @property
     def parked_records_url(self) -> str:
         return self.settings.parked_queue_url
+
+    @property
+    def all_stats(self) -> list[ConsumerStats]:
+        """The counters of the source's mapping and, with a retry lane, of the lane's: one function's work."""
+        return [self.stats] if self.retry_lane is None else [self.stats, self.retry_lane.stats]
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [self.task] if self.retry_lane is None else [self.task, self.retry_lane.task]
 
     @property
     def ordered(self) -> bool:
@@ -108,7 +140,6 @@ class LocalSystem:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         for spec in specs:
-            stats = ConsumerStats()
             runner = FunctionRunner(
                 spec.function,
                 crash_probability=self.crash_probability,
@@ -116,23 +147,32 @@ class LocalSystem:
                 region=LOCAL_REGION,
                 environment_overrides=self.aws.environment(),
             )
-            poller = create_poller(
-                spec,
-                runner,
-                endpoint_url=self.aws.endpoint_url,
-                region=LOCAL_REGION,
-                stats=stats,
-                checkpoint_table=CHECKPOINT_TABLE,
+            stats, task = self._start_poller(spec, runner)
+            # The lane's rounds and the source share the function, so its reserved concurrency caps them together.
+            lane = (
+                None if spec.retry_lane is None else RunningLane(*self._start_poller(spec.reading_retry_lane(), runner))
             )
-            task = asyncio.create_task(poller.run(), name=f"poller-{spec.function.name}")
-            self.consumers.append(RunningConsumer(spec, stats, runner, task))
+            self.consumers.append(RunningConsumer(spec, stats, runner, task, lane))
+
+    def _start_poller(self, spec: ConsumerSpec, runner: FunctionRunner) -> tuple[ConsumerStats, asyncio.Task[None]]:
+        stats = ConsumerStats()
+        poller = create_poller(
+            spec,
+            runner,
+            endpoint_url=self.aws.endpoint_url,
+            region=LOCAL_REGION,
+            stats=stats,
+            checkpoint_table=CHECKPOINT_TABLE,
+        )
+        return stats, asyncio.create_task(poller.run(), name=f"poller-{spec.function.name}-{spec.mapping.source_name}")
 
     async def stop(self) -> None:
-        for consumer in self.consumers:
-            consumer.task.cancel()
-        for consumer in self.consumers:
+        tasks = [task for consumer in self.consumers for task in consumer.tasks]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await consumer.task
+                await task
         await asyncio.gather(*(consumer.runner.close() for consumer in self.consumers), return_exceptions=True)
         self.aws.stop()
 
@@ -168,10 +208,34 @@ class LocalSystem:
             held=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
         )
 
-    def parked_now(self) -> dict[str, QueueCounts]:
-        """What each subscription's parked-records queue holds now: what a redrive would find, unlike the cumulative
-        ConsumerStats.parked (blocking: one call a subscription)."""
-        return {consumer.subscription: self.queue_counts(consumer.parked_records_url) for consumer in self.consumers}
+    def readings(self) -> dict[str, SubscriptionReadings]:
+        """By subscription, what its parked-records queue holds now (what a redrive would find, unlike the
+        cumulative ConsumerStats.parked) and, with a retry lane, its held keys and oldest record's age (blocking:
+        a few calls a subscription)."""
+        return {consumer.subscription: self._readings_of(consumer) for consumer in self.consumers}
+
+    def _readings_of(self, consumer: RunningConsumer) -> SubscriptionReadings:
+        parked = self.queue_counts(consumer.parked_records_url)
+        lane = consumer.spec.retry_lane
+        if lane is None:
+            return SubscriptionReadings(parked)
+        oldest = oldest_sent_at(LOCAL_ACCOUNT_ID, LOCAL_REGION, lane.queue_name)
+        age = 0.0 if oldest is None else max(0.0, time.time() - oldest)
+        return SubscriptionReadings(parked, held_keys=self.held_keys(consumer), oldest_in_lane_seconds=age)
+
+    def held_keys(self, consumer: RunningConsumer) -> int:
+        """How many keys of the subscription are held: the attributes of its held-keys item but the table's key
+        (one consistent GetItem; blocking)."""
+        item = self._dynamodb.get_item(
+            TableName=consumer.settings.delivered_ids_table,
+            Key={DELIVERED_IDS_KEY: {"S": HELD_KEYS_ITEM.format(subscription=consumer.subscription)}},
+            ConsistentRead=True,
+        ).get("Item", {})
+        return len(item.keys() - {DELIVERED_IDS_KEY})
+
+    @cached_property
+    def _dynamodb(self) -> Any:
+        return self.aws.client("dynamodb")
 
     @cached_property
     def _sqs(self) -> Any:

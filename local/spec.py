@@ -96,10 +96,18 @@ MappingSpec = KinesisMappingSpec | SqsMappingSpec
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A function and the mapping that feeds it: one per registered subscription."""
+    """A function and the mapping that feeds it from its source: one per registered subscription. `retry_lane` is
+    the mapping of the subscription's retry lane (docs/retry-lanes.md) to the same function, when it has one."""
 
     function: FunctionSpec
     mapping: MappingSpec
+    retry_lane: SqsMappingSpec | None = None
+
+    def reading_retry_lane(self) -> ConsumerSpec:
+        """The consumer as the retry lane's poller sees it: the same function, fed by the lane's mapping."""
+        if self.retry_lane is None:
+            raise ValueError(f"{self.function.name}: no retry lane")
+        return ConsumerSpec(self.function, self.retry_lane)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dispatcher.config import SUBSCRIPTION_ENV, SubscriptionConfig, describe_validation_error
+from dispatcher.config import RETRY_LANE_URL_ENV, SUBSCRIPTION_ENV, SubscriptionConfig, describe_validation_error
 from local.spec import ConsumerSpec, FunctionSpec, KinesisMappingSpec, MappingSpec, SqsMappingSpec
 
 STREAM = "AWS::Kinesis::Stream"
@@ -68,20 +68,38 @@ class StackTemplate:
         return [resource for resource in self.resources.values() if resource.type == resource_type]
 
     def consumers(self, physical: PhysicalResources, resolve: Callable[[Any], Any]) -> list[ConsumerSpec]:
-        """One ConsumerSpec per event source mapping, its function and settings resolved."""
-        specs = []
+        """One ConsumerSpec per event source mapping from a source, its function and settings resolved; the
+        mapping from a function's retry lane (the queue its DISPATCHER_RETRY_LANE_URL names) goes with it."""
+        sources: list[tuple[Resource, Resource]] = []  # (mapping, function)
+        lanes: dict[str, SqsMappingSpec] = {}  # function logical id -> the mapping from its retry lane
         for mapping in self.of_type(MAPPING):
-            function_id = _referenced_id(mapping.properties.get("FunctionName"))
-            function = self.resources.get(function_id or "")
-            if function is None or function.type != FUNCTION:
-                raise TemplateError(f"{mapping.logical_id}: FunctionName does not reference a function")
-            specs.append(
-                ConsumerSpec(
-                    function=_function_spec(function, resolve),
-                    mapping=self._mapping_spec(mapping, physical, resolve),
+            function = self._mapped_function(mapping)
+            if _referenced_id(mapping.properties.get("EventSourceArn")) != _retry_lane_queue_id(function):
+                sources.append((mapping, function))
+                continue
+            lane = self._mapping_spec(mapping, physical, resolve)
+            if not isinstance(lane, SqsMappingSpec) or not lane.is_fifo:
+                raise TemplateError(
+                    f"{mapping.logical_id}: the retry lane of {function.logical_id} is not a FIFO queue"
                 )
+            lanes[function.logical_id] = lane
+        unfed = sorted(lanes.keys() - {function.logical_id for _, function in sources})
+        if unfed:
+            raise TemplateError(f"{', '.join(unfed)}: a retry lane is mapped to it, but no source is")
+        return [
+            ConsumerSpec(
+                function=_function_spec(function, resolve),
+                mapping=self._mapping_spec(mapping, physical, resolve),
+                retry_lane=lanes.get(function.logical_id),
             )
-        return specs
+            for mapping, function in sources
+        ]
+
+    def _mapped_function(self, mapping: Resource) -> Resource:
+        function = self.resources.get(_referenced_id(mapping.properties.get("FunctionName")) or "")
+        if function is None or function.type != FUNCTION:
+            raise TemplateError(f"{mapping.logical_id}: FunctionName does not reference a function")
+        return function
 
     def _mapping_spec(
         self, mapping: Resource, physical: PhysicalResources, resolve: Callable[[Any], Any]
@@ -135,6 +153,12 @@ class StackTemplate:
         if source is None or source.type not in (STREAM, QUEUE):
             raise TemplateError(f"{mapping.logical_id}: EventSourceArn is not a stream or queue of this template")
         return source, fan_out_consumer
+
+
+def _retry_lane_queue_id(function: Resource) -> str | None:
+    """The logical id of the queue the function's DISPATCHER_RETRY_LANE_URL names (None: it has no retry lane)."""
+    variables = function.properties.get("Environment", {}).get("Variables", {})
+    return _referenced_id(variables.get(RETRY_LANE_URL_ENV))
 
 
 def _function_spec(function: Resource, resolve: Callable[[Any], Any]) -> FunctionSpec:

@@ -17,9 +17,11 @@ import pytest
 from moto.server import ThreadedMotoServer
 from moto.sqs.models import sqs_backends
 
+from cli.local import status_table
 from local.esm import KinesisPoller, SqsPoller
 from local.moto_kinesis import enforce_kinesis_resharding
 from local.moto_sqs import enforce_sqs_semantics
+from local.runtime import LocalSystem, RunningConsumer
 from local.spec import LOCAL_ACCOUNT_ID, ConsumerSpec, FunctionSpec, KinesisMappingSpec, SqsMappingSpec
 from local.workers import InvocationResult
 from tests.fake_aws import use_fake_aws
@@ -296,3 +298,10 @@ async def eventually(condition: Callable[[], bool], what: str = "the condition")
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def status_cell(system: LocalSystem, consumer: RunningConsumer, header: str) -> str:
+    """A cell of the consumer's row in `dispatcher local`'s status table, as its next refresh draws it."""
+    table = status_table(system, await asyncio.to_thread(system.readings))
+    (column,) = [column for column in table.columns if column.header == header]
+    return str(list(column.cells)[system.consumers.index(consumer)])

@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto.core.utils import unix_time_millis
 
 from local import moto_sqs
 from local.moto_sqs import oldest_sent_at
@@ -223,7 +224,7 @@ def test_the_twelve_hours_of_visibility_count_from_the_receive_not_from_the_send
         QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=TEN_HOURS_SECONDS
     )
     # And when, three hours after that receive, it asks for 10 hours more, it is refused, naming the limit
-    received_ms = moto_sqs.unix_time_millis()
+    received_ms = unix_time_millis()
     monkeypatch.setattr(moto_sqs, "unix_time_millis", lambda: received_ms + THREE_HOURS_MS)
     with pytest.raises(ClientError, match=r"beyond the limit \[43200 seconds\]"):
         aws.sqs.change_message_visibility(

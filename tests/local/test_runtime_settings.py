@@ -12,6 +12,7 @@ from dispatcher.config import (
     DLQ_URL_ENV,
     IDEMPOTENCY_TABLE_ENV,
     PAYLOAD_BUCKET_ENV,
+    RETRY_LANE_URL_ENV,
     SUBSCRIPTION_ENV,
     ConfigurationError,
 )
@@ -23,6 +24,7 @@ STREAM = KinesisMappingSpec(
     stream_name="dev-orders", stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/dev-orders"
 )
 PARKED_QUEUE_URL = "http://127.0.0.1:4566/123456789012/dev-orders-parked"
+RETRY_LANE_URL = "http://127.0.0.1:4566/123456789012/orders-retry-lane.fifo"
 
 
 def consumer_with(subscription: dict[str, Any]) -> RunningConsumer:
@@ -31,6 +33,7 @@ def consumer_with(subscription: dict[str, Any]) -> RunningConsumer:
         IDEMPOTENCY_TABLE_ENV: "dev-delivered",
         DLQ_URL_ENV: PARKED_QUEUE_URL,
         PAYLOAD_BUCKET_ENV: "dev-parked-payloads",
+        RETRY_LANE_URL_ENV: RETRY_LANE_URL,
     }
     spec = ConsumerSpec(function_spec(environment=environment), STREAM)
     return RunningConsumer(spec, ConsumerStats(), runner=cast(Any, None), task=cast(Any, None))

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 from moto.moto_api._internal.models import moto_api_backend
-from rich.table import Table
 
-from cli.local import status_table
 from local.demo import STREAM, write_demo_registry
 from local.receiver import POISON_FIELD, DemoReceiver
-from local.runtime import LocalSystem, RunningConsumer
+from local.runtime import LocalSystem
 from producer import KinesisProducer
+from tests.local.conftest import status_cell
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +31,6 @@ def receiver() -> Iterator[DemoReceiver]:
     server.start()
     yield server
     server.stop()
-
-
-async def parked_column(system: LocalSystem, consumer: RunningConsumer) -> str:
-    """The `parked` cell of the consumer's row, as the next refresh of `dispatcher local` draws it."""
-    table: Table = status_table(system, await asyncio.to_thread(system.parked_now))
-    (column,) = [column for column in table.columns if column.header == "parked"]
-    return str(list(column.cells)[system.consumers.index(consumer)])
 
 
 async def test_the_parked_column_counts_what_is_parked_now(receiver: DemoReceiver, tmp_path: Path) -> None:
@@ -60,7 +52,7 @@ async def test_the_parked_column_counts_what_is_parked_now(receiver: DemoReceive
                 await asyncio.sleep(POLL_SECONDS)
 
         # Then the column counts them
-        assert await parked_column(system, consumer) == str(PARKED_RECORDS)
+        assert await status_cell(system, consumer, "parked") == str(PARKED_RECORDS)
 
         # When a redrive receives one of them (and holds it out of sight while it works on it)
         sqs = system.aws.client("sqs")
@@ -69,7 +61,7 @@ async def test_the_parked_column_counts_what_is_parked_now(receiver: DemoReceive
         )["Messages"]
 
         # Then the column says it is held, besides the ones still visible
-        assert await parked_column(system, consumer) == f"{PARKED_RECORDS - 1} + 1 held"
+        assert await status_cell(system, consumer, "parked") == f"{PARKED_RECORDS - 1} + 1 held"
 
         # When every parked record is deleted (redriven)
         visible = sqs.receive_message(QueueUrl=consumer.parked_records_url, MaxNumberOfMessages=10)["Messages"]
@@ -78,7 +70,7 @@ async def test_the_parked_column_counts_what_is_parked_now(receiver: DemoReceive
             sqs.delete_message(QueueUrl=consumer.parked_records_url, ReceiptHandle=message["ReceiptHandle"])
 
         # Then the column drops to 0, though the run's count of records parked (the demo's report) stays
-        assert await parked_column(system, consumer) == "0"
+        assert await status_cell(system, consumer, "parked") == "0"
         assert consumer.stats.parked == PARKED_RECORDS
     finally:
         await system.stop()

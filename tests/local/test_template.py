@@ -14,7 +14,7 @@ from rich.console import Console
 from cli.local import status_table
 from local.aws import EmbeddedAws
 from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED
-from local.runtime import QueueCounts, RunningConsumer
+from local.runtime import QueueCounts, RunningConsumer, SubscriptionReadings
 from local.spec import ConsumerStats, KinesisMappingSpec, SqsMappingSpec
 from local.template import StackTemplate, TemplateError
 
@@ -250,9 +250,82 @@ def test_the_status_table_says_a_fan_out_consumer_is_polled_as_a_shared_one(loca
     ]
     # When `dispatcher local` draws its status table
     console = Console(width=400, record=True)
-    nothing_parked = {consumer.subscription: QueueCounts(visible=0, held=0) for consumer in consumers}
+    nothing_parked = {
+        consumer.subscription: SubscriptionReadings(QueueCounts(visible=0, held=0)) for consumer in consumers
+    }
     console.print(status_table(cast(Any, SimpleNamespace(consumers=consumers)), nothing_parked))
     # Then the table says, for that subscription only, why its local mapping differs from Lambda's
     drawn = console.export_text()
     assert f"a: {FAN_OUT_POLLED_AS_SHARED}" in drawn
     assert drawn.count(FAN_OUT_POLLED_AS_SHARED) == 1
+
+
+def with_retry_lane_a(lane_properties: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The template with a retry lane for subscription a, as the CDK app declares one: a FIFO queue that the
+    function's DISPATCHER_RETRY_LANE_URL names, mapped to the same function."""
+    document: dict[str, Any] = json.loads(json.dumps(TEMPLATE))
+    resources = document["Resources"]
+    resources["LaneA"] = {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {
+            "QueueName": "dev-a-retry-lane.fifo",
+            "FifoQueue": True,
+            "ContentBasedDeduplication": False,
+            "VisibilityTimeout": 240,
+            **(lane_properties or {}),
+        },
+    }
+    resources["FunctionA"]["Properties"]["Environment"]["Variables"]["DISPATCHER_RETRY_LANE_URL"] = {"Ref": "LaneA"}
+    resources["LaneMappingA"] = {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "Properties": {
+            "FunctionName": {"Ref": "FunctionA"},
+            "EventSourceArn": {"Fn::GetAtt": ["LaneA", "Arn"]},
+            "BatchSize": 10,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        },
+    }
+    return document
+
+
+def test_a_retry_lane_is_created_and_read_by_its_subscriptions_function(local_aws: EmbeddedAws) -> None:
+    # Given a template where subscription a has a retry lane
+    template, physical, resolve = created(local_aws, with_retry_lane_a())
+    # When the consumers are read from it
+    consumers = {spec.function.subscription: spec for spec in template.consumers(physical, resolve)}
+    # Then the lane is a FIFO queue deduplicating by the ids the function gives, not by content
+    attributes = local_aws.client("sqs").get_queue_attributes(QueueUrl=physical.refs["LaneA"], AttributeNames=["All"])
+    assert (attributes["Attributes"]["FifoQueue"], attributes["Attributes"]["ContentBasedDeduplication"]) == (
+        "true",
+        "false",
+    )
+    # And subscription a is one consumer: its source's mapping, and beside it the lane's, both to its function
+    assert sorted(consumers) == ["a", "b"]
+    assert consumers["a"].function.environment["DISPATCHER_RETRY_LANE_URL"] == physical.refs["LaneA"]
+    assert isinstance(consumers["a"].mapping, KinesisMappingSpec)
+    assert consumers["a"].retry_lane == SqsMappingSpec(
+        queue_name="dev-a-retry-lane.fifo",
+        queue_url=physical.refs["LaneA"],
+        queue_arn=physical.attributes[("LaneA", "Arn")],
+        batch_size=10,
+    )
+    assert consumers["a"].reading_retry_lane().mapping == consumers["a"].retry_lane
+    assert consumers["b"].retry_lane is None
+
+
+def test_a_retry_lane_that_is_not_fifo_is_refused_naming_the_mapping(local_aws: EmbeddedAws) -> None:
+    # Given a retry lane declared as a standard queue: it would not keep a key's records in order
+    template, physical, resolve = created(local_aws, with_retry_lane_a({"FifoQueue": False, "QueueName": "dev-a-lane"}))
+    # When the consumers are read, Then the error names the mapping and the function
+    with pytest.raises(TemplateError, match="LaneMappingA: the retry lane of FunctionA is not a FIFO queue"):
+        template.consumers(physical, resolve)
+
+
+def test_a_retry_lane_of_a_function_no_source_feeds_is_refused(local_aws: EmbeddedAws) -> None:
+    # Given a function whose only mapping is from its retry lane
+    document = with_retry_lane_a()
+    del document["Resources"]["MappingA"]
+    template, physical, resolve = created(local_aws, document)
+    # When the consumers are read, Then the error names the function
+    with pytest.raises(TemplateError, match="FunctionA: a retry lane is mapped to it, but no source is"):
+        template.consumers(physical, resolve)

@@ -13,7 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from cli.terminal import EXIT_FAILED, EXIT_OK, Terminal, fraction, non_negative_float, positive_float, positive_int
-from local.demo import DEFAULT_EVENTS, DEFAULT_POISON_RATE, DEFAULT_TIMEOUT_SECONDS, Demo, DemoOptions, DemoReport
+from local.demo import (
+    DEFAULT_EVENTS,
+    DEFAULT_OUTAGE_SECONDS,
+    DEFAULT_POISON_RATE,
+    DEFAULT_TIMEOUT_SECONDS,
+    MAX_OUTAGE_SECONDS,
+    Demo,
+    DemoOptions,
+    DemoReport,
+)
 
 if TYPE_CHECKING:
     from cli.terminal import Subcommands
@@ -51,6 +60,20 @@ def register(subcommands: Subcommands) -> None:
         default=DEFAULT_POISON_RATE,
         help=f"share of events the receiver refuses for good (422), to be parked (default {DEFAULT_POISON_RATE})",
     )
+    parser.add_argument(
+        "--key-outage-rate",
+        type=fraction,
+        default=0.0,
+        help="share of the partition keys whose events the receiver answers 503 during the outage (0..1): the "
+        "other keys must keep flowing while those wait in the retry lanes",
+    )
+    parser.add_argument(
+        "--outage-seconds",
+        type=outage_seconds,
+        default=DEFAULT_OUTAGE_SECONDS,
+        help=f"how long the key outage lasts from the first event produced (default {DEFAULT_OUTAGE_SECONDS:g}, "
+        f"at most {MAX_OUTAGE_SECONDS:g})",
+    )
     parser.add_argument("--seed", type=int, help="seed of the fault and poison draws, for a repeatable run")
     parser.add_argument(
         "--timeout",
@@ -60,6 +83,13 @@ def register(subcommands: Subcommands) -> None:
     )
     parser.add_argument("--port", type=int, default=0, help="port of the embedded AWS (default: any free port)")
     parser.set_defaults(run=run)
+
+
+def outage_seconds(text: str) -> float:
+    seconds = positive_float(text)
+    if seconds > MAX_OUTAGE_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_OUTAGE_SECONDS:g}, got {text}")
+    return seconds
 
 
 def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
@@ -73,6 +103,8 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
         aws_port=arguments.port,
         timeout_seconds=arguments.timeout,
         seed=arguments.seed,
+        key_outage_rate=arguments.key_outage_rate,
+        outage_seconds=arguments.outage_seconds,
     )
     progress = Progress(
         TextColumn("{task.description:<28}"),
@@ -113,6 +145,9 @@ def report_table(report: DemoReport) -> Table:
         ("out of order on ordered subscriptions (must be 0)", f"{report.out_of_order:,}"),
         ("stale by dispatch-sequence at the receiver (must be 0)", f"{report.stale_by_sequence:,}"),
         ("payload mismatches (must be 0)", f"{report.payload_mismatches:,}"),
+        ("503s answered during the key outage", f"{report.key_outage_refusals:,}"),
+        ("held keys in the retry lanes (most at once)", f"{report.max_held_keys:,}"),
+        ("oldest record in a retry lane (most seen)", f"{report.max_oldest_in_lane_seconds:.1f} s"),
         ("max IteratorAge", f"{report.max_iterator_age_ms / 1000:.1f} s"),
         ("events per second", f"{report.events_per_second:,.1f}"),
         ("elapsed", f"{report.elapsed_seconds:.1f} s" + (" (timed out)" if report.timed_out else "")),

@@ -5,6 +5,9 @@ standard queue read without order, a FIFO queue read in order per group) are syn
 environment, run on the embedded AWS, and fed N events. The demo then accounts for every event: it
 reached the receiver (verified, deduped) or was set aside with its payload: parked by the dispatcher, or in a
 source DLQ or an on-failure store. Nothing else is fine.
+
+Every subscription has a retry lane with a short schedule (rounds a few real seconds apart, long enough to
+outlast the key outage), so records that fail for a while are delivered late, in order, within the run.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any
 
 import yaml
 
+from dispatcher.config import MAX_RETRY_ROUNDS
 from local.receiver import DemoReceiver, FaultKnobs
-from local.runtime import LocalSystem, RunningConsumer
+from local.runtime import LocalSystem, RunningConsumer, SubscriptionReadings
 from local.spec import KinesisMappingSpec
 from producer import Event, KinesisProducer, SqsProducer
 from redrive.parked import StoredPayload, parked_payload
@@ -41,6 +45,10 @@ REQUEST_TIMEOUT_SECONDS = 1.0  # the demo subscriptions' request timeout; the re
 RECEIVER_STALL_SECONDS = 1.5
 DLQ_READ_VISIBILITY_SECONDS = 30  # hides a message while the demo reads the queue through, then shown again
 SQS_BATCH_LIMIT = 10  # entries per ChangeMessageVisibilityBatch
+DEFAULT_OUTAGE_SECONDS = 10.0  # how long the key outage lasts from the first event produced
+MAX_OUTAGE_SECONDS = 3600.0  # the demo runs minutes; its retry schedule must outlast the outage
+DEMO_RETRY_ROUND_SECONDS = 2  # the demo's retry lanes: a round every few real seconds
+SPARE_RETRY_ROUNDS = 3  # rounds after the outage ended, so a record outlasts it and is delivered, not parked
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class DemoOptions:
     aws_port: int = 0  # 0: any free port
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     seed: int | None = None
+    key_outage_rate: float = 0.0  # share of the partition keys whose events the receiver answers 503 ...
+    outage_seconds: float = DEFAULT_OUTAGE_SECONDS  # ... for this long from the first event produced
 
 
 @dataclass
@@ -68,6 +78,9 @@ class DemoReport:
     stale_by_sequence: int = 0  # what the receiver took for stale by dispatch-sequence (a real one would drop it)
     payload_mismatches: int = 0  # delivered or parked with a payload other than the one produced
     max_iterator_age_ms: float = 0.0
+    key_outage_refusals: int = 0  # 503s the receiver answered to the events of the keys in its outage
+    max_held_keys: int = 0  # the most keys held in the retry lanes at once, of all subscriptions
+    max_oldest_in_lane_seconds: float = 0.0  # the oldest record waiting in a retry lane, the most seen
     events_per_second: float = 0.0
     elapsed_seconds: float = 0.0
     timed_out: bool = False
@@ -110,8 +123,31 @@ def demo_events(count: int, poison_rate: float, seed: int | None) -> list[dict[s
     return events
 
 
-def write_demo_registry(root: Path, receiver: DemoReceiver) -> Path:
-    """The demo registry: one team, three subscriptions pointing at the receiver."""
+def outage_keys(rate: float, seed: int | None) -> frozenset[str]:
+    """The partition keys in the key outage: a share `rate` of the demo's keys (at least one when it is above 0)."""
+    customers = [f"customer-{number}" for number in range(PARTITION_KEYS)]
+    count = max(1, round(rate * PARTITION_KEYS)) if rate > 0 else 0
+    return frozenset(random.Random(seed).sample(customers, count))
+
+
+def demo_retry_schedule(outage_seconds: float) -> list[int]:
+    """The demo subscriptions' retry_schedule_seconds: rounds DEMO_RETRY_ROUND_SECONDS apart that last beyond the
+    outage by SPARE_RETRY_ROUNDS, the waits stretched when that many rounds would be more than the registry takes."""
+    rounds = _ceiling_division(outage_seconds, DEMO_RETRY_ROUND_SECONDS) + SPARE_RETRY_ROUNDS
+    if rounds <= MAX_RETRY_ROUNDS:
+        return [DEMO_RETRY_ROUND_SECONDS] * rounds
+    return [_ceiling_division(outage_seconds, MAX_RETRY_ROUNDS - SPARE_RETRY_ROUNDS)] * MAX_RETRY_ROUNDS
+
+
+def _ceiling_division(seconds: float, divisor: int) -> int:
+    """The ceiling of seconds / divisor, by floor division: math.ceil(seconds / divisor) rounds the smallest
+    positive quotients (underflowing to 0.0) down to 0."""
+    return int(-(-seconds // divisor))
+
+
+def write_demo_registry(root: Path, receiver: DemoReceiver, outage_seconds: float = DEFAULT_OUTAGE_SECONDS) -> Path:
+    """The demo registry: one team, three subscriptions pointing at the receiver, with retry lanes whose schedule
+    outlasts a key outage of `outage_seconds`."""
     registry = root / "registry"
     (registry / "teams").mkdir(parents=True, exist_ok=True)
     sources = {
@@ -119,7 +155,12 @@ def write_demo_registry(root: Path, receiver: DemoReceiver) -> Path:
         "queues": [{"name": STANDARD_QUEUE, "max_receive_count": 5}, {"name": FIFO_QUEUE, "max_receive_count": 5}],
     }
     loopback = {"allow_http": True, "allow_private_cidrs": ["127.0.0.0/8", "::1/128"]}
-    common = {"request_timeout_seconds": REQUEST_TIMEOUT_SECONDS, "max_attempts": 3, **loopback}
+    common = {
+        "request_timeout_seconds": REQUEST_TIMEOUT_SECONDS,
+        "max_attempts": 3,
+        "retry_schedule_seconds": demo_retry_schedule(outage_seconds),
+        **loopback,
+    }
     subscriptions = [
         {
             "name": "demo-events-ordered",
@@ -170,6 +211,8 @@ class Demo:
             timeout_rate=options.timeout_rate,
             latency_ms=options.latency_ms,
             stall_seconds=RECEIVER_STALL_SECONDS,
+            outage_keys=outage_keys(options.key_outage_rate, options.seed),
+            outage_seconds=options.outage_seconds,
         )
         self.receiver = DemoReceiver(faults, seed=options.seed)
         self.system: LocalSystem | None = None
@@ -177,7 +220,7 @@ class Demo:
     async def run(self) -> DemoReport:
         self.receiver.start()
         try:
-            registry = write_demo_registry(self.workdir, self.receiver)
+            registry = write_demo_registry(self.workdir, self.receiver, self.options.outage_seconds)
             self.system = LocalSystem(
                 registry, self.workdir, port=self.options.aws_port, crash_probability=self.options.crash_rate
             )
@@ -195,10 +238,13 @@ class Demo:
         events = demo_events(self.options.events, self.options.poison_rate, self.options.seed)
         produced = {event["id"]: event for event in events}
         started = time.monotonic()
+        self.receiver.start_key_outage()
         await self._produce(system, events)
         deadline = started + self.options.timeout_seconds
         timed_out = False
+        lanes = LaneHighs()
         while True:
+            lanes.seen(await asyncio.to_thread(system.readings))
             parked = await asyncio.to_thread(lambda: dict(_parked_payloads(system)))
             accounted = self._delivered_ids(produced) | (parked.keys() & produced.keys())
             self.on_progress("delivering", len(accounted), len(produced))
@@ -209,7 +255,7 @@ class Demo:
                 break
             await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
         elapsed = time.monotonic() - started
-        return self._report(system, produced, parked, elapsed, timed_out)
+        return self._report(system, produced, parked, elapsed, timed_out, lanes)
 
     async def _produce(self, system: LocalSystem, events: list[dict[str, Any]]) -> None:
         aws = system.aws
@@ -241,6 +287,7 @@ class Demo:
         parked_payloads: dict[str, Any],
         elapsed: float,
         timed_out: bool,
+        lanes: LaneHighs,
     ) -> DemoReport:
         delivered_ids = self._delivered_ids(produced)
         parked_ids = parked_payloads.keys() & produced.keys() - delivered_ids
@@ -251,7 +298,7 @@ class Demo:
             produced=len(produced),
             delivered=len(delivered_ids),
             duplicates_absorbed=totals["duplicates"],
-            retries=sum(consumer.stats.retried for consumer in system.consumers),
+            retries=sum(stats.retried for consumer in system.consumers for stats in consumer.all_stats),
             parked=len(parked_ids),
             lost=len(produced.keys() - delivered_ids - parked_ids),
             out_of_order=sum(
@@ -262,6 +309,9 @@ class Demo:
             stale_by_sequence=totals["out_of_order"],
             payload_mismatches=mismatches,
             max_iterator_age_ms=_max_iterator_age_ms(system),
+            key_outage_refusals=totals["outage_refusals"],
+            max_held_keys=lanes.held_keys,
+            max_oldest_in_lane_seconds=lanes.oldest_in_lane_seconds,
             events_per_second=len(produced) / elapsed if elapsed > 0 else 0.0,
             elapsed_seconds=elapsed,
             timed_out=timed_out,
@@ -277,6 +327,21 @@ class Demo:
             for webhook_id, body in ledger.accepted.items()
             if webhook_id in produced and json.loads(body) != produced[webhook_id]
         )
+
+
+@dataclass
+class LaneHighs:
+    """The highest readings of the retry lanes seen while the demo waited: held keys (all subscriptions together)
+    and the age of the oldest record in a lane."""
+
+    held_keys: int = 0
+    oldest_in_lane_seconds: float = 0.0
+
+    def seen(self, readings: dict[str, SubscriptionReadings]) -> None:
+        held = sum(reading.held_keys or 0 for reading in readings.values())
+        oldest = max((reading.oldest_in_lane_seconds or 0.0 for reading in readings.values()), default=0.0)
+        self.held_keys = max(self.held_keys, held)
+        self.oldest_in_lane_seconds = max(self.oldest_in_lane_seconds, oldest)
 
 
 def accepted_out_of_produced_order(accepted: Iterable[str], produced: dict[str, dict[str, Any]]) -> int:
@@ -304,14 +369,15 @@ def _max_iterator_age_ms(system: LocalSystem) -> float:
 
 
 def _consumer_counts(consumer: RunningConsumer) -> dict[str, int]:
-    stats = consumer.stats
+    """The function's counts over its source's mapping and its retry lane's."""
+    stats = consumer.all_stats
     return {
-        "invocations": stats.invocations,
-        "function_errors": stats.function_errors,
-        "delivered": int(stats.delivered),
-        "parked": int(stats.parked),
-        "retried": int(stats.retried),
-        "duplicates_skipped": int(stats.duplicates_skipped),
+        "invocations": sum(counts.invocations for counts in stats),
+        "function_errors": sum(counts.function_errors for counts in stats),
+        "delivered": sum(int(counts.delivered) for counts in stats),
+        "parked": sum(int(counts.parked) for counts in stats),
+        "retried": sum(int(counts.retried) for counts in stats),
+        "duplicates_skipped": sum(int(counts.duplicates_skipped) for counts in stats),
     }
 
 

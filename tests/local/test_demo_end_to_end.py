@@ -1,4 +1,5 @@
-"""The main job, end to end: the demo path with faults switched on loses nothing and keeps order."""
+"""The main job, end to end: the demo path with faults switched on (a key outage among them) loses nothing and
+keeps order."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_with_faults_loses_nothing_and_keeps_order(capsys: pytest.CaptureFixture[str]) -> None:
-    # Given an endpoint that fails, answers late, and a function that gets killed mid-batch
+    # Given an endpoint that fails, answers late, refuses a quarter of the keys for a while, and a function that
+    # gets killed mid-batch
     arguments = [
         "demo",
         "--events",
@@ -25,6 +27,10 @@ def test_demo_with_faults_loses_nothing_and_keeps_order(capsys: pytest.CaptureFi
         "0.05",
         "--poison-rate",
         "0.03",
+        "--key-outage-rate",
+        "0.25",
+        "--outage-seconds",
+        "5",
         "--seed",
         "7",
         "--json",
@@ -42,4 +48,6 @@ def test_demo_with_faults_loses_nothing_and_keeps_order(capsys: pytest.CaptureFi
     assert report["parked"] > 0  # the poison events, refused for good, are parked rather than retried forever
     assert report["retries"] > 0
     assert report["ok"] is True
+    # And the report tells how the retry lanes did
+    assert {"key_outage_refusals", "max_held_keys", "max_oldest_in_lane_seconds", "max_iterator_age_ms"} <= set(report)
     assert exit_code == 0

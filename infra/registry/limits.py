@@ -43,3 +43,5 @@ STREAM_RETENTION_MAX_HOURS: Final = 8_760  # h (365 days)
 STREAM_SHARDS_MAX: Final = 500  # shards, the default provisioned-mode quota per stream in most regions
 QUEUE_MAX_RECEIVE_COUNT_MIN: Final = 5  # receives; fewer dead-letters messages a throttled poller never saw
 QUEUE_MAX_RECEIVE_COUNT_MAX: Final = 1_000  # receives
+SQS_RETENTION_MAX_SECONDS: Final = 1_209_600  # s (14 days), the longest SQS keeps a message
+SQS_METRICS_PERIOD_SECONDS: Final = 60  # s, how often SQS publishes a queue's CloudWatch metrics

@@ -28,6 +28,7 @@ STREAM_PREFIX = "stream/"
 QUEUE_PREFIX = "queue/"
 DEFAULT_STREAM_BATCH_SIZE = 100  # records, Lambda's default for Kinesis
 DEFAULT_QUEUE_BATCH_SIZE = 10  # messages, Lambda's default for SQS (the largest without a batching window)
+DEFAULT_ALARM_RETRY_AGE_SECONDS = 3600  # s; by then the default schedule's rounds at 5 and 35 minutes have failed
 
 
 class _RegistryModel(BaseModel):
@@ -188,6 +189,17 @@ class RegisteredSubscription(SubscriptionConfig):
             description="Alarm when the oldest undelivered record is older than this many seconds.",
         ),
     ] = 300
+    alarm_retry_age_seconds: Annotated[
+        int,
+        Field(
+            # Below SQS's one-minute metric period a threshold says nothing sharper; no lane message lives
+            # longer than SQS's 14-day retention, so a larger one could never fire.
+            ge=limits.SQS_METRICS_PERIOD_SECONDS,
+            le=limits.SQS_RETENTION_MAX_SECONDS,
+            description="Alarm when the oldest record waiting in the retry lane is older than this many seconds "
+            "(its key has been held that long). Only with a retry schedule.",
+        ),
+    ] = DEFAULT_ALARM_RETRY_AGE_SECONDS
 
     @property
     def is_stream(self) -> bool:

@@ -73,6 +73,7 @@ def check_registrations(
         subscription = registration.subscription
         yield from _check_endpoint_address(registration)
         yield from _check_delivery_fits_batch(registration)
+        yield from _check_retry_lane_fields(registration)
         if subscription.source in invalid_sources:
             continue
         if subscription.is_stream:
@@ -175,6 +176,16 @@ def _check_delivery_fits_batch(registration: Registration) -> Iterator[Problem]:
             "timeout_seconds",
             f"{subscription.timeout_seconds} is shorter than the {required} s a batch needs ({why})",
             f"{required} to {limits.FUNCTION_MAX_TIMEOUT_SECONDS}, or omit it to derive it",
+        )
+
+
+def _check_retry_lane_fields(registration: Registration) -> Iterator[Problem]:
+    subscription = registration.subscription
+    if not subscription.retry_schedule_seconds and "alarm_retry_age_seconds" in subscription.model_fields_set:
+        yield registration.problem(
+            "alarm_retry_age_seconds",
+            "has no effect: retry_schedule_seconds is [], so the subscription has no retry lane",
+            "omit it, or give a retry schedule",
         )
 
 

@@ -149,3 +149,32 @@ def test_endpoints_the_guard_would_refuse_fail_validation_in_every_environment_w
     unwrapped = "".join((output.out + output.err).split())
     for secret in ("hunter2", "sekrit", SECRET_VALUE):
         assert secret not in unwrapped
+
+
+BAD_SCHEDULE_TEAM = """\
+team: payments
+alerts_email: payments-oncall@example.com
+subscriptions:
+  - name: ledger-hook
+    source: stream/orders
+    endpoint: https://ledger.example.com/hooks
+    retry_schedule_seconds: [300, 0, 604800]
+"""
+
+
+def test_a_bad_retry_schedule_is_reported_naming_the_field_and_each_wrong_wait(
+    copy_registry: RegistryCopier, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a schedule with a wait of 0 s that also adds up to more than a week
+    root = copy_registry({"teams/payments.yaml": BAD_SCHEDULE_TEAM})
+
+    # When it is validated
+    exit_code = main(["validate", "--registry", str(root)])
+
+    # Then it fails naming the field and the position of the wrong wait, with what is allowed
+    err = " ".join(capsys.readouterr().err.split())  # the terminal wraps long lines
+    assert exit_code == 1
+    assert (
+        "registry/teams/payments.yaml: subscription 'ledger-hook': retry_schedule_seconds.1: 0 is out of range; "
+        "allowed: at least 1" in err
+    )

@@ -10,6 +10,7 @@ from dispatcher.config import (
     DLQ_URL_ENV,
     IDEMPOTENCY_TABLE_ENV,
     PAYLOAD_BUCKET_ENV,
+    RETRY_LANE_URL_ENV,
     SUBSCRIPTION_ENV,
     SubscriptionConfig,
     load_settings,
@@ -80,6 +81,7 @@ def test_the_function_reads_back_exactly_the_delivery_settings_of_the_registrati
         IDEMPOTENCY_TABLE_ENV: "prod-dispatcher-delivered-ids",
         DLQ_URL_ENV: "https://sqs.eu-west-1.amazonaws.com/123456789012/prod-hook-parked",
         PAYLOAD_BUCKET_ENV: "prod-parked-payloads",
+        RETRY_LANE_URL_ENV: "https://sqs.eu-west-1.amazonaws.com/123456789012/prod-hook-retry-lane.fifo",
     }
     settings = load_settings(environment)
 

@@ -261,9 +261,10 @@ SINGLE_SUBSCRIPTION_CASES: list[tuple[str, Document, str]] = [
         "unknown field",
         stream_subscription(batchsize=10),
         AT + "batchsize: unknown field; allowed: name, endpoint, ordering, max_in_flight, request_timeout_seconds, "
-        "max_attempts, rate_limit_per_second, signing_secret, allow_private_cidrs, allow_http, source, "
-        "event_types, batch_size, batching_window_seconds, reserved_concurrency, parallelization_factor, "
-        "max_record_age_seconds, max_retry_attempts, timeout_seconds, alarm_iterator_age_seconds",
+        "max_attempts, rate_limit_per_second, signing_secret, allow_private_cidrs, allow_http, "
+        "retry_schedule_seconds, source, event_types, batch_size, batching_window_seconds, reserved_concurrency, "
+        "parallelization_factor, max_record_age_seconds, max_retry_attempts, timeout_seconds, "
+        "alarm_iterator_age_seconds, alarm_retry_age_seconds",
     ),
     (
         "invalid ordering",

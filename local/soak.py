@@ -3,7 +3,8 @@
 The demo's failures that matter most (order lost, events lost or duplicated by the local runtime) showed only
 when other work held the CPUs, so the soak makes that work itself: one busy-loop process per CPU, started
 before the first run and always stopped after the last. Runs alternate between a clean endpoint and one with
-every fault knob on. Each run is a fresh `dispatcher demo --json` process; one line per run, then a summary.
+every fault knob on, a key outage among them, so every other run sends records through the retry lanes. Each
+run is a fresh `dispatcher demo --json` process; one line per run, then a summary.
 The exit status is 0 only if every run was clean.
 
     python -m local.soak [--runs N]      (make soak, SOAK_RUNS=N)
@@ -23,8 +24,19 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 DEFAULT_RUNS = 5
-# The faults of every other run: the knobs README's example uses.
-FAULT_ARGUMENTS = ("--fail-rate", "0.1", "--timeout-rate", "0.02", "--crash-rate", "0.05")
+# The faults of every other run: the knobs README's example uses, and a quarter of the keys refused for a while.
+FAULT_ARGUMENTS = (
+    "--fail-rate",
+    "0.1",
+    "--timeout-rate",
+    "0.02",
+    "--crash-rate",
+    "0.05",
+    "--key-outage-rate",
+    "0.25",
+    "--outage-seconds",
+    "10",
+)
 DEMO_COMMAND = (sys.executable, "-m", "cli.main", "demo", "--json")
 BUSY_LOOP_EXIT_GRACE_SECONDS = 5.0  # a busy loop gets this long to die after SIGTERM before SIGKILL
 # A busy loop that ends by itself when the soak that started it is gone (even if the soak is killed outright),
@@ -53,6 +65,7 @@ class RunResult:
         return (
             f"run {self.number}: faults={'on' if self.faults else 'off'} delivered={field('delivered')} "
             f"lost={field('lost')} out_of_order={field('out_of_order')} duplicates={field('duplicates_absorbed')} "
+            f"held_keys={field('max_held_keys')} iterator_age_ms={field('max_iterator_age_ms')} "
             f"exit={self.exit_code} seconds={self.seconds:.1f}"
         )
 

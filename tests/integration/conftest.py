@@ -3,7 +3,9 @@ Manager, S3), a scripted endpoint on 127.0.0.1, and the production wiring of the
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import importlib
 import json
 import socket
@@ -17,11 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities import parameters
 from moto.server import ThreadedMotoServer
 
 import dispatcher
-from dispatcher.config import FunctionSettings, SubscriptionConfig
+from dispatcher.config import (
+    DLQ_URL_ENV,
+    IDEMPOTENCY_TABLE_ENV,
+    PAYLOAD_BUCKET_ENV,
+    RETRY_LANE_URL_ENV,
+    SUBSCRIPTION_ENV,
+    FunctionSettings,
+    SubscriptionConfig,
+)
 from dispatcher.delivery import Dispatcher
 from tests.events import REGION
 from tests.fake_aws import use_fake_aws
@@ -221,6 +232,79 @@ class FakeLambdaContext:
         return self.remaining_millis
 
 
+def function_settings(aws: AwsResources, endpoint: LoopbackEndpoint, /, **overrides: Any) -> FunctionSettings:
+    """The function's settings for this test's resources and a subscription with the given fields."""
+    config = SubscriptionConfig.model_validate(subscription(endpoint.url(), aws.secret_id, **overrides))
+    return FunctionSettings(config, aws.table, aws.parked_queue_url, aws.payload_bucket)
+
+
+def function_environment(settings: FunctionSettings) -> dict[str, str]:
+    """The environment variables the function reads `settings` from."""
+    environment = {
+        SUBSCRIPTION_ENV: settings.subscription.model_dump_json(),
+        IDEMPOTENCY_TABLE_ENV: settings.delivered_ids_table,
+        DLQ_URL_ENV: settings.parked_queue_url,
+        PAYLOAD_BUCKET_ENV: settings.payload_bucket,
+    }
+    if settings.retry_lane_url is not None:
+        environment[RETRY_LANE_URL_ENV] = settings.retry_lane_url
+    return environment
+
+
+@pytest.fixture(scope="session")
+def handler_module() -> Iterator[ModuleType]:
+    """`dispatcher.handler`, imported once for the delivery tests: it reads an environment at import (here one
+    naming nothing the tests use), but `build_dispatcher` and `process_batch` take the test's settings and
+    dispatcher as arguments. Only the tests of what the import does load their own (`load_handler`)."""
+    unused = FunctionSettings(
+        SubscriptionConfig.model_validate(subscription(f"http://{LOOPBACK}/unused", "unused-secret")),
+        delivered_ids_table="unused-table",
+        parked_queue_url="https://unused.invalid/parked",
+        payload_bucket="unused-bucket",
+        retry_lane_url="https://unused.invalid/retry-lane.fifo",
+    )
+    previous = sys.modules.pop("dispatcher.handler", None)
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in function_environment(unused).items():
+            environment.setenv(name, value)
+        module = importlib.import_module("dispatcher.handler")
+    _put_back(previous)
+    yield module
+    _forget_powertools_state(module)
+
+
+Invocation = Callable[[dict[str, Any], FakeLambdaContext], dict[str, list[dict[str, str]]]]
+FunctionStarter = Callable[..., Invocation]
+
+
+@pytest.fixture
+def warm_function(
+    aws: AwsResources, endpoint: LoopbackEndpoint, handler_module: ModuleType
+) -> Iterator[FunctionStarter]:
+    """Starts the function for a subscription with the given fields, as one warm Lambda environment runs it: the
+    production wiring (`build_dispatcher`) injected into `process_batch` on one event loop for every invocation,
+    the metrics published at the end of each as the entry point does."""
+    loop = asyncio.new_event_loop()
+    metrics: Metrics = handler_module.metrics
+    built: list[Dispatcher] = []
+
+    def start(**overrides: Any) -> Invocation:
+        instance: Dispatcher = handler_module.build_dispatcher(function_settings(aws, endpoint, **overrides))
+        built.append(instance)
+
+        @metrics.log_metrics
+        def invoke(event: dict[str, Any], context: FakeLambdaContext) -> dict[str, list[dict[str, str]]]:
+            response: dict[str, list[dict[str, str]]] = handler_module.process_batch(event, context, instance, loop)
+            return response
+
+        return invoke
+
+    yield start
+    for instance in built:  # the loop owns each dispatcher's pooled HTTP session
+        loop.run_until_complete(instance.sender.close())
+    loop.close()
+
+
 HandlerLoader = Callable[..., ModuleType]
 
 
@@ -229,7 +313,8 @@ def load_handler(
     aws: AwsResources, endpoint: LoopbackEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[HandlerLoader]:
     """Imports a fresh `dispatcher.handler` (it parses os.environ at import) configured with the given
-    subscription fields; the module another test may hold is put back afterwards."""
+    subscription fields, for the tests of the entry point itself; the module another test may hold is put
+    back afterwards."""
     previous = sys.modules.pop("dispatcher.handler", None)
     loaded: list[ModuleType] = []
 
@@ -250,11 +335,20 @@ def load_handler(
             loop, warm = module._runtime
             loop.run_until_complete(warm.sender.close())
             loop.close()
-    # Powertools shares metric dimensions and log keys between instances: leave them as found.
     for module in loaded[-1:]:
-        module.metrics.clear_default_dimensions()
-        module.metrics.clear_metrics()
-        module.logger.remove_keys(["subscription", "source"])
+        _forget_powertools_state(module)
+    _put_back(previous)
+
+
+def _forget_powertools_state(module: ModuleType) -> None:
+    """Powertools shares metric dimensions and log keys between instances: leave them as found."""
+    module.metrics.clear_default_dimensions()
+    module.metrics.clear_metrics()
+    module.logger.remove_keys(["subscription", "source"])
+
+
+def _put_back(previous: ModuleType | None) -> None:
+    """Make `previous` (the handler module another test holds, if any) the imported one again."""
     if previous is not None:
         previous.metrics.set_default_dimensions(subscription=previous.settings.subscription.name)
         previous.logger.append_keys(subscription=previous.settings.subscription.name)
@@ -269,17 +363,17 @@ DispatcherFactory = Callable[..., Dispatcher]
 
 @pytest.fixture
 async def make_dispatcher(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, handler_module: ModuleType
 ) -> AsyncIterator[DispatcherFactory]:
     """`build_dispatcher` (the production wiring) for a subscription with the given fields (and
     optionally another parked-records queue URL or parked-payload bucket)."""
-    handler_module = load_handler()
     built: list[Dispatcher] = []
 
     def make(*, parked_queue_url: str | None = None, payload_bucket: str | None = None, **overrides: Any) -> Dispatcher:
-        config = SubscriptionConfig.model_validate(subscription(endpoint.url(), aws.secret_id, **overrides))
-        settings = FunctionSettings(
-            config, aws.table, parked_queue_url or aws.parked_queue_url, payload_bucket or aws.payload_bucket
+        settings = dataclasses.replace(
+            function_settings(aws, endpoint, **overrides),
+            parked_queue_url=parked_queue_url or aws.parked_queue_url,
+            payload_bucket=payload_bucket or aws.payload_bucket,
         )
         instance: Dispatcher = handler_module.build_dispatcher(settings)
         built.append(instance)

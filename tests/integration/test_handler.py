@@ -1,7 +1,8 @@
-"""End to end through the Lambda entry point `dispatcher.handler.handler`, imported the way Lambda does
-(configuration from os.environ at import), against the loopback endpoint and moto: the batchItemFailures
-response, the parked-records queue, the Powertools EMF metrics on stdout, the warm runtime, and the lazily
-read signing secret."""
+"""The function as Lambda runs it, against the loopback endpoint and moto: the entry point
+`dispatcher.handler.handler` imported the way Lambda does (configuration from os.environ at import, the EMF
+metrics on stdout, the JSON logs, the cold start that reads no secret), and a warm function's invocations
+through `process_batch` with the production wiring injected (the batchItemFailures response, the parked-records
+queue, the circuit breaker and the signing secret across invocations)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tests.fakes import OLD_SECRET, SECRET
 from tests.integration.conftest import (
     AwsResources,
     FakeLambdaContext,
+    FunctionStarter,
     HandlerLoader,
     subscription,
 )
@@ -109,18 +111,18 @@ def test_metrics_of_a_batch_larger_than_one_emf_document_are_all_published(
 
 
 def test_handler_resend_skips_duplicates_and_counts_them(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader, capsys: pytest.CaptureFixture[str]
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a first invocation in which record 1 of 0..4 failed every attempt
     endpoint.always("evt-1", 503)
-    module = load_handler(max_attempts=1)
-    first = module.handler(kinesis_batch(range(5)), FakeLambdaContext())
+    invoke = warm_function(max_attempts=1)
+    first = invoke(kinesis_batch(range(5)), FakeLambdaContext())
     assert first == {"batchItemFailures": [{"itemIdentifier": sequence_number(1)}]}
     capsys.readouterr()
 
     # When Lambda re-sends records 1..4 to the warm function, the endpoint healthy again
     endpoint.heal()
-    second = module.handler(kinesis_batch(range(1, 5)), FakeLambdaContext(aws_request_id="second"))
+    second = invoke(kinesis_batch(range(1, 5)), FakeLambdaContext(aws_request_id="second"))
 
     # Then only record 1 is POSTed again, and the three others are counted as duplicates skipped
     assert second == {"batchItemFailures": []}
@@ -132,21 +134,21 @@ def test_handler_resend_skips_duplicates_and_counts_them(
 
 
 def test_circuit_breaker_outlives_the_invocation_and_probes_with_one_request(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter
 ) -> None:
     # Given an endpoint that is down (503 to everything), and one request in flight at a time
     endpoint.default = Reply(503)
-    module = load_handler(ordering="none", max_in_flight=1, max_attempts=1)
+    invoke = warm_function(ordering="none", max_in_flight=1, max_attempts=1)
 
     # When an 8-record batch is dispatched
-    first = module.handler(kinesis_batch(range(8)), FakeLambdaContext())
+    first = invoke(kinesis_batch(range(8)), FakeLambdaContext())
 
     # Then after 5 consecutive failures the breaker opens: the rest are reported without a request
     assert len(first["batchItemFailures"]) == 8
     assert len(endpoint.received) == 5
 
     # When the warm function is invoked again while the endpoint is still down
-    second = module.handler(kinesis_batch(range(8)), FakeLambdaContext(aws_request_id="second"))
+    second = invoke(kinesis_batch(range(8)), FakeLambdaContext(aws_request_id="second"))
 
     # Then a single probe request is sent, and everything is reported
     assert len(second["batchItemFailures"]) == 8
@@ -154,7 +156,7 @@ def test_circuit_breaker_outlives_the_invocation_and_probes_with_one_request(
 
     # When the endpoint has recovered
     endpoint.default = Reply(200)
-    third = module.handler(kinesis_batch(range(8)), FakeLambdaContext(aws_request_id="third"))
+    third = invoke(kinesis_batch(range(8)), FakeLambdaContext(aws_request_id="third"))
 
     # Then the probe succeeds and the whole batch is delivered
     assert third == {"batchItemFailures": []}
@@ -188,14 +190,14 @@ def test_signing_secret_is_read_lazily_and_cached_across_warm_invocations(
 
 
 def test_first_invocation_reads_the_secret_once(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter
 ) -> None:
-    # Given a freshly imported function
-    module = load_handler()
+    # Given a freshly started function
+    invoke = warm_function()
     aws.requests.clear()
 
     # When it is invoked
-    module.handler(kinesis_batch(range(3)), FakeLambdaContext())
+    invoke(kinesis_batch(range(3)), FakeLambdaContext())
 
     # Then the secret was read exactly once for the whole batch
     assert aws.requests.of("secretsmanager") == ["GetSecretValue"]
@@ -241,13 +243,13 @@ async def test_rotated_secret_is_picked_up_once_the_cache_expires_and_both_secre
 
 
 def test_handler_passes_the_invocation_deadline_on(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter
 ) -> None:
     # Given the function invoked with less time left than its 3 s finish reserve plus one attempt
-    module = load_handler()
+    invoke = warm_function()
 
     # When it is invoked
-    response = module.handler(kinesis_batch(range(2)), FakeLambdaContext(remaining_millis=3_100))
+    response = invoke(kinesis_batch(range(2)), FakeLambdaContext(remaining_millis=3_100))
 
     # Then nothing is sent and every record is reported for Lambda to retry
     assert response == {
@@ -260,17 +262,17 @@ def test_handler_passes_the_invocation_deadline_on(
 def test_malformed_signing_secret_fails_the_invocation_without_revealing_the_secret(
     aws: AwsResources,
     endpoint: LoopbackEndpoint,
-    load_handler: HandlerLoader,
+    warm_function: FunctionStarter,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Given a rotation that left a malformed (too short) second secret beside a valid one
     short = "whsec_" + base64.b64encode(b"too-short-key").decode()
     aws.set_secret(f"{SECRET} {short}")
-    module = load_handler()
+    invoke = warm_function()
 
     # When the function is invoked
     with pytest.raises(SigningSecretError) as failure:
-        module.handler(kinesis_batch(range(1)), FakeLambdaContext())
+        invoke(kinesis_batch(range(1)), FakeLambdaContext())
 
     # Then nothing went out unsigned or half-signed, and no secret material shows in the error or output
     assert endpoint.received == []
@@ -302,30 +304,30 @@ def test_invalid_configuration_fails_the_cold_start_naming_the_field(
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_event_that_is_neither_kinesis_nor_sqs_raises_a_clear_error(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter
 ) -> None:
     # Given the function
-    module = load_handler()
+    invoke = warm_function()
 
     # When it is invoked with an SNS event
     sns = {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "hello"}}]}
 
     # Then it raises a clear error and sends nothing
     with pytest.raises(UnsupportedEventError, match="unsupported eventSource"):
-        module.handler(sns, FakeLambdaContext())
+        invoke(sns, FakeLambdaContext())
     assert endpoint.received == []
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_empty_kinesis_record_is_delivered_and_does_not_crash_the_batch(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter
 ) -> None:
     # Given a Kinesis batch holding an empty record (PutRecord accepts a zero-length data blob)
-    module = load_handler()
+    invoke = warm_function()
     batch = event(kinesis_record(0, payload(0)), kinesis_record(1, b""), kinesis_record(2, payload(2)))
 
     # When Lambda invokes the function
-    response = module.handler(batch, FakeLambdaContext())
+    response = invoke(batch, FakeLambdaContext())
 
     # Then nothing is reported, and the empty record arrived as an empty, signed octet-stream body
     assert response == {"batchItemFailures": []}

@@ -1,6 +1,6 @@
-"""Hostile records through the Lambda entry point, with aiohttp sending to a real endpoint on 127.0.0.1
-(issue 8, items 4, 6 and 7): what the in-memory fakes cannot show is the HTTP client refusing a header
-value, or Powertools writing a log line."""
+"""Hostile records through the function's `process_batch` and production wiring, with aiohttp sending to a
+real endpoint on 127.0.0.1 (issue 8, items 4, 6 and 7): what the in-memory fakes cannot show is the HTTP
+client refusing a header value, or Powertools writing a log line."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dispatcher.outcomes import Outcome
 from dispatcher.records import header_safe, parse_event
 from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.fakes import SECRET
-from tests.integration.conftest import AwsResources, DispatcherFactory, FakeLambdaContext, HandlerLoader
+from tests.integration.conftest import AwsResources, DispatcherFactory, FakeLambdaContext, FunctionStarter
 from tests.integration.support import LoopbackEndpoint, recorded_logs
 
 pytestmark = pytest.mark.integration
@@ -24,17 +24,17 @@ NESTED_1000_DEEP = b"[" * 1_000 + b"]" * 1_000  # about 2 KB: a RecursionError f
 
 
 def test_deeply_nested_json_neither_fails_the_batch_nor_stops_its_neighbours(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter
 ) -> None:
     # Given a Kinesis batch whose middle record is JSON nested 1,000 deep
-    module = load_handler()
+    invoke = warm_function()
     batch = event(
         kinesis_record(0, {"id": "evt-0"}, "pk-0"),
         kinesis_record(1, NESTED_1000_DEEP, "pk-1"),
         kinesis_record(2, {"id": "evt-2"}, "pk-2"),
     )
     # When Lambda invokes the function with it
-    response = module.handler(batch, FakeLambdaContext())
+    response = invoke(batch, FakeLambdaContext())
     # Then every record reaches the endpoint, the nested one as its exact bytes under its position's id,
     # signed so that a Standard Webhooks receiver verifies it
     assert response == {"batchItemFailures": []}
@@ -51,11 +51,11 @@ def test_deeply_nested_json_neither_fails_the_batch_nor_stops_its_neighbours(
 
 
 def test_header_hostile_source_fields_reach_the_endpoint_encoded(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter
 ) -> None:
     # Given an SQS FIFO batch whose queue name, message ids and deduplication ids carry CR/LF and non-ASCII,
     # and a message the endpoint refuses, with a message attribute holding a credential
-    module = load_handler()
+    invoke = warm_function()
     queue = "jobs\r\nX-Injected 1ü.fifo"
     hostile = sqs_record("m\r\n1", {"amount": 1}, queue=queue, group="g\r\nü", position=1, dedup_id="d\r\nü")
     plain = sqs_record("m-2", {"amount": 2}, queue=queue, group="g-2", position=2, dedup_id="d-2")
@@ -63,7 +63,7 @@ def test_header_hostile_source_fields_reach_the_endpoint_encoded(
     endpoint.always(header_safe(f"{queue}:d-2"), 410)  # parked: its log line names its position
     # When Lambda invokes the function with it
     with recorded_logs("dispatcher.delivery", "dispatcher.parked_message", "callback-dispatcher") as logged:
-        response = module.handler(event(hostile, plain), FakeLambdaContext())
+        response = invoke(event(hostile, plain), FakeLambdaContext())
     # Then the HTTP client sends every header (nothing is rejected), the hostile one encoded
     assert response == {"batchItemFailures": []}
     (received,) = endpoint.for_id(header_safe(f"{queue}:d\r\nü"))

@@ -1,5 +1,5 @@
 """Replays say what they are (issue 13), over real HTTP: a record the function parked, redriven by the redrive
-engine through the Lambda entry point `dispatcher.handler.handler` (moto for its AWS, the loopback endpoint),
+engine through the function's `process_batch` with its production wiring (moto for its AWS, the loopback endpoint),
 arrives with `dispatch-redrive` beside its original `webhook-id` and `dispatch-sequence`, and still verifies
 with the reference `standardwebhooks` package; the first deliveries carry no such header."""
 
@@ -18,7 +18,7 @@ from local.workers import InvocationResult
 from redrive import Outcome, Redriver, RedriveTarget
 from tests.events import event, kinesis_record, sequence_number
 from tests.fakes import SECRET
-from tests.integration.conftest import AwsResources, FakeLambdaContext, HandlerLoader
+from tests.integration.conftest import AwsResources, FakeLambdaContext, FunctionStarter
 from tests.integration.support import LoopbackEndpoint
 
 pytestmark = pytest.mark.integration
@@ -28,27 +28,27 @@ FUNCTION_TIMEOUT_SECONDS = 30.0  # FakeLambdaContext's remaining time
 
 
 def test_a_redriven_record_arrives_saying_when_it_was_redriven_and_still_verifies(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter
 ) -> None:
     # Given two records of one key, the older of which the endpoint refused (410), so the function parked it
-    module = load_handler(max_attempts=1)
+    invoke = warm_function(max_attempts=1)
     endpoint.always("evt-1", 410)
     records = [kinesis_record(position, {"id": f"evt-{position}"}, "acct-7") for position in (1, 2)]
-    assert module.handler(event(*records), FakeLambdaContext()) == {"batchItemFailures": []}
+    assert invoke(event(*records), FakeLambdaContext()) == {"batchItemFailures": []}
     first_deliveries = endpoint.received
 
     # When the endpoint takes it again and it is redriven through the same function
     endpoint.heal()
 
-    async def invoke(redrive_event: dict[str, Any]) -> InvocationResult:
-        # In a thread of its own, as Lambda runs it: the handler drives its own warm event loop.
-        response = await asyncio.to_thread(module.handler, redrive_event, FakeLambdaContext())
+    async def invoke_as_lambda(redrive_event: dict[str, Any]) -> InvocationResult:
+        # In a thread of its own, as Lambda runs it: the function drives its own warm event loop.
+        response = await asyncio.to_thread(invoke, redrive_event, FakeLambdaContext())
         return InvocationResult("redrive", response=json.loads(json.dumps(response)))  # as Invoke answers: JSON
 
     target = RedriveTarget(
         subscription="it-orders",
         function_name="callback-dispatcher-it",
-        invoke=invoke,
+        invoke=invoke_as_lambda,
         function_timeout_seconds=FUNCTION_TIMEOUT_SECONDS,
         sqs=aws.sqs,
         parked_records_url=aws.parked_queue_url,

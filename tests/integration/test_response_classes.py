@@ -19,7 +19,7 @@ from dispatcher.outcomes import Outcome
 from dispatcher.records import parse_event
 from tests.events import SHARD, STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.fakes import SECRET
-from tests.integration.conftest import AwsResources, DispatcherFactory, FakeLambdaContext, HandlerLoader
+from tests.integration.conftest import AwsResources, DispatcherFactory, FakeLambdaContext, FunctionStarter
 from tests.integration.support import LoopbackEndpoint, Reply, recorded_logs
 
 pytestmark = pytest.mark.integration
@@ -321,15 +321,15 @@ async def test_fifo_parked_records_queue_receives_parked_records(
 
 
 def test_a_1_mib_record_refused_with_413_is_parked_with_its_payload_in_s3(
-    aws: AwsResources, endpoint: LoopbackEndpoint, load_handler: HandlerLoader
+    aws: AwsResources, endpoint: LoopbackEndpoint, warm_function: FunctionStarter
 ) -> None:
     # Given the function, and an endpoint answering 413 Content Too Large to the largest record a source accepts
     payload = json_payload(LARGE_WEBHOOK_ID, LARGEST_RECORD_BYTES)
     endpoint.always(LARGE_WEBHOOK_ID, 413)
-    module = load_handler()
+    invoke = warm_function()
 
     # When the handler gets it
-    response = module.handler(event(kinesis_record(0, payload, "acct-7")), FakeLambdaContext())
+    response = invoke(event(kinesis_record(0, payload, "acct-7")), FakeLambdaContext())
 
     # Then the endpoint received the exact bytes once, and the record is parked, not reported
     assert [request.body for request in endpoint.for_id(LARGE_WEBHOOK_ID)] == [payload]

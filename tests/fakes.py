@@ -188,8 +188,9 @@ class RecordingRetryLane:
     def defer(self, receipt_handles: Mapping[str, int]) -> dict[str, str]:
         self.deferrals.append(dict(receipt_handles))
         for message in self.messages:
-            if message.receipt_handle in receipt_handles:
-                message.visible_at = self.clock() + receipt_handles[message.receipt_handle]
+            seconds = receipt_handles.get(message.receipt_handle or "")
+            if seconds is not None:
+                message.visible_at = self.clock() + seconds
         return {}
 
     def receive_event(self) -> dict[str, Any] | None:

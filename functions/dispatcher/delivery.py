@@ -191,7 +191,8 @@ class _BatchRun:
         self._park()
         if self.lane is not None:
             settled = [self._result(index) for index in range(len(records))]
-            hand_over(self.lane, self.config, self.batch, self.raw_records, settled, self.stats, self.wall_clock())
+            now = self.wall_clock()
+            hand_over(self.lane, self.config, self.batch, self.raw_records, settled, self.stats, now, self.held)
             self.results = list(settled)
         results = tuple(result for result in self.results if result is not None)
         report = BatchReport(self.batch, results, self.stats)

@@ -22,6 +22,7 @@ from dispatcher.delivery import Dispatcher
 from dispatcher.latency_histogram import latency_histogram
 from dispatcher.outcomes import DeliveryStats
 from dispatcher.records import parse_event
+from dispatcher.retry_lane import LanePorts
 
 settings = load_settings(os.environ)
 logger = Logger(service=SERVICE_NAME)
@@ -34,16 +35,26 @@ _runtime: tuple[asyncio.AbstractEventLoop, Dispatcher] | None = None
 
 
 def build_dispatcher(function_settings: FunctionSettings) -> Dispatcher:
-    """The production wiring: aiohttp with the SSRF guard, DynamoDB, SQS (with S3 for large payloads) and
-    Secrets Manager."""
+    """The production wiring: aiohttp with the SSRF guard, DynamoDB, SQS (with S3 for large payloads),
+    Secrets Manager, and the retry lane with its held keys when the subscription has a retry schedule."""
     from dispatcher.adapters.dynamodb import DynamoDbDeliveredIds
+    from dispatcher.adapters.held_keys import DynamoDbHeldKeys
     from dispatcher.adapters.http import AiohttpSender
+    from dispatcher.adapters.retry_lane import SqsRetryLane
     from dispatcher.adapters.s3 import S3PayloadStore
     from dispatcher.adapters.secrets import SecretsManagerSecret
     from dispatcher.adapters.sqs import SqsParkedRecords
     from dispatcher.guard import AddressPolicy
 
     subscription = function_settings.subscription
+    lane_url = function_settings.retry_lane_url
+    lane = None
+    if lane_url:
+        lane = LanePorts(
+            queue_name=lane_url.rstrip("/").rsplit("/", 1)[-1],
+            lane=SqsRetryLane(lane_url),
+            held_keys=DynamoDbHeldKeys(function_settings.delivered_ids_table, subscription.name),
+        )
     return Dispatcher(
         subscription,
         sender=AiohttpSender(AddressPolicy(subscription.allow_private_cidrs), subscription.max_in_flight),
@@ -52,6 +63,7 @@ def build_dispatcher(function_settings: FunctionSettings) -> Dispatcher:
             function_settings.parked_queue_url, S3PayloadStore(function_settings.payload_bucket)
         ),
         secret=SecretsManagerSecret(subscription.signing_secret),
+        lane=lane,
     )
 
 
@@ -74,23 +86,35 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
 def process_batch(
     event: dict[str, Any], context: LambdaContext, dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop
 ) -> dict[str, list[dict[str, str]]]:
-    """One invocation with the dispatcher given (tests give theirs): parse, dispatch on `loop`, count and log
-    the outcome, answer with the partial-failure report."""
+    """One invocation with the dispatcher given (tests give theirs): parse, dispatch on `loop` (a lane round
+    when the event comes from the subscription's retry lane), count and log the outcome, answer with the
+    partial-failure report."""
+    remaining_seconds = context.get_remaining_time_in_millis() / 1000
+    if dispatcher.is_lane_event(event):
+        logger.append_keys(source="retry-lane")
+        lane_report = loop.run_until_complete(dispatcher.run_lane_round(event, remaining_seconds))
+        publish(lane_report.stats)
+        logger.info("lane round done", extra={"records": len(event["Records"]), **_summary(lane_report.stats)})
+        return lane_report.response()
     batch = parse_event(event)
     logger.append_keys(source=batch.source_name)
-    report = loop.run_until_complete(dispatcher.dispatch(batch, context.get_remaining_time_in_millis() / 1000))
+    report = loop.run_until_complete(dispatcher.dispatch(batch, remaining_seconds, event["Records"]))
     publish(report.stats)
     logger.info(
         "batch dispatched",
-        extra={
-            "records": len(batch.records),
-            "delivered": report.stats.delivered,
-            "failed": report.stats.failed,
-            "parked": report.stats.parked,
-            "duplicates_skipped": report.stats.duplicates_skipped,
-        },
+        extra={"records": len(batch.records), **_summary(report.stats)},
     )
     return report.response()
+
+
+def _summary(stats: DeliveryStats) -> dict[str, int]:
+    return {
+        "delivered": stats.delivered,
+        "failed": stats.failed,
+        "parked": stats.parked,
+        "duplicates_skipped": stats.duplicates_skipped,
+        "handed_to_retry_lane": stats.handed_to_lane,
+    }
 
 
 def publish(stats: DeliveryStats) -> None:
@@ -100,7 +124,11 @@ def publish(stats: DeliveryStats) -> None:
         metric_names.RETRIED: stats.retried,
         metric_names.DUPLICATES_SKIPPED: stats.duplicates_skipped,
         metric_names.PARKED: stats.parked,
+        metric_names.HANDED_TO_RETRY_LANE: stats.handed_to_lane,
+        metric_names.ENDPOINT_GONE: stats.endpoint_gone,
     }
+    if stats.held_keys is not None:  # known only when the invocation read the held keys
+        counts[metric_names.HELD_KEYS] = stats.held_keys
     for name, value in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     for status_class, value in stats.status_classes.items():

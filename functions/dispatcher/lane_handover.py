@@ -50,9 +50,10 @@ def hand_over(
     results: list[RecordResult],
     stats: DeliveryStats,
     now: float,
+    held: frozenset[str],
 ) -> None:
     """Hand every record still FAILED in `results` to the lane, updating `results` in place: handed over, or
-    still FAILED (reported to the source) with why it could not join."""
+    still FAILED (reported to the source) with why it could not join. `held`: the key attributes held before."""
     ordered = is_ordered(config, batch)
     failing = [index for index, result in enumerate(results) if result.outcome is Outcome.FAILED]
     # FIFO order within a group is the order sent: per key, the source's sequence order.
@@ -66,14 +67,14 @@ def hand_over(
     unsent = _too_large(candidates)
     _hold_back_later_records(candidates, unsent)
     sendable = [position for position in range(len(candidates)) if position not in unsent]
-    held = [candidates[position] for position in sendable]
+    joining = [candidates[position] for position in sendable]
     try:
-        if any(candidate.key is not None for candidate in held):
-            ports.held_keys.hold(_entries_by_key(held))
-        not_sent = ports.lane.send([candidate.message for candidate in held]) if held else {}
+        if any(candidate.key is not None for candidate in joining):
+            ports.held_keys.hold(_entries_by_key(joining))
+        not_sent = ports.lane.send([candidate.message for candidate in joining]) if joining else {}
     except Exception as error:
         logger.exception("could not hand records to the retry lane; they are reported to the source")
-        not_sent = dict.fromkeys(range(len(held)), f"{type(error).__name__}: {error}")
+        not_sent = dict.fromkeys(range(len(joining)), f"{type(error).__name__}: {error}")
     unsent |= {sendable[position]: why for position, why in not_sent.items()}
     _hold_back_later_records(candidates, unsent)
     for position, candidate in enumerate(candidates):
@@ -84,6 +85,9 @@ def hand_over(
             results[candidate.index] = replace(result, outcome=Outcome.HANDED_TO_LANE)
             stats.handed_to_lane += 1
     _release([candidates[position] for position in sendable if position in unsent], ports)
+    if stats.held_keys is not None:
+        handed = [candidate for position, candidate in enumerate(candidates) if position not in unsent]
+        stats.held_keys = len(held | _entries_by_key(handed).keys())
 
 
 def _candidate(

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -46,8 +47,8 @@ def fresh_handler_module() -> ModuleType:
 Invocation = Callable[[dict[str, Any], Context], dict[str, list[dict[str, str]]]]
 
 
-@pytest.fixture
-def invoke_with_harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Invocation, Harness]]:
+@contextmanager
+def invocation_with(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Iterator[Invocation]:
     """process_batch with the harness's dispatcher injected, its metrics flushed as the entry point does."""
     monkeypatch.setenv("DISPATCHER_SUBSCRIPTION", json.dumps(SUBSCRIPTION))
     monkeypatch.setenv("DISPATCHER_IDEMPOTENCY_TABLE", "delivered-ids")
@@ -55,7 +56,6 @@ def invoke_with_harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Invoc
     monkeypatch.setenv("DISPATCHER_PAYLOAD_BUCKET", "parked-payloads")
     monkeypatch.setenv("DISPATCHER_RETRY_LANE_URL", LANE_URL)
     module = fresh_handler_module()
-    harness = Harness(subscription(name="orders-to-ledger"))
     loop = asyncio.new_event_loop()
     metrics: Metrics = module.metrics
 
@@ -64,9 +64,16 @@ def invoke_with_harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Invoc
         response: dict[str, list[dict[str, str]]] = module.process_batch(event, context, harness.dispatcher, loop)
         return response
 
-    yield invoke, harness
+    yield invoke
     loop.close()
     sys.modules.pop("dispatcher.handler", None)
+
+
+@pytest.fixture
+def invoke_with_harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Invocation, Harness]]:
+    harness = Harness(subscription(name="orders-to-ledger"))
+    with invocation_with(harness, monkeypatch) as invoke:
+        yield invoke, harness
 
 
 def test_invalid_configuration_fails_the_cold_start(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,3 +140,33 @@ def test_event_that_is_not_a_batch_raises(invoke_with_harness: tuple[Invocation,
     invoke, _ = invoke_with_harness
     with pytest.raises(UnsupportedEventError):
         invoke({"source": "aws.events"}, Context())
+
+
+def emf_metrics(stdout: str) -> dict[str, Any]:
+    emf = [json.loads(line) for line in stdout.splitlines() if '"_aws"' in line]
+    return {key: value for blob in emf for key, value in blob.items() if not key.startswith("_")}
+
+
+def test_the_lane_metrics_are_published_and_a_lane_event_is_a_lane_round(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a subscription with a retry lane, and an endpoint that answers 503 to key "b", then 410
+    harness = Harness(subscription(name="orders-to-ledger", retry_schedule_seconds=[60]), lane=True)
+    harness.endpoint.answers["orders:" + sequence_number(1)] = [503, 503, 503, 410]
+    with invocation_with(harness, monkeypatch) as invoke:
+        # When a source batch leaves key "b" failing
+        response = invoke(event(kinesis_record(0, {}, "a"), kinesis_record(1, {}, "b")), Context())
+        # Then it is not reported but handed to the lane, and the metrics say so with the held keys
+        assert response == {"batchItemFailures": []}
+        source_metrics = emf_metrics(capsys.readouterr().out)
+        assert (source_metrics["HandedToRetryLane"], source_metrics["HeldKeys"]) == ([1.0], [1.0])
+        # When the lane's mapping invokes the function with the lane's batch once its round is due
+        harness.clock.advance(60)
+        lane_event = harness.lane.receive_event()
+        assert lane_event is not None
+        response = invoke(lane_event, Context())
+    # Then it is a lane round: the record is POSTed, parked on the 410, and EndpointGone counts it
+    assert response == {"batchItemFailures": []}
+    lane_metrics = emf_metrics(capsys.readouterr().out)
+    assert (lane_metrics["Parked"], lane_metrics["EndpointGone"], lane_metrics["HeldKeys"]) == ([1.0], [1.0], [0.0])
+    assert harness.endpoint.requests[-1].headers["dispatch-retry-round"] == "1"

@@ -8,6 +8,7 @@ from typing import TypeVar
 import annotated_types
 from pydantic import BaseModel
 
+from capacity.cost import SourceKind
 from capacity.model import DEFAULT_INVOKE_OVERHEAD_SECONDS, DEFAULT_RECORD_LATENCY_SECONDS, Consumer, SettingBounds
 from dispatcher.config import SubscriptionConfig
 from infra.registry import RegisteredSubscription, SourcesFile, limits
@@ -57,6 +58,7 @@ class PlannedConsumer:
     consumer: Consumer
     bounds: SettingBounds
     batch_size_bound_reason: str  # why batch_size stops at bounds.batch_size
+    source: SourceKind = SourceKind.KINESIS
     notes: tuple[str, ...] = ()  # what the reader should know about how the numbers were derived
 
 
@@ -112,11 +114,20 @@ def subscription_consumer(
     if stream is not None and stream.shards is not None:
         concurrency_max = min(concurrency_max, stream.shards * limits.PARALLELIZATION_FACTOR_MAX)
     bounds = SettingBounds(largest_batch, concurrency_max, MAX_IN_FLIGHT_MAX)
-    return PlannedConsumer(subscription.name, consumer, bounds, batch_size_bound_reason, tuple(notes))
+    return PlannedConsumer(
+        subscription.name, consumer, bounds, batch_size_bound_reason, _source_kind(subscription, sources), tuple(notes)
+    )
 
 
 def _pick(override: _ValueT | None, value: _ValueT) -> _ValueT:
     return value if override is None else override
+
+
+def _source_kind(subscription: RegisteredSubscription, sources: SourcesFile) -> SourceKind:
+    if subscription.is_stream:
+        return SourceKind.KINESIS
+    queue = sources.queue(subscription.source_name)
+    return SourceKind.SQS_FIFO if queue is not None and queue.is_fifo else SourceKind.SQS_STANDARD
 
 
 def _source_batch_size_max(subscription: RegisteredSubscription, sources: SourcesFile) -> int:

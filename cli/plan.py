@@ -11,22 +11,34 @@ from rich.table import Table
 from rich.text import Text
 
 from capacity import (
+    DEFAULT_FAILURE_RATE,
     DEFAULT_INVOKE_OVERHEAD_SECONDS,
     DEFAULT_RECORD_LATENCY_SECONDS,
+    FUNCTION_MEMORY_MB,
     Adjustment,
+    CostPerMillion,
     Forecast,
+    Measurement,
+    MeasurementError,
     Overrides,
     PlannedConsumer,
+    Workload,
     ad_hoc_consumer,
+    cost_per_million,
     forecast,
+    load_measurement,
+    managed_path_per_million,
     subscription_consumer,
 )
+from capacity.prices import PRICES
 from cli import registry_access
 from cli.terminal import (
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
     Terminal,
+    fraction,
     non_negative_float,
     positive_float,
     positive_int,
@@ -48,11 +60,18 @@ grows, how fast, and the smallest batch_size, concurrency or max_in_flight that 
 Which consumer: --subscription NAME plans that one from the registry; --registry DIR alone plans every
 subscription in it; neither: the flags alone describe the consumer (unset ones take the registry's
 defaults: batch 100, concurrency 5, max_in_flight 16). Flags override the registry's values.
+
+The price of a million deliveries ($/M) comes from what `make bench` measured of the Lambda handler
+(capacity/measured.json: its own time per record, AWS requests and log bytes per batch), the batch size,
+max_in_flight and record latency above, the function's memory and the share of batches Lambda sends again,
+at the us-east-1 prices of capacity/prices.py. --cost alone prices every subscription of the registry,
+service by service, beside EventBridge Pipes + API destinations for the same records.
 """
 EXAMPLES = """examples:
   dispatcher plan --batch-size 10 --concurrency 5 --max-in-flight 1       # the article's 21.74 rec/s
   dispatcher plan --subscription order-created-to-ledger --rate 80
   dispatcher plan --registry registry --rate 40 --record-latency 0.35
+  dispatcher plan --cost --record-latency 0.02                             # every subscription, 20 ms endpoints
 """
 # Planning reads the registry's values, not its environment warnings: any environment will do.
 PLANNING_ENVIRONMENT: limits.Environment = limits.PERMISSIVE_ENVIRONMENT
@@ -94,6 +113,25 @@ def register(subcommands: Subcommands) -> None:
     parser.add_argument(
         "--chart", type=Path, metavar="FILE.png", help="draw throughput against batch size and concurrency"
     )
+    parser.add_argument(
+        "--cost",
+        action="store_true",
+        help="the price of a million deliveries by service (alone: every subscription of the registry)",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=positive_int,
+        default=FUNCTION_MEMORY_MB,
+        metavar="MB",
+        help=f"the function's memory (default: {FUNCTION_MEMORY_MB}, as deployed)",
+    )
+    parser.add_argument(
+        "--failure-rate",
+        type=fraction,
+        default=DEFAULT_FAILURE_RATE,
+        metavar="SHARE",
+        help=f"share of batches Lambda sends again after a failure (default: {DEFAULT_FAILURE_RATE})",
+    )
     parser.set_defaults(run=run)
 
 
@@ -109,10 +147,18 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
     planned = _consumers(arguments, overrides)
     if arguments.chart is not None and len(planned) != 1:
         raise CommandError("--chart draws one consumer: add --subscription NAME", EXIT_USAGE)
+    measured = _measurement(required=arguments.cost)
+    prices = [_price(plan, arguments, measured) if measured is not None else None for plan in planned]
+    if arguments.cost:
+        assert measured is not None
+        terminal.out.print(_cost_table(planned, [price for price in prices if price is not None]))
+        terminal.out.print(_cost_note(measured, arguments))
+        return EXIT_OK
     forecasts = [
         forecast(plan.consumer, arguments.rate, plan.bounds) if arguments.rate is not None else None for plan in planned
     ]
-    terminal.out.print(_table(planned, forecasts, arguments.rate))
+    terminal.out.print(_table(planned, forecasts, prices, arguments.rate))
+    terminal.out.print(_cost_note(measured, arguments))
     for plan, outlook in zip(planned, forecasts, strict=True):
         for note in plan.notes:
             terminal.out.print(Text(f"{plan.name}: {note}", style="dim"))
@@ -125,7 +171,7 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
 
 
 def _consumers(arguments: argparse.Namespace, overrides: Overrides) -> list[PlannedConsumer]:
-    if arguments.subscription is None and arguments.registry is None:
+    if arguments.subscription is None and arguments.registry is None and not arguments.cost:
         return [ad_hoc_consumer(overrides)]
     registry = registry_access.load(
         arguments.registry or registry_access.DEFAULT_REGISTRY, PLANNING_ENVIRONMENT
@@ -141,14 +187,19 @@ def _consumers(arguments: argparse.Namespace, overrides: Overrides) -> list[Plan
     return [subscription_consumer(subscription, registry.sources, overrides) for subscription in subscriptions]
 
 
-def _table(planned: list[PlannedConsumer], forecasts: list[Forecast | None], rate: float | None) -> Table:
+def _table(
+    planned: list[PlannedConsumer],
+    forecasts: list[Forecast | None],
+    prices: list[CostPerMillion | None],
+    rate: float | None,
+) -> Table:
     table = Table(title="Capacity", title_justify="left")
     table.add_column("subscription")
-    for column in ("batch", "concurrency", "in flight", "invoke s", "batch s", "records/s", "rate limit/s"):
+    for column in ("batch", "concurrency", "in flight", "invoke s", "batch s", "records/s", "rate limit/s", "$/M"):
         table.add_column(column, justify="right")
     if rate is not None:
         table.add_column(f"vs {rate:g}/s in")
-    for plan, outlook in zip(planned, forecasts, strict=True):
+    for plan, outlook, price in zip(planned, forecasts, prices, strict=True):
         consumer = plan.consumer
         limit = consumer.rate_limit_per_second
         row = [
@@ -160,6 +211,7 @@ def _table(planned: list[PlannedConsumer], forecasts: list[Forecast | None], rat
             f"{consumer.batch_delivery_seconds:.2f}",
             f"{consumer.sustained_records_per_second:.2f}" + (" (limited)" if consumer.rate_limited else ""),
             "-" if limit is None else f"{limit:g}",
+            "-" if price is None else _dollars(price.total),
         ]
         if outlook is not None:
             row.append(
@@ -169,6 +221,76 @@ def _table(planned: list[PlannedConsumer], forecasts: list[Forecast | None], rat
             )
         table.add_row(*row)
     return table
+
+
+def _measurement(required: bool) -> Measurement | None:
+    """The benchmark's measurement; without one, prices are left out (and --cost cannot run)."""
+    try:
+        return load_measurement()
+    except MeasurementError as error:
+        if required:
+            raise CommandError(str(error), EXIT_FAILED) from None
+        return None
+
+
+def _price(plan: PlannedConsumer, arguments: argparse.Namespace, measured: Measurement) -> CostPerMillion:
+    consumer = plan.consumer
+    workload = Workload(
+        batch_size=consumer.batch_size,
+        max_in_flight=consumer.max_in_flight,
+        record_latency_seconds=consumer.record_latency_seconds,
+        memory_mb=arguments.memory_mb,
+        failure_rate=arguments.failure_rate,
+        source=plan.source,
+        rate_limit_per_second=consumer.rate_limit_per_second,
+    )
+    return cost_per_million(workload, measured)
+
+
+def _cost_table(planned: list[PlannedConsumer], prices: list[CostPerMillion]) -> Table:
+    table = Table(title="US$ per million deliveries", title_justify="left")
+    table.add_column("subscription")
+    columns = ("source", "batch", "billed s", "Lambda", "requests", "DynamoDB", "SQS", "Logs", "KMS", "total")
+    for column in (*columns, "Pipes + API dest.", "share"):
+        table.add_column(column, justify="right")
+    for plan, price in zip(planned, prices, strict=True):
+        table.add_row(
+            plan.name,
+            plan.source.value,
+            str(plan.consumer.batch_size),
+            f"{price.billed_seconds:.3f}",
+            *(
+                _dollars(amount)
+                for amount in (
+                    price.lambda_duration,
+                    price.lambda_requests,
+                    price.dynamodb,
+                    price.sqs,
+                    price.logs,
+                    price.kms,
+                    price.total,
+                    price.managed_path,
+                )
+            ),
+            f"{price.share_of_managed_path:.0%}",
+        )
+    return table
+
+
+def _cost_note(measured: Measurement | None, arguments: argparse.Namespace) -> Text:
+    if measured is None:
+        return Text("$/M: no benchmark measurement (capacity/measured.json): run `make bench`", style="dim")
+    return Text(
+        f"$/M: US$ per million deliveries at {arguments.memory_mb} MB arm64, {arguments.failure_rate:g} of batches "
+        f"sent again, {arguments.record_latency:g} s per request; the handler as `make bench` measured it on "
+        f"{measured.measured_on} ({measured.machine}); {PRICES.region} prices of {PRICES.dated.isoformat()}. "
+        f"EventBridge Pipes + API destinations: {_dollars(managed_path_per_million())}.",
+        style="dim",
+    )
+
+
+def _dollars(amount: float) -> str:
+    return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"
 
 
 def _advice(plan: PlannedConsumer, outlook: Forecast) -> Text:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from capacity import cost
+from capacity.cost import Measurement, Workload
 from cli.main import main
 from tests.cli.conftest import SHIPPED_REGISTRY
 
@@ -135,3 +137,96 @@ def test_the_chart_needs_a_single_consumer(tmp_path: Path, capsys: pytest.Captur
 def test_bad_numbers_are_usage_errors(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+# -- the price of a million deliveries ----------------------------------------------------------------
+
+
+@pytest.fixture
+def measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Measurement:
+    """A benchmark measurement of known numbers in place of the committed one."""
+    measurement = Measurement(
+        batch_size=100,
+        max_in_flight=32,
+        endpoint_latency_seconds=0.02,
+        function_seconds=0.129,
+        aws_requests={"dynamodb GetItem": 1.0},
+        log_bytes=3_000.0,
+        machine="test machine",
+        measured_on="2026-11-27",
+    )
+    path = tmp_path / "measured.json"
+    measurement.save(path)
+    monkeypatch.setattr(cost, "MEASUREMENT_PATH", path)
+    return measurement
+
+
+def test_every_consumer_planned_is_priced_per_million_deliveries(
+    measured: Measurement, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # When the benchmark's own batches are planned (100 records, 32 in flight, a 20 ms endpoint)
+    exit_code = main(["plan", "--batch-size", "100", "--max-in-flight", "32", "--record-latency", "0.02"])
+
+    # Then the table prices them as capacity.cost works them out, and names where the figures came from
+    out = plain(capsys.readouterr().out)
+    expected = cost.cost_per_million(Workload(100, 32, 0.02, cost.FUNCTION_MEMORY_MB), measured)
+    assert exit_code == 0
+    assert f"│ ${expected.total:.4f} │" in out
+    assert "$/M: US$ per million deliveries at 512 MB arm64, 0.01 of batches sent again, 0.02 s per request" in out
+    assert "measured it on 2026-11-27 (test machine); us-east-1 prices of" in out
+    assert "EventBridge Pipes + API destinations: $0.6000" in out
+
+
+def test_cost_alone_prices_every_subscription_of_the_registry_by_service(
+    measured: Measurement, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the shipped registry as the default one
+    monkeypatch.chdir(SHIPPED_REGISTRY.parent)
+
+    # When the price is asked for alone, with 20 ms endpoints
+    exit_code = main(["plan", "--cost", "--record-latency", "0.02"])
+
+    # Then every subscription has its line, by service, beside the managed path and its share of it
+    out = plain(capsys.readouterr().out)
+    assert exit_code == 0
+    assert "US$ per million deliveries" in out
+    for name, source in (
+        ("orders-to-warehouse", "kinesis"),
+        ("invoices-to-ledger", "sqs"),
+        ("refunds-to-psp", "sqs-fifo"),
+    ):
+        assert f"│ {name} │ {source} │" in out
+    assert "Lambda ┃ requests ┃ DynamoDB ┃ SQS ┃ Logs ┃ KMS ┃ total ┃ Pipes + API dest. ┃ share" in out
+    assert out.count("│ $0.6000 │") == 7
+
+
+def test_the_memory_and_failure_rate_are_the_readers_to_choose(
+    measured: Measurement, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # When the same consumer is priced at 1,769 MB (a whole vCPU) with a batch in five sent again
+    flags = ["--batch-size", "100", "--max-in-flight", "32", "--record-latency", "0.02", "--cost"]
+    assert main(["plan", *flags, "--memory-mb", "1769", "--failure-rate", "0.2"]) == 0
+
+    # Then the price is worked out with them
+    out = plain(capsys.readouterr().out)
+    expected = cost.cost_per_million(Workload(100, 32, 0.02, 1769, failure_rate=0.2), measured)
+    assert f"│ ${expected.total:.4f} │" in out
+    assert "at 1769 MB arm64, 0.2 of batches sent again" in out
+
+
+def test_without_a_measurement_the_plan_says_to_run_the_benchmark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given no benchmark measurement
+    monkeypatch.setattr(cost, "MEASUREMENT_PATH", tmp_path / "absent.json")
+
+    # Then the plan still answers, unpriced, and --cost fails naming what to run
+    assert main(["plan", *SEED]) == 0
+    assert "no benchmark measurement (capacity/measured.json): run `make bench`" in plain(capsys.readouterr().out)
+    assert main(["plan", "--cost", *SEED]) == 1
+    assert "run `make bench` first" in plain(capsys.readouterr().err)
+
+
+def test_a_failure_rate_outside_zero_to_one_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--failure-rate", "1.5"]) == 2
+    assert "argument --failure-rate: must be within 0..1, got 1.5" in capsys.readouterr().err

@@ -1,38 +1,37 @@
-"""`python -m bench [a|b|c|d ...] [--skip-sequential]`: run the figures (all by default) and print them."""
+"""`python -m bench [a|b|c|d|e ...] [--skip-sequential]`: run the figures (all by default) and print them."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import contextlib
 import time
 
 from bench import report
 from bench.report import Figure
 
+FIGURES = "abcde"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("figures", nargs="*", metavar="a|b|c|d", help="figures to run (default: all)")
+    parser.add_argument("figures", nargs="*", metavar="a|b|c|d|e", help="figures to run (default: all)")
     parser.add_argument(
         "--skip-sequential",
         action="store_true",
         help="leave out the sequential BatchProcessor baseline of (a), which alone takes about 20 s",
     )
     options = parser.parse_args()
-    wanted = set(options.figures or "abcd")
-    if not wanted <= set("abcd"):
-        parser.error(f"unknown figure(s): {', '.join(sorted(wanted - set('abcd')))}")
+    wanted = set(options.figures or FIGURES)
+    if not wanted <= set(FIGURES):
+        parser.error(f"unknown figure(s): {', '.join(sorted(wanted - set(FIGURES)))}")
+    from bench.cost_figure import machine_description
+
     started = time.perf_counter()
-    print(f"callback-dispatcher benchmark (issue 2 section 11) on Python {platform.python_version()}, {_cpus()}")
+    print(f"callback-dispatcher benchmark (issues 2 and 10) on {machine_description()}")
     print(report.header())
     figures: list[Figure] = []
-    if wanted & {"a", "b"}:
-        from bench import http_figures
-
-        figures += http_figures.run(
-            figure_a="a" in wanted, figure_b="b" in wanted, sequential_baseline=not options.skip_sequential
-        )
+    if wanted & {"a", "b", "e"}:
+        figures += _through_the_handler(wanted, sequential_baseline=not options.skip_sequential)
     if "c" in wanted:
         from bench import cold_start
 
@@ -44,16 +43,36 @@ def main() -> None:
     _summary(figures, time.perf_counter() - started)
 
 
+def _through_the_handler(wanted: set[str], sequential_baseline: bool) -> list[Figure]:
+    """(a), (b) and (e): the Lambda handler with its AWS (moto) and its endpoint, each in its own process."""
+    from bench import cost_figure, http_figures
+    from bench.aws_process import AwsProcess
+    from bench.endpoint import EndpointProcess
+
+    figures: list[Figure] = []
+    with contextlib.ExitStack() as stack:
+        report.progress("starting the endpoint and moto")
+        aws = stack.enter_context(AwsProcess())
+        endpoint = stack.enter_context(EndpointProcess())
+        if wanted & {"a", "b"}:
+            figures += http_figures.run(
+                aws,
+                endpoint,
+                figure_a="a" in wanted,
+                figure_b="b" in wanted,
+                sequential_baseline=sequential_baseline,
+            )
+        if "e" in wanted:
+            figures += cost_figure.run(aws, endpoint)
+    return figures
+
+
 def _summary(figures: list[Figure], elapsed: float) -> None:
     judged = [figure for figure in figures if figure.passed is not None]
     missed = [figure for figure in judged if not figure.passed]
     report.section(f"{len(judged) - len(missed)}/{len(judged)} targets met in {elapsed:.0f} s")
     for figure in missed:
         print(f"MISS: {figure.name}: {figure.value} (target {figure.target})")
-
-
-def _cpus() -> str:
-    return f"{os.cpu_count()} CPUs"
 
 
 if __name__ == "__main__":

@@ -15,16 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import selectors
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
-LOOPBACK = "127.0.0.1"  # the only address this server ever binds or is reached at
-MAX_LIFETIME_SECONDS = 600.0
-READY_TIMEOUT_SECONDS = 15.0
+from bench.child_process import (
+    LOOPBACK,
+    MAX_LIFETIME_SECONDS,
+    ChildProcess,
+    announce_ready,
+    stop_when_parent_leaves,
+)
+
 MAX_HEADER_BYTES = 16 * 1024
 
 RESPONSE_OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
@@ -114,72 +114,23 @@ async def _serve_forever() -> None:
         if not stop.done():
             stop.set_result(None)
 
-    def parent_gone() -> None:
-        sys.stdin.buffer.read()  # returns at EOF: the parent closed the pipe or died
-        loop.call_soon_threadsafe(finish)
-
-    threading.Thread(target=parent_gone, daemon=True).start()
+    stop_when_parent_leaves(lambda: loop.call_soon_threadsafe(finish))
     loop.call_later(MAX_LIFETIME_SECONDS, finish)
     server = await loop.create_server(_Connection, LOOPBACK, 0, backlog=1024)
     port = server.sockets[0].getsockname()[1]
-    print(f"READY {port}", flush=True)
+    announce_ready(port)
     async with server:
         await stop
 
 
-class EndpointProcess:
-    """Starts the endpoint in its own interpreter and always stops it (use as a context manager)."""
+class EndpointProcess(ChildProcess):
+    """The endpoint in its own interpreter, always stopped (use as a context manager)."""
 
     def __init__(self) -> None:
-        self._process: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        super().__init__("bench.endpoint", "benchmark endpoint")
 
     def url(self, delay_ms: int = 0) -> str:
         return f"http://{LOOPBACK}:{self.port}/delay/{delay_ms}"
-
-    def __enter__(self) -> EndpointProcess:
-        repo_root = Path(__file__).resolve().parent.parent
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.endpoint"],
-            cwd=repo_root,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        try:
-            self.port = _await_ready(self._process)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-def _await_ready(process: subprocess.Popen[bytes]) -> int:
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(READY_TIMEOUT_SECONDS):
-            raise RuntimeError(f"benchmark endpoint not ready after {READY_TIMEOUT_SECONDS:.0f}s")
-    line = process.stdout.readline().decode().strip()
-    if not line.startswith("READY "):
-        raise RuntimeError(f"benchmark endpoint failed to start (said {line!r}, exit code {process.poll()})")
-    return int(line.split()[1])
 
 
 @contextlib.contextmanager

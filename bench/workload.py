@@ -47,12 +47,19 @@ def payload(position: int) -> dict[str, Any]:
     }
 
 
-def kinesis_event(records: int) -> dict[str, Any]:
-    return event(*(kinesis_record(i, payload(i), partition_key=f"pk-{i % PARTITION_KEYS}") for i in range(records)))
+def kinesis_event(records: int, first: int = 0) -> dict[str, Any]:
+    """`records` Kinesis records at positions first, first + 1, ...: each run takes fresh positions, so no
+    record is one the delivered ids already list."""
+    return event(
+        *(
+            kinesis_record(i, payload(i), partition_key=f"pk-{i % PARTITION_KEYS}")
+            for i in range(first, first + records)
+        )
+    )
 
 
-def kinesis_batch(records: int) -> Batch:
-    return parse_event(kinesis_event(records))
+def kinesis_batch(records: int, first: int = 0) -> Batch:
+    return parse_event(kinesis_event(records, first))
 
 
 def bodies(batch: Batch) -> list[bytes]:

@@ -211,6 +211,7 @@ def subscription(endpoint_url: str, secret_id: str, **overrides: Any) -> Subscri
         "signing_secret": secret_id,
         "allow_private_cidrs": ["127.0.0.0/8"],
         "allow_http": True,
+        "retry_schedule_seconds": [],  # no retry lane unless a test gives one (with its queue)
     }
     return document | overrides
 

@@ -78,6 +78,7 @@ def _environment(pycache: Path | None, code_root: Path) -> dict[str, str]:
             "DISPATCHER_IDEMPOTENCY_TABLE": "bench-delivered-ids",
             "DISPATCHER_DLQ_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/bench-dlq",
             "DISPATCHER_PAYLOAD_BUCKET": "bench-parked-payloads",
+            "DISPATCHER_RETRY_LANE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/bench-retry-lane",
             "AWS_DEFAULT_REGION": "eu-west-1",
         }
     )

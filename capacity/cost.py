@@ -69,7 +69,7 @@ class Measurement:
     batch_size: int
     max_in_flight: int
     endpoint_latency_seconds: float
-    function_seconds: float  # the handler call, the median of the measured invocations
+    function_seconds: float  # the handler call, the best of the measured invocations
     aws_requests: dict[str, float]  # "<service> <Operation>": requests per invocation
     log_bytes: float  # bytes written to stdout per invocation (what CloudWatch Logs ingests)
     machine: str

@@ -71,12 +71,12 @@ def lane_event(aws: AwsResources, function: LaneFunction) -> dict[str, Any]:
     messages = aws.sqs.receive_message(
         QueueUrl=function.lane_url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=0
     ).get("Messages", [])
-    records = [
+    records: list[dict[str, Any]] = [
         {
             "messageId": message["MessageId"],
             "receiptHandle": message["ReceiptHandle"],
             "body": message["Body"],
-            "attributes": dict(message.get("Attributes", {})),
+            "attributes": {str(name): value for name, value in message.get("Attributes", {}).items()},
             "messageAttributes": {},
             "md5OfBody": message["MD5OfBody"],
             "eventSource": "aws:sqs",

@@ -13,6 +13,8 @@ from aws_cdk import aws_logs as logs
 
 from dispatcher import config as function_contract
 from dispatcher import delivered_ids as function_delivered_ids
+from dispatcher.adapters import held_keys as function_held_keys
+from infra.registry import limits
 from infra.registry.limits import Environment
 
 # --- The function contract (must match functions/dispatcher) ------------------------------------------
@@ -25,6 +27,8 @@ HANDLER: Final = "dispatcher.handler.handler"
 DELIVERED_IDS_PARTITION_KEY: Final = "pk"
 DELIVERED_IDS_TTL_ATTRIBUTE: Final = "expires_at"
 DELIVERED_IDS_KEY_SEPARATOR: Final = function_delivered_ids.KEY_SEPARATOR
+# The held-keys item of a subscription with a retry lane: "<subscription name>#held" in the same table.
+HELD_KEYS_ITEM_SUFFIX: Final = function_held_keys.HELD_ITEM_SUFFIX
 
 # --- Lambda function ----------------------------------------------------------------------------------
 FUNCTION_RUNTIME: Final = lambda_.Runtime.PYTHON_3_13
@@ -41,12 +45,16 @@ ASSET_PYTHON_VERSION: Final = "3.13"
 SHARED_THROUGHPUT_MAX_CONSUMERS: Final = 2  # consumers per stream
 # Lambda's guidance: visibility timeout at least six times the function timeout, plus the batching window.
 QUEUE_VISIBILITY_TIMEOUT_FACTOR: Final = 6
+# A retry lane's mapping: a FIFO queue hands Lambda at most 10 messages per batch.
+RETRY_LANE_BATCH_SIZE: Final = limits.SQS_FIFO_BATCH_SIZE_MAX  # messages
 # The JSON field of a record's payload that `event_types` filters on.
 EVENT_TYPE_FIELD: Final = "type"
 
 # --- Retention ----------------------------------------------------------------------------------------
 SOURCE_QUEUE_RETENTION: Final = Duration.days(4)  # SQS default; long enough to outlast a weekend outage
 DEAD_LETTER_RETENTION: Final = Duration.days(14)  # SQS maximum: parked records wait for a human
+# SQS maximum: a record's retry schedule spans at most 7 days, plus however long it waited behind its key's head.
+RETRY_LANE_RETENTION: Final = Duration.seconds(limits.SQS_RETENTION_MAX_SECONDS)
 FAILED_BATCH_RETENTION: Final = Duration.days(30)  # stream on-failure records in S3
 # Payloads too large for their parked message (S3, claim check): kept a day longer than any message that
 # can point at them, counted from the last time the record was parked (parking it again rewrites the object).

@@ -1,4 +1,5 @@
-"""The delivered-ids table: which records each subscription has already delivered (the function's DeliveredIds port)."""
+"""The delivered-ids table: which records each subscription has already delivered (the function's DeliveredIds port),
+and which keys of a subscription with a retry lane are held (its HeldKeys port, one item per subscription)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from infra.naming import ResourceNames
 
 # What the function does with its items: look up delivered ids, mark new ones, one at a time or in batches.
 ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
+# What the function does to its held-keys item besides reading it: add and remove entry ids of a key's set.
+HELD_KEYS_ACTIONS = ("dynamodb:UpdateItem",)
 
 
 class DeliveredIdsTable(Construct):
@@ -47,5 +50,16 @@ class DeliveredIdsTable(Construct):
                         "dynamodb:LeadingKeys": [f"{subscription_name}{constants.DELIVERED_IDS_KEY_SEPARATOR}*"]
                     }
                 },
+            )
+        )
+
+    def grant_held_keys_item(self, role: iam.IRole, subscription_name: str) -> None:
+        """Update only the item "<subscription name>#held" (reading it is among the subscription's item grants)."""
+        held_keys_item = f"{subscription_name}{constants.DELIVERED_IDS_KEY_SEPARATOR}{constants.HELD_KEYS_ITEM_SUFFIX}"
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=list(HELD_KEYS_ACTIONS),
+                resources=[self.table.table_arn],
+                conditions={"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [held_keys_item]}},
             )
         )

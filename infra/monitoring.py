@@ -1,7 +1,8 @@
 """Alarms per subscription, mailed to the owning team, and one dashboard per environment.
 
 Every alarm watches a condition a team must act on: a backlog growing older than the registry allows,
-a function failing or throttled, records parked or moved to a source DLQ, or deliveries failing.
+a function failing or throttled, records parked or moved to a source DLQ, deliveries failing, a record
+waiting in the retry lane longer than the registry allows, or the endpoint answering that it is gone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from constructs import Construct
 from dispatcher import metric_names
 from infra import constants
 from infra.naming import ResourceNames
+from infra.retry_lane import RetryLane
 from infra.source_queue import SourceQueue
 from infra.subscription_consumer import SubscriptionConsumer
 
@@ -45,9 +47,8 @@ class DispatcherMonitoring(Construct):
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=names.name(constants.SERVICE_NAME))
         for consumer in consumers:
             self.alarms[consumer.subscription.name] = self._build_alarms(consumer)
-            header, graphs = self._dashboard_rows(consumer)
-            self.dashboard.add_widgets(header)
-            self.dashboard.add_widgets(*graphs)
+            for row in self._dashboard_rows(consumer):
+                self.dashboard.add_widgets(*row)
 
     def _build_topic_key(self, removal_policy: RemovalPolicy) -> kms.Key:
         key = kms.Key(
@@ -109,6 +110,13 @@ class DispatcherMonitoring(Construct):
         iterator_age = consumer.function.metric("IteratorAge", statistic="Maximum", period=constants.ALARM_PERIOD)
         return iterator_age, limit_seconds * MILLISECONDS_PER_SECOND
 
+    @staticmethod
+    def _retry_lane_age(retry_lane: RetryLane) -> cloudwatch.IMetric:
+        """How long the oldest record in the lane has waited, in seconds."""
+        return retry_lane.queue.metric_approximate_age_of_oldest_message(
+            statistic="Maximum", period=constants.ALARM_PERIOD
+        )
+
     def _build_alarms(self, consumer: SubscriptionConsumer) -> list[cloudwatch.Alarm]:
         name = consumer.subscription.name
         backlog_age, backlog_threshold = self._backlog_age(consumer)
@@ -153,6 +161,28 @@ class DispatcherMonitoring(Construct):
                 f"Fewer than {constants.DELIVERY_SUCCESS_RATE_ALARM_PERCENT}% of delivery attempts succeeded.",
             ),
         ]
+        specifications.append(
+            (
+                "endpoint-gone",
+                self._delivery_metric(consumer, metric_names.ENDPOINT_GONE, "Sum"),
+                1,
+                cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                "The endpoint answered 410 Gone: it says it no longer exists. The records it refused are parked; "
+                "fix or remove the registration.",
+            )
+        )
+        if consumer.retry_lane is not None:
+            lane_age_limit = consumer.subscription.alarm_retry_age_seconds
+            specifications.append(
+                (
+                    "retry-lane-age",
+                    self._retry_lane_age(consumer.retry_lane),
+                    lane_age_limit,
+                    above,
+                    f"A record has waited in the retry lane for more than {lane_age_limit} s: the endpoint keeps "
+                    "failing for its key, whose later records wait behind it.",
+                )
+            )
         if isinstance(consumer.source, SourceQueue):
             specifications.append(
                 (
@@ -185,11 +215,20 @@ class DispatcherMonitoring(Construct):
             alarms.append(alarm)
         return alarms
 
-    def _dashboard_rows(
-        self, consumer: SubscriptionConsumer
-    ) -> tuple[cloudwatch.TextWidget, list[cloudwatch.GraphWidget]]:
-        """A header naming the subscription, then one row of graphs."""
+    def _dashboard_rows(self, consumer: SubscriptionConsumer) -> list[list[cloudwatch.IWidget]]:
+        """A header naming the subscription, then one row of graphs, and one more for its retry lane if any."""
         subscription = consumer.subscription
+        header = cloudwatch.TextWidget(
+            markdown=f"### {subscription.name} ({consumer.team})  \n{subscription.source} → {subscription.endpoint}",
+            width=constants.DASHBOARD_WIDTH,
+            height=constants.DASHBOARD_HEADER_HEIGHT,
+        )
+        rows = [self._delivery_graphs(consumer)]
+        if consumer.retry_lane is not None:
+            rows.append(self._retry_lane_graphs(consumer, consumer.retry_lane))
+        return [[header], *(_graph_row(graphs) for graphs in rows)]
+
+    def _delivery_graphs(self, consumer: SubscriptionConsumer) -> list[tuple[str, list[cloudwatch.IMetric]]]:
         backlog_age, _ = self._backlog_age(consumer)
         dead_letter_depths: list[cloudwatch.IMetric] = [
             consumer.parked_records.metric_approximate_number_of_messages_visible(label="Parked records")
@@ -200,7 +239,7 @@ class DispatcherMonitoring(Construct):
                     label="Source dead letters"
                 )
             )
-        graphs: list[tuple[str, list[cloudwatch.IMetric]]] = [
+        return [
             (
                 "Deliveries",
                 [
@@ -231,13 +270,28 @@ class DispatcherMonitoring(Construct):
             ),
             ("Dead letters", dead_letter_depths),
         ]
-        width = constants.DASHBOARD_WIDTH // len(graphs)
-        header = cloudwatch.TextWidget(
-            markdown=f"### {subscription.name} ({consumer.team})  \n{subscription.source} → {subscription.endpoint}",
-            width=constants.DASHBOARD_WIDTH,
-            height=constants.DASHBOARD_HEADER_HEIGHT,
-        )
-        return header, [
-            cloudwatch.GraphWidget(title=title, left=metrics, width=width, height=constants.DASHBOARD_WIDGET_HEIGHT)
-            for title, metrics in graphs
+
+    def _retry_lane_graphs(
+        self, consumer: SubscriptionConsumer, retry_lane: RetryLane
+    ) -> list[tuple[str, list[cloudwatch.IMetric]]]:
+        return [
+            # A gauge: the function reports how many keys are held whenever it reads them.
+            ("Held keys", [self._delivery_metric(consumer, metric_names.HELD_KEYS, "Maximum")]),
+            ("Oldest record in the retry lane (s)", [self._retry_lane_age(retry_lane)]),
+            (
+                "Retry lane hand-overs and gone answers",
+                [
+                    self._delivery_metric(consumer, metric_names.HANDED_TO_RETRY_LANE, "Sum"),
+                    self._delivery_metric(consumer, metric_names.ENDPOINT_GONE, "Sum"),
+                ],
+            ),
         ]
+
+
+def _graph_row(graphs: list[tuple[str, list[cloudwatch.IMetric]]]) -> list[cloudwatch.IWidget]:
+    """Graphs side by side, sharing the dashboard's width."""
+    width = constants.DASHBOARD_WIDTH // len(graphs)
+    return [
+        cloudwatch.GraphWidget(title=title, left=metrics, width=width, height=constants.DASHBOARD_WIDGET_HEIGHT)
+        for title, metrics in graphs
+    ]

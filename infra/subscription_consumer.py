@@ -1,4 +1,5 @@
-"""One registered subscription deployed: its throttled function, its role, its mapping and its parked records."""
+"""One registered subscription deployed: its throttled function, its role, its mapping, its parked records and,
+with a retry schedule, its retry lane."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from infra.naming import ResourceNames
 from infra.parked_payload_bucket import ParkedPayloadBucket
 from infra.registry import limits
 from infra.registry.model import RegisteredSubscription
+from infra.retry_lane import RetryLane
 from infra.source_queue import SourceQueue
 from infra.source_stream import SourceStream
 
@@ -71,6 +73,18 @@ class SubscriptionConsumer(Construct):
             )
         else:
             self.function.add_event_source(self._queue_event_source(source))
+        self.retry_lane: RetryLane | None = None
+        if subscription.retry_schedule_seconds:
+            self.retry_lane = RetryLane(
+                self,
+                "RetryLane",
+                subscription=subscription,
+                function=self.function,
+                role=self.role,
+                names=names,
+                removal_policy=removal_policy,
+            )
+            delivered_ids.grant_held_keys_item(self.role, subscription.name)
 
     def _build_role(self) -> iam.Role:
         # Its own role: a leaked or buggy function can reach its own source, items, secret and queue only.

@@ -52,6 +52,8 @@ TEST_TEAMS: dict[str, dict[str, Any]] = {
                 "max_retry_attempts": 4,
                 "signing_secret": "alpha/events-hook",
                 "alarm_iterator_age_seconds": 120,
+                "retry_schedule_seconds": [60, 600],
+                "alarm_retry_age_seconds": 900,
             },
             {
                 "name": "payouts-to-alpha",
@@ -67,7 +69,12 @@ TEST_TEAMS: dict[str, dict[str, Any]] = {
         "alerts_email": "beta-oncall@example.com",
         "subscriptions": [
             {"name": "events-to-beta", "source": "stream/events", "endpoint": "https://beta.example.com/e"},
-            {"name": "events-to-gamma", "source": "stream/events", "endpoint": "https://gamma.example.com/e"},
+            {
+                "name": "events-to-gamma",
+                "source": "stream/events",
+                "endpoint": "https://gamma.example.com/e",
+                "retry_schedule_seconds": [],  # no retry lane: the stream re-sends and waits, as before lanes
+            },
             {
                 "name": "audit-to-beta",
                 "source": "stream/audit",
@@ -145,15 +152,38 @@ class Resources:
     def function(self, name: str) -> tuple[str, dict[str, Any]]:
         return self.named("AWS::Lambda::Function", "FunctionName", f"prod-{name}")
 
-    def mapping_of(self, function_name: str) -> dict[str, Any]:
+    def mappings_of(self, function_name: str) -> list[dict[str, Any]]:
         function_id, _ = self.function(function_name)
-        mappings: list[dict[str, Any]] = [
+        return [
             value["Properties"]
             for _, value in self.of_type("AWS::Lambda::EventSourceMapping")
             if value["Properties"]["FunctionName"] == {"Ref": function_id}
         ]
-        assert len(mappings) == 1
-        return mappings[0]
+
+    def retry_lane_of(self, subscription: str) -> tuple[str, dict[str, Any]]:
+        """The subscription's retry lane queue: (logical id, properties)."""
+        return self.named("AWS::SQS::Queue", "QueueName", f"prod-{subscription}-retry-lane.fifo")
+
+    def mapping_of(self, function_name: str) -> dict[str, Any]:
+        """The mapping from the subscription's source (not from its retry lane)."""
+        lane_arns = [
+            {"Fn::GetAtt": [key, "Arn"]}
+            for key, value in self.of_type("AWS::SQS::Queue")
+            if str(value["Properties"].get("QueueName", "")).endswith("-retry-lane.fifo")
+        ]
+        (mapping,) = [
+            mapping for mapping in self.mappings_of(function_name) if mapping["EventSourceArn"] not in lane_arns
+        ]
+        return mapping
+
+    def retry_lane_mapping_of(self, subscription: str) -> dict[str, Any]:
+        lane_id, _ = self.retry_lane_of(subscription)
+        (mapping,) = [
+            mapping
+            for mapping in self.mappings_of(subscription)
+            if mapping["EventSourceArn"] == {"Fn::GetAtt": [lane_id, "Arn"]}
+        ]
+        return mapping
 
     def policy_statements_of(self, function_name: str) -> list[dict[str, Any]]:
         _, function = self.function(function_name)

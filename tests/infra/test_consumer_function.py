@@ -6,6 +6,7 @@ from dispatcher.config import (
     DLQ_URL_ENV,
     IDEMPOTENCY_TABLE_ENV,
     PAYLOAD_BUCKET_ENV,
+    RETRY_LANE_URL_ENV,
     SUBSCRIPTION_ENV,
     SubscriptionConfig,
 )
@@ -34,11 +35,13 @@ def test_the_function_environment_is_exactly_the_contract_the_function_parses(re
     variables = function["Environment"]["Variables"]
     table_id, _ = resources.named("AWS::DynamoDB::Table", "TableName", "prod-dispatcher-delivered-ids")
     parked_id, _ = resources.named("AWS::SQS::Queue", "QueueName", "prod-events-to-alpha-parked")
+    lane_id, _ = resources.retry_lane_of("events-to-alpha")
 
     # When the function parses DISPATCHER_SUBSCRIPTION with its own model
     delivery = SubscriptionConfig.model_validate_json(variables[SUBSCRIPTION_ENV])
 
-    # Then it sees the registered delivery settings, the table, its own parked-records queue and the payload bucket
+    # Then it sees the registered delivery settings, the table, its own parked-records queue, the payload bucket
+    # and its own retry lane
     assert delivery == SubscriptionConfig(
         name="events-to-alpha",
         endpoint="https://alpha.example.com/events",
@@ -46,11 +49,19 @@ def test_the_function_environment_is_exactly_the_contract_the_function_parses(re
         request_timeout_seconds=4,
         max_attempts=3,
         signing_secret="alpha/events-hook",
+        retry_schedule_seconds=(60, 600),
     )
     assert variables[IDEMPOTENCY_TABLE_ENV] == {"Ref": table_id}
     assert variables[DLQ_URL_ENV] == {"Ref": parked_id}
     assert variables[PAYLOAD_BUCKET_ENV] == {"Ref": resources.parked_payload_bucket_id()}
-    assert set(variables) == {SUBSCRIPTION_ENV, IDEMPOTENCY_TABLE_ENV, DLQ_URL_ENV, PAYLOAD_BUCKET_ENV}
+    assert variables[RETRY_LANE_URL_ENV] == {"Ref": lane_id}
+    assert set(variables) == {
+        SUBSCRIPTION_ENV,
+        IDEMPOTENCY_TABLE_ENV,
+        DLQ_URL_ENV,
+        PAYLOAD_BUCKET_ENV,
+        RETRY_LANE_URL_ENV,
+    }
 
 
 def test_the_function_logs_to_its_own_group_with_retention(resources: Resources) -> None:

@@ -19,12 +19,29 @@ ALL_SUBSCRIPTIONS = (
 )
 
 
+# Subscriptions of tests/infra/conftest.py's registry that set retry_schedule_seconds: [].
+WITHOUT_RETRY_LANE = frozenset({"events-to-gamma"})
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    return [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+
+
 def statements_with(statements: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
-    return [
-        statement
-        for statement in statements
-        if action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
-    ]
+    return [statement for statement in statements if action in actions_of(statement)]
+
+
+def resources_granted(statements: list[dict[str, Any]], action: str) -> list[str]:
+    """Every resource `action` is allowed on, as JSON, sorted (the CDK merges statements that share actions)."""
+    granted: list[str] = []
+    for statement in statements_with(statements, action):
+        targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        granted += [json.dumps(target) for target in targets]
+    return sorted(granted)
+
+
+def arn_of(resource_id: str) -> str:
+    return json.dumps({"Fn::GetAtt": [resource_id, "Arn"]})
 
 
 def grants_on(resource_id: str, statements: list[dict[str, Any]]) -> list[tuple[str, Any]]:
@@ -32,7 +49,7 @@ def grants_on(resource_id: str, statements: list[dict[str, Any]]) -> list[tuple[
     statements that share an action, so one statement may name several buckets)."""
     grants: list[tuple[str, Any]] = []
     for statement in statements:
-        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        actions = actions_of(statement)
         targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         grants.extend((action, target) for action in actions for target in targets if resource_id in json.dumps(target))
     return sorted(grants, key=json.dumps)
@@ -46,26 +63,44 @@ def test_a_function_reads_and_writes_only_its_own_items_in_the_delivered_ids_tab
     statements = resources.policy_statements_of(name)
 
     # When the statements touching DynamoDB are read
-    dynamodb = [statement for statement in statements if any("dynamodb:" in a for a in statement["Action"])]
+    dynamodb = [statement for statement in statements if any("dynamodb:" in a for a in actions_of(statement))]
 
     # Then one statement grants the item calls the function makes, on keys "<name>#..." only
-    assert len(dynamodb) == 1
-    assert sorted(dynamodb[0]["Action"]) == [
+    items = [statement for statement in dynamodb if "dynamodb:GetItem" in actions_of(statement)]
+    assert len(items) == 1
+    assert sorted(items[0]["Action"]) == [
         "dynamodb:BatchGetItem",
         "dynamodb:BatchWriteItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
     ]
-    assert dynamodb[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{name}#*"]}}
+    assert items[0]["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{name}#*"]}}
+    # and with a retry lane, one more lets it update its held-keys item "<name>#held", and no other
+    held = [statement for statement in dynamodb if statement is not items[0]]
+    if name in WITHOUT_RETRY_LANE:
+        assert held == []
+    else:
+        assert [(statement["Action"], statement["Condition"]) for statement in held] == [
+            (
+                "dynamodb:UpdateItem",
+                {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [f"{name}#held"]}},
+            )
+        ]
 
 
 @pytest.mark.parametrize("name", ALL_SUBSCRIPTIONS)
-def test_a_function_may_send_only_to_its_own_parked_records_queue(resources: Resources, name: str) -> None:
+def test_a_function_may_send_only_to_its_own_parked_records_queue_and_retry_lane(
+    resources: Resources, name: str
+) -> None:
+    # Given the subscription's own queues
     parked_id, _ = resources.named("AWS::SQS::Queue", "QueueName", f"prod-{name}-parked")
+    own_queues = [arn_of(parked_id)]
+    if name not in WITHOUT_RETRY_LANE:
+        own_queues.append(arn_of(resources.retry_lane_of(name)[0]))
 
-    senders = statements_with(resources.policy_statements_of(name), "sqs:SendMessage")
-
-    assert [statement["Resource"] for statement in senders] == [{"Fn::GetAtt": [parked_id, "Arn"]}]
+    # When the resources it may send to are read
+    # Then they are those queues and no other
+    assert resources_granted(resources.policy_statements_of(name), "sqs:SendMessage") == sorted(own_queues)
 
 
 def test_a_function_may_read_only_its_own_signing_secret(resources: Resources) -> None:
@@ -116,17 +151,38 @@ def test_a_function_may_only_put_parked_payloads_and_only_under_its_own_prefix(r
     assert grants == [("s3:PutObject", {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/parked/{name}/*"]]})]
 
 
-def test_a_queue_function_consumes_only_its_own_queue(resources: Resources) -> None:
+def test_a_queue_function_consumes_only_its_own_queue_and_retry_lane(resources: Resources) -> None:
     queue_id, _ = resources.named("AWS::SQS::Queue", "QueueName", "prod-jobs")
+    lane_id, _ = resources.retry_lane_of("jobs-to-beta")
 
-    consumers = statements_with(resources.policy_statements_of("jobs-to-beta"), "sqs:ReceiveMessage")
+    consumed = resources_granted(resources.policy_statements_of("jobs-to-beta"), "sqs:ReceiveMessage")
 
-    assert [statement["Resource"] for statement in consumers] == [{"Fn::GetAtt": [queue_id, "Arn"]}]
+    assert consumed == sorted([arn_of(queue_id), arn_of(lane_id)])
+
+
+def test_a_function_without_a_retry_lane_consumes_only_its_stream(resources: Resources) -> None:
+    assert resources_granted(resources.policy_statements_of("events-to-gamma"), "sqs:ReceiveMessage") == []
+
+
+@pytest.mark.parametrize("name", sorted(set(ALL_SUBSCRIPTIONS) - WITHOUT_RETRY_LANE))
+def test_a_function_may_defer_and_delete_only_in_its_own_queues(resources: Resources, name: str) -> None:
+    # Given the subscription's retry lane, and its source if that is a queue
+    own_queues = [arn_of(resources.retry_lane_of(name)[0])]
+    source_queue = {"jobs-to-beta": "prod-jobs", "payouts-to-alpha": "prod-payouts.fifo"}.get(name)
+    if source_queue:
+        own_queues.append(arn_of(resources.named("AWS::SQS::Queue", "QueueName", source_queue)[0]))
+    statements = resources.policy_statements_of(name)
+
+    # When the resources it may defer messages in (ChangeMessageVisibility, also its batch form) or delete from
+    # are read
+    # Then they are its own queues only
+    for action in ("sqs:ChangeMessageVisibility", "sqs:DeleteMessage"):
+        assert resources_granted(statements, action) == sorted(own_queues), action
 
 
 @pytest.mark.parametrize("name", ALL_SUBSCRIPTIONS)
 def test_no_statement_grants_every_action_or_every_resource(resources: Resources, name: str) -> None:
     for statement in resources.policy_statements_of(name):
-        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        actions = actions_of(statement)
         assert all(not action.endswith("*") for action in actions), statement
         assert statement["Resource"] != "*", statement

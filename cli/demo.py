@@ -71,8 +71,8 @@ def register(subcommands: Subcommands) -> None:
         "--outage-seconds",
         type=outage_seconds,
         default=DEFAULT_OUTAGE_SECONDS,
-        help=f"how long the key outage lasts from the first event produced (default {DEFAULT_OUTAGE_SECONDS:g}, "
-        f"at most {MAX_OUTAGE_SECONDS:g})",
+        help="how long the key outage lasts from the first request the receiver gets "
+        f"(default {DEFAULT_OUTAGE_SECONDS:g}, at most {MAX_OUTAGE_SECONDS:g})",
     )
     parser.add_argument("--seed", type=int, help="seed of the fault and poison draws, for a repeatable run")
     parser.add_argument(

@@ -45,7 +45,7 @@ REQUEST_TIMEOUT_SECONDS = 1.0  # the demo subscriptions' request timeout; the re
 RECEIVER_STALL_SECONDS = 1.5
 DLQ_READ_VISIBILITY_SECONDS = 30  # hides a message while the demo reads the queue through, then shown again
 SQS_BATCH_LIMIT = 10  # entries per ChangeMessageVisibilityBatch
-DEFAULT_OUTAGE_SECONDS = 10.0  # how long the key outage lasts from the first event produced
+DEFAULT_OUTAGE_SECONDS = 10.0  # how long the key outage lasts from the first request the receiver gets
 MAX_OUTAGE_SECONDS = 3600.0  # the demo runs minutes; its retry schedule must outlast the outage
 DEMO_RETRY_ROUND_SECONDS = 2  # the demo's retry lanes: a round every few real seconds
 SPARE_RETRY_ROUNDS = 3  # rounds after the outage ended, so a record outlasts it and is delivered, not parked
@@ -63,7 +63,7 @@ class DemoOptions:
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     seed: int | None = None
     key_outage_rate: float = 0.0  # share of the partition keys whose events the receiver answers 503 ...
-    outage_seconds: float = DEFAULT_OUTAGE_SECONDS  # ... for this long from the first event produced
+    outage_seconds: float = DEFAULT_OUTAGE_SECONDS  # ... for this long from the first request the receiver gets
 
 
 @dataclass

@@ -13,8 +13,8 @@ It is also the example to copy. A receiver should:
 The knobs make it misbehave the way real endpoints do: slow answers, transient 500s, answers that come
 after the dispatcher gave up (the event is still processed: the retry is then a duplicate), a permanent 422
 for events marked as poison, and a key outage: 503 for every event of some partition keys (as when the
-database shard of some customers is down) while the outage lasts, from start_key_outage() for its
-`outage_seconds` or until end_key_outage().
+database shard of some customers is down) while the outage lasts: `outage_seconds` from the first request
+after start_key_outage() (so a slow start does not use it up), or until end_key_outage().
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class FaultKnobs:
     latency_ms: float = 0.0  # added to every answer
     stall_seconds: float = 3.0  # longer than the demo subscriptions' request timeout
     outage_keys: frozenset[str] = frozenset()  # partition keys answered 503 while the key outage lasts
-    outage_seconds: float | None = None  # how long it lasts once started; None: until end_key_outage()
+    outage_seconds: float | None = None  # how long it lasts from its first request; None: until end_key_outage()
 
 
 @dataclass
@@ -77,7 +77,8 @@ class DemoReceiver:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
-        self._outage_ends = -math.inf  # time.monotonic() when the key outage ends: none until started
+        # time.monotonic() when the key outage ends (-inf: none started); None: started, its first request sets it
+        self._outage_ends: float | None = -math.inf
         self.port = 0
 
     def register(self, subscription: str, secret: str, *, ordered: bool) -> None:
@@ -87,18 +88,22 @@ class DemoReceiver:
             self.ledgers[subscription] = SubscriptionLedger(ordered=ordered)
 
     def start_key_outage(self) -> None:
-        """From now on answer 503 to the events of the outage keys, for `outage_seconds` (or until ended)."""
-        seconds = self.faults.outage_seconds
+        """From now on answer 503 to the events of the outage keys: for `outage_seconds` from the next request, or
+        until ended."""
         with self._lock:
-            self._outage_ends = math.inf if seconds is None else time.monotonic() + seconds
+            self._outage_ends = math.inf if self.faults.outage_seconds is None else None
 
     def end_key_outage(self) -> None:
         with self._lock:
             self._outage_ends = -math.inf
 
     def _in_outage(self, headers: Mapping[str, str]) -> bool:
+        """Whether this request falls in the key outage (called once per request: the first one starts its clock)."""
         with self._lock:
-            lasting = time.monotonic() < self._outage_ends
+            now = time.monotonic()
+            if self._outage_ends is None:
+                self._outage_ends = now + (self.faults.outage_seconds or 0.0)
+            lasting = now < self._outage_ends
         return lasting and headers.get(PARTITION_KEY_HEADER) in self.faults.outage_keys
 
     def url(self, subscription: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from dispatcher.config import FunctionSettings, load_settings
 from local import DEFAULT_PORT
 from local.aws import LOCAL_REGION, EmbeddedAws
-from local.esm import create_poller
+from local.esm import SqsPoller, create_poller
 from local.esm.checkpoints import checkpoint_table_definition
 from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED
 from local.moto_sqs import oldest_sent_at
@@ -26,6 +27,11 @@ from local.workers import FunctionRunner
 NAME_PREFIX = "dev"
 DELIVERED_IDS_KEY = "pk"  # the delivered-ids table's partition key
 HELD_KEYS_ITEM = "{subscription}#held"  # its item of a subscription's held keys (docs/retry-lanes.md)
+# Blocking AWS calls run in the event loop's default executor, sized min(32, CPUs + 4) by asyncio: 6 threads on a
+# 2-CPU machine. Every SQS poller (a retry lane's too, mostly waiting on an empty queue) holds one thread through
+# each 1 s long poll, so the executor gets one thread per SQS poller, and these for everything else: the Kinesis
+# pollers' calls, deletes, the status table's and the demo's reads.
+THREADS_BESIDES_SQS_LONG_POLLS = 16
 # Where the Kinesis pollers keep their shard checkpoints: a table of the embedded AWS that is not part of the
 # template, as Lambda keeps a mapping's checkpoints on its own side.
 CHECKPOINT_TABLE = "dispatcher-local-kinesis-checkpoints"
@@ -125,6 +131,7 @@ class LocalSystem:
         self.consumers: list[RunningConsumer] = []
         self.signing_secrets: dict[str, str] = {}
         self.source_dlq_urls: list[str] = []
+        self._sqs_long_polls = 0  # how many SQS long polls the pollers can have waiting at once
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +160,9 @@ class LocalSystem:
                 None if spec.retry_lane is None else RunningLane(*self._start_poller(spec.reading_retry_lane(), runner))
             )
             self.consumers.append(RunningConsumer(spec, stats, runner, task, lane))
+        # The pollers' tasks first run at the caller's next await: the executor is in place before their first call.
+        threads = self._sqs_long_polls + THREADS_BESIDES_SQS_LONG_POLLS
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="local-aws"))
 
     def _start_poller(self, spec: ConsumerSpec, runner: FunctionRunner) -> tuple[ConsumerStats, asyncio.Task[None]]:
         stats = ConsumerStats()
@@ -164,6 +174,8 @@ class LocalSystem:
             stats=stats,
             checkpoint_table=CHECKPOINT_TABLE,
         )
+        if isinstance(poller, SqsPoller):
+            self._sqs_long_polls += poller.concurrency
         return stats, asyncio.create_task(poller.run(), name=f"poller-{spec.function.name}-{spec.mapping.source_name}")
 
     async def stop(self) -> None:

@@ -171,9 +171,9 @@ def test_a_key_outage_refuses_its_keys_only_while_it_lasts(receiver_with_outage:
 
 
 @pytest.mark.parametrize("receiver_with_outage", [0.0, 3600.0], indirect=True)
-def test_a_timed_key_outage_lasts_its_seconds_from_its_start(receiver_with_outage: DemoReceiver) -> None:
+def test_a_timed_key_outage_lasts_its_seconds_from_its_first_request(receiver_with_outage: DemoReceiver) -> None:
     receiver = receiver_with_outage
-    # Given a key outage of outage_seconds, started now
+    # Given a key outage of outage_seconds, started
     receiver.start_key_outage()
     # When an event of its key arrives
     status = post(receiver, "evt-1", b"{}", 1)

@@ -75,6 +75,8 @@ EXAMPLES = """examples:
 """
 # Planning reads the registry's values, not its environment warnings: any environment will do.
 PLANNING_ENVIRONMENT: limits.Environment = limits.PERMISSIVE_ENVIRONMENT
+SECONDS_PER_MINUTE = 60
+SECONDS_PER_HOUR = 3600
 
 
 def register(subcommands: Subcommands) -> None:
@@ -144,7 +146,7 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
         invoke_overhead_seconds=arguments.invoke_overhead,
         record_latency_seconds=arguments.record_latency,
     )
-    planned = _consumers(arguments, overrides)
+    planned, schedules = _consumers(arguments, overrides)
     if arguments.chart is not None and len(planned) != 1:
         raise CommandError("--chart draws one consumer: add --subscription NAME", EXIT_USAGE)
     measured = _measurement(required=arguments.cost)
@@ -162,6 +164,8 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
     for plan, outlook in zip(planned, forecasts, strict=True):
         for note in plan.notes:
             terminal.out.print(Text(f"{plan.name}: {note}", style="dim"))
+        if plan.name in schedules:
+            terminal.out.print(Text(f"{plan.name}: {_retry_schedule(schedules[plan.name])}", style="dim"))
         if outlook is not None:
             terminal.out.print(_advice(plan, outlook))
     if arguments.chart is not None:
@@ -170,9 +174,12 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
     return EXIT_OK
 
 
-def _consumers(arguments: argparse.Namespace, overrides: Overrides) -> list[PlannedConsumer]:
+def _consumers(
+    arguments: argparse.Namespace, overrides: Overrides
+) -> tuple[list[PlannedConsumer], dict[str, tuple[int, ...]]]:
+    """The consumers to plan, and the retry schedule of each one the registry declares."""
     if arguments.subscription is None and arguments.registry is None and not arguments.cost:
-        return [ad_hoc_consumer(overrides)]
+        return [ad_hoc_consumer(overrides)], {}
     registry = registry_access.load(
         arguments.registry or registry_access.DEFAULT_REGISTRY, PLANNING_ENVIRONMENT
     ).registry
@@ -184,7 +191,27 @@ def _consumers(arguments: argparse.Namespace, overrides: Overrides) -> list[Plan
             raise CommandError(
                 f"no subscription {arguments.subscription!r} in the registry; known: {known}", EXIT_USAGE
             )
-    return [subscription_consumer(subscription, registry.sources, overrides) for subscription in subscriptions]
+    return (
+        [subscription_consumer(subscription, registry.sources, overrides) for subscription in subscriptions],
+        {subscription.name: subscription.retry_schedule_seconds for subscription in subscriptions},
+    )
+
+
+def _retry_schedule(schedule: tuple[int, ...]) -> str:
+    """What happens to a record still failing at the end of its invocation (docs/retry-lanes.md)."""
+    if not schedule:
+        return "no retry lane (retry_schedule_seconds: []): its source sends a record still failing again, and waits"
+    waits = ", ".join(str(wait) for wait in schedule)
+    rounds = f"{len(schedule)} round{'s' if len(schedule) != 1 else ''}"
+    return f"retry lane: {rounds} over {_duration(sum(schedule))} after the source's attempts ({waits} s)"
+
+
+def _duration(seconds: int) -> str:
+    if seconds >= SECONDS_PER_HOUR:
+        return f"{seconds / SECONDS_PER_HOUR:.1f} h"
+    if seconds >= SECONDS_PER_MINUTE:
+        return f"{seconds / SECONDS_PER_MINUTE:.1f} min"
+    return f"{seconds} s"
 
 
 def _table(

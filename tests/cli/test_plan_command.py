@@ -10,7 +10,7 @@ import pytest
 from capacity import cost
 from capacity.cost import Measurement, Workload
 from cli.main import main
-from tests.cli.conftest import SHIPPED_REGISTRY
+from tests.cli.conftest import SHIPPED_REGISTRY, RegistryCopier
 
 SEED = ["--batch-size", "10", "--concurrency", "5", "--max-in-flight", "1"]
 
@@ -230,3 +230,44 @@ def test_without_a_measurement_the_plan_says_to_run_the_benchmark(
 def test_a_failure_rate_outside_zero_to_one_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--failure-rate", "1.5"]) == 2
     assert "argument --failure-rate: must be within 0..1, got 1.5" in capsys.readouterr().err
+
+
+def test_each_registry_subscription_shows_its_retry_schedule_and_its_total(
+    copy_registry: RegistryCopier, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given one subscription with the default schedule, one with a short one and one without a lane
+    root = copy_registry({"teams/payments.yaml": RETRY_SCHEDULES_TEAM})
+
+    # When the registry is planned
+    exit_code = main(["plan", "--registry", str(root)])
+
+    # Then each says how long its lane retries, or that it has none
+    out = plain(capsys.readouterr().out)
+    assert exit_code == 0
+    assert (
+        "ledger-hook: retry lane: 6 rounds over 27.6 h after the source's attempts "
+        "(300, 1800, 7200, 18000, 36000, 36000 s)" in out
+    )
+    assert "quick-hook: retry lane: 2 rounds over 1.5 min after the source's attempts (30, 60 s)" in out
+    assert (
+        "blocking-hook: no retry lane (retry_schedule_seconds: []): its source sends a record still failing again, "
+        "and waits" in out
+    )
+
+
+RETRY_SCHEDULES_TEAM = """\
+team: payments
+alerts_email: payments-oncall@example.com
+subscriptions:
+  - name: ledger-hook
+    source: stream/orders
+    endpoint: https://ledger.example.com/hooks
+  - name: quick-hook
+    source: stream/orders
+    endpoint: https://ledger.example.com/quick
+    retry_schedule_seconds: [30, 60]
+  - name: blocking-hook
+    source: stream/inventory
+    endpoint: https://ledger.example.com/blocking
+    retry_schedule_seconds: []
+"""

@@ -40,8 +40,6 @@ from dispatcher.timestamps import rfc3339_from_epoch_seconds
 
 logger = logging.getLogger(__name__)
 
-MAX_FAILURES_LOGGED = 20  # per invocation; a down endpoint must not flood the logs
-
 
 @dataclass(frozen=True, slots=True)
 class DeliveryTuning:
@@ -189,15 +187,13 @@ class _BatchRun:
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpointer
         self._park()
+        results = [self._result(index) for index in range(len(records))]
         if self.lane is not None:
-            settled = [self._result(index) for index in range(len(records))]
             now = self.wall_clock()
-            hand_over(self.lane, self.config, self.batch, self.raw_records, settled, self.stats, now, self.held)
-            self.results = list(settled)
-        results = tuple(result for result in self.results if result is not None)
-        report = BatchReport(self.batch, results, self.stats)
+            hand_over(self.lane, self.config, self.batch, self.raw_records, results, self.stats, now, self.held)
+        report = BatchReport(self.batch, tuple(results), self.stats)
         delivered_ids.save_after_partial_failure(self.delivered_ids, self.config.name, report)
-        self._count(report)
+        report.count()
         return report
 
     def _key_sequences(self, pending: list[int]) -> list[list[int]]:
@@ -325,23 +321,3 @@ class _BatchRun:
             for record, result in zip(self.batch.records, self.results, strict=True)
             if result is not None and result.outcome in (Outcome.DELIVERED, Outcome.SKIPPED)
         ]
-
-    def _count(self, report: BatchReport) -> None:
-        for record, result in zip(self.batch.records, report.results, strict=True):
-            if result.outcome is Outcome.DELIVERED:
-                self.stats.delivered += 1
-            elif result.outcome is Outcome.PARKED:
-                self.stats.parked += 1
-            elif result.outcome is Outcome.FAILED:
-                self.stats.failed += 1
-                if self.stats.failed <= MAX_FAILURES_LOGGED:
-                    logger.warning(
-                        "record not delivered; reported for retry",
-                        extra={
-                            "webhook_id": record.webhook_id,
-                            "source_position": record.source_fields_for_logs(),
-                            "reason": result.reason,
-                        },
-                    )
-        if self.stats.failed > MAX_FAILURES_LOGGED:
-            logger.warning("%d records not delivered in all; reported for retry", self.stats.failed)

@@ -4,10 +4,15 @@ report Lambda reads."""
 from __future__ import annotations
 
 import enum
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
 from dispatcher.records import Batch, SourceRecord
+
+logger = logging.getLogger(__name__)
+
+MAX_FAILURES_LOGGED = 20  # per invocation; a down endpoint must not flood the logs
 
 
 class Outcome(enum.Enum):
@@ -58,3 +63,24 @@ class BatchReport:
         """The ReportBatchItemFailures response: identifiers of this batch only, each once, never empty."""
         identifiers = dict.fromkeys(record.item_identifier for record in self.failed_records)
         return {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in identifiers]}
+
+    def count(self) -> None:
+        """Add the records' outcomes to the stats, logging the reported ones (the first MAX_FAILURES_LOGGED)."""
+        for record, result in zip(self.batch.records, self.results, strict=True):
+            if result.outcome is Outcome.DELIVERED:
+                self.stats.delivered += 1
+            elif result.outcome is Outcome.PARKED:
+                self.stats.parked += 1
+            elif result.outcome is Outcome.FAILED:
+                self.stats.failed += 1
+                if self.stats.failed <= MAX_FAILURES_LOGGED:
+                    logger.warning(
+                        "record not delivered; reported for retry",
+                        extra={
+                            "webhook_id": record.webhook_id,
+                            "source_position": record.source_fields_for_logs(),
+                            "reason": result.reason,
+                        },
+                    )
+        if self.stats.failed > MAX_FAILURES_LOGGED:
+            logger.warning("%d records not delivered in all; reported for retry", self.stats.failed)

@@ -61,7 +61,7 @@ def test_handler_delivers_parks_and_reports_and_publishes_metrics(
     module = load_handler(max_attempts=2)
 
     # When Lambda invokes it with a 4-record Kinesis batch
-    with recorded_logs("dispatcher.delivery", "dispatcher.parked_message", "callback-dispatcher") as logged:
+    with recorded_logs("dispatcher.outcomes", "dispatcher.parked_message", "callback-dispatcher") as logged:
         response = module.handler(kinesis_batch(range(4)), FakeLambdaContext())
 
     # Then the response reports exactly the undelivered record

@@ -62,7 +62,7 @@ def test_header_hostile_source_fields_reach_the_endpoint_encoded(
     plain["messageAttributes"] = {"token": {"stringValue": "attribute-secret-value", "dataType": "String"}}
     endpoint.always(header_safe(f"{queue}:d-2"), 410)  # parked: its log line names its position
     # When Lambda invokes the function with it
-    with recorded_logs("dispatcher.delivery", "dispatcher.parked_message", "callback-dispatcher") as logged:
+    with recorded_logs("dispatcher.outcomes", "dispatcher.parked_message", "callback-dispatcher") as logged:
         response = invoke(event(hostile, plain), FakeLambdaContext())
     # Then the HTTP client sends every header (nothing is rejected), the hostile one encoded
     assert response == {"batchItemFailures": []}

@@ -112,7 +112,13 @@ class DispatcherMonitoring(Construct):
 
     @staticmethod
     def _retry_lane_age(retry_lane: RetryLane) -> cloudwatch.IMetric:
-        """How long the oldest record in the lane has waited, in seconds."""
+        """How long the oldest record in the lane has waited, in seconds.
+
+        A known blind spot: in a queue without a redrive policy, SQS leaves a message received three times or
+        more out of this metric until it is deleted, and every round (and every early receive it defers) is a
+        receive. The records waiting behind a held key are never received and keep counting, but a key's only
+        record, or an unordered one, drops out after its third receive; HeldKeys on the dashboard still shows it.
+        """
         return retry_lane.queue.metric_approximate_age_of_oldest_message(
             statistic="Maximum", period=constants.ALARM_PERIOD
         )

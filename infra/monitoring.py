@@ -115,9 +115,11 @@ class DispatcherMonitoring(Construct):
         """How long the oldest record in the lane has waited, in seconds.
 
         A known blind spot: in a queue without a redrive policy, SQS leaves a message received three times or
-        more out of this metric until it is deleted, and every round (and every early receive it defers) is a
-        receive. The records waiting behind a held key are never received and keep counting, but a key's only
-        record, or an unordered one, drops out after its third receive; HeldKeys on the dashboard still shows it.
+        more out of this metric until it is deleted, and every round and every deferral starts with a receive
+        (of the key's head and of the records of its group that come with it). So the alarm sees a record
+        through its first receives only: with the default schedule a stuck key's records drop out after about
+        35 minutes, before the default threshold of an hour, unless fresh records of it keep arriving. HeldKeys
+        on the dashboard still shows them.
         """
         return retry_lane.queue.metric_approximate_age_of_oldest_message(
             statistic="Maximum", period=constants.ALARM_PERIOD

@@ -34,6 +34,11 @@ EXIT_HELD: Final = 3  # parked records were out of sight (held by another or an 
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C or SIGTERM: 128 + SIGINT, as shells report it
 
 DEFAULT_RATE_PER_SECOND = 10.0  # records re-delivered per second
+# How long a received parked message stays out of sight past the run's last renewal (renewed three times per
+# hold): all that a killed run (kill -9) hides from the next. A minute unless told otherwise.
+DEFAULT_HOLD_SECONDS = 60
+MIN_HOLD_SECONDS = 10  # a renewal (a third of it) still has seconds to reach SQS from a slow network
+MAX_HOLD_SECONDS = 900  # 15 minutes: the longest a killed run may keep records from the on-call's next run
 DEFAULT_LOCAL_ENDPOINT = f"http://127.0.0.1:{DEFAULT_PORT}"
 PROBLEMS_SHOWN = 20  # kept records explained on stderr; the rest are counted
 SUGGESTIONS_SHOWN = 3  # close subscription names offered for a typo
@@ -52,10 +57,10 @@ parked-payload bucket (payload_s3), if it had one. A record the endpoint refuses
 message (and not retried in the same run); one that still fails is kept. An on-failure object is replaced by
 one holding only the records that failed again.
 
-Nothing is out of sight unreported: a received message is held invisible only briefly, renewed while the run
-lasts and released when it ends, so a kill -9 hides it for a minute at most. Messages held by another or an
-interrupted run are counted at the start and the end, with when they are visible again; the run exits 3 while
-any are left, or with --wait waits for them and redrives them too.
+Nothing is out of sight unreported: a received message is held invisible only briefly (--hold-seconds, a
+minute unless told), renewed while the run lasts and released when it ends, so a kill -9 hides it for that long
+at most. Messages held by another or an interrupted run are counted at the start and the end, with when they
+are visible again; the run exits 3 while any are left, or with --wait waits for them and redrives them too.
 
 --dry-run changes nothing, not even a receive count. SQS shows a message only by receiving it (which counts a
 receive and hides it), so a dry run shows the parked-records queue as counts (parked, held) and lists the
@@ -124,7 +129,22 @@ def register(subcommands: Subcommands) -> None:
         help=f"records re-delivered per second (default: {DEFAULT_RATE_PER_SECOND:g})",
     )
     parser.add_argument("--limit", type=positive_int, metavar="N", help="redrive at most N records")
+    parser.add_argument(
+        "--hold-seconds",
+        type=_hold_seconds,
+        default=DEFAULT_HOLD_SECONDS,
+        metavar="S",
+        help="how long a received record stays out of sight past the run's last renewal: all a killed run "
+        f"(kill -9) hides (default: {DEFAULT_HOLD_SECONDS}; {MIN_HOLD_SECONDS} to {MAX_HOLD_SECONDS})",
+    )
     parser.set_defaults(run=run)
+
+
+def _hold_seconds(text: str) -> int:
+    value = positive_int(text)
+    if not MIN_HOLD_SECONDS <= value <= MAX_HOLD_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be within {MIN_HOLD_SECONDS}..{MAX_HOLD_SECONDS} seconds, got {value}")
+    return value
 
 
 def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
@@ -272,7 +292,12 @@ async def _redrive(
         report.stores = target.stores()
         progress = _Progress(terminal, report.started)
         redriver = Redriver(
-            target, rate_per_second=arguments.rate, limit=arguments.limit, wait=arguments.wait, progress=progress
+            target,
+            rate_per_second=arguments.rate,
+            hold_seconds=arguments.hold_seconds,
+            limit=arguments.limit,
+            wait=arguments.wait,
+            progress=progress,
         )
         if arguments.dry_run:
             report.plan = await redriver.plan()

@@ -14,9 +14,9 @@ duplicated, whenever the run is interrupted:
   the bucket's lifecycle expires;
 - a message carrying a webhook-id this run has already re-delivered (the copy the function parked when the
   endpoint refused the record again) is left for the next run, so a record refused again is not looped;
-- every message received and not deleted is held invisible while the run lasts, HOLD_SECONDS at a time and
-  renewed every HOLD_RENEWAL_SECONDS, and released when the run ends: so each is handled once per run, and a
-  killed run (kill -9) hides its messages for HOLD_SECONDS at most;
+- every message received and not deleted is held invisible while the run lasts, `hold_seconds` at a time and
+  renewed HOLD_RENEWALS_PER_HOLD times per hold, and released when the run ends: so each is handled once per
+  run, and a killed run (kill -9) hides its messages for `hold_seconds` at most;
 - messages held by another or an interrupted run (ApproximateNumberOfMessagesNotVisible, less this run's own)
   are counted at the start and at the end and reported, never passed over in silence; with `wait` the run waits
   for them to reappear and redrives them too;
@@ -60,11 +60,9 @@ logger = logging.getLogger(__name__)
 SQS_RECEIVE_LIMIT = 10  # SQS's maximum messages per ReceiveMessage and per batch call
 # Long polling queries every SQS server, so an empty answer means the queue has no visible message left.
 SQS_WAIT_SECONDS = 1
-# A received message stays invisible while the run lasts (kept ones must not come round again), but never
-# longer than this past the run's last renewal: all that a killed run (kill -9) hides, and for how long
-# (`dispatcher redrive --help` says "a minute at most").
-HOLD_SECONDS = 60
-HOLD_RENEWAL_SECONDS = 20.0  # holds are renewed this often: well within HOLD_SECONDS on a busy machine
+# A received message stays invisible while the run lasts (kept ones must not come round again), but never longer
+# than the run's `hold_seconds` past its last renewal: all that a killed run (kill -9) hides, and for how long.
+HOLD_RENEWALS_PER_HOLD = 3  # holds are renewed this many times per hold: well within it on a busy machine
 HELD_POLL_SECONDS = 2.0  # with `wait`: how often the queue's count of held messages is read again
 
 
@@ -80,9 +78,9 @@ class HeldRecords:
     """Parked messages out of sight: received (held invisible) by another or an interrupted run."""
 
     count: int
-    # SQS does not say when a held message reappears. A redrive holds for HOLD_SECONDS past its last renewal; a
-    # plain receive holds for the queue's default visibility timeout. The larger is when all of them are back,
-    # unless another tool received them with a longer timeout of its own.
+    # SQS does not say when a held message reappears. A redrive holds for its hold past its last renewal (this
+    # run's is assumed); a plain receive holds for the queue's default visibility timeout. The larger is when all
+    # of them are back, unless another run or tool received them with a longer timeout of its own.
     visible_again_within_seconds: int
 
 
@@ -169,11 +167,12 @@ class _Pacer:
 
 class _Holds:
     """The parked messages this run received and has not deleted (message id -> latest receipt handle): held
-    for HOLD_SECONDS at a time, renewed while the run lasts, released when it ends."""
+    for `hold_seconds` at a time, renewed while the run lasts, released when it ends."""
 
-    def __init__(self, sqs: Any, queue_url: str) -> None:
+    def __init__(self, sqs: Any, queue_url: str, hold_seconds: int) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
+        self._hold_seconds = hold_seconds
         self.handles: dict[str, str] = {}
         # A renewal still running in its thread when the run ends must not re-hide what the release made visible.
         self._visibility_lock = threading.Lock()
@@ -185,7 +184,7 @@ class _Holds:
         """Runs until cancelled; the sleep is the renewal period, nothing waits on it."""
         while True:
             await asyncio.sleep(interval_seconds)
-            await asyncio.to_thread(self._set_visibility, list(self.handles.values()), HOLD_SECONDS)
+            await asyncio.to_thread(self._set_visibility, list(self.handles.values()), self._hold_seconds)
 
     def release(self) -> None:
         """Make every held message visible again at once, for the next run. Synchronous on purpose: this also
@@ -193,7 +192,7 @@ class _Holds:
         self._set_visibility(list(self.handles.values()), 0)
 
     def _set_visibility(self, handles: list[str], seconds: int) -> None:
-        """Best effort: a message not renewed reappears after HOLD_SECONDS, one not released too."""
+        """Best effort: a message not renewed reappears after `hold_seconds`, one not released too."""
         with self._visibility_lock:
             for start in range(0, len(handles), SQS_RECEIVE_LIMIT):
                 entries = [
@@ -207,7 +206,7 @@ class _Holds:
                         "could not set held messages visible in %d s (%s); back within %d s at most",
                         seconds,
                         error,
-                        HOLD_SECONDS,
+                        self._hold_seconds,
                     )
                     return
 
@@ -220,20 +219,26 @@ class Redriver:
         target: RedriveTarget,
         *,
         rate_per_second: float,  # records re-delivered per second
+        hold_seconds: int,  # how long a received message stays out of sight past the run's last renewal
         limit: int | None = None,
         wait: bool = False,
         progress: ProgressListener | None = None,
-        hold_renewal_seconds: float = HOLD_RENEWAL_SECONDS,
+        hold_renewal_seconds: float | None = None,  # None: HOLD_RENEWALS_PER_HOLD times per hold
     ) -> None:
         if rate_per_second <= 0:
             raise ValueError(f"rate_per_second must be above 0, got {rate_per_second}")
+        if hold_seconds < 1:
+            raise ValueError(f"hold_seconds must be at least 1, got {hold_seconds}")
         self.target = target
         self.limit = limit
         self.wait = wait
         self.progress = progress or _Silent()
         self.summary = RedriveSummary()
         self._pacer = _Pacer(rate_per_second)
-        self._hold_renewal_seconds = hold_renewal_seconds
+        self._hold_seconds = hold_seconds
+        self._hold_renewal_seconds = (
+            hold_seconds / HOLD_RENEWALS_PER_HOLD if hold_renewal_seconds is None else hold_renewal_seconds
+        )
 
     # -- redrive ----------------------------------------------------------------------------------------------
 
@@ -249,7 +254,7 @@ class Redriver:
         return self.summary
 
     async def _redrive_parked_records_queue(self) -> None:
-        holds = _Holds(self.target.sqs, self.target.parked_records_url)
+        holds = _Holds(self.target.sqs, self.target.parked_records_url, self._hold_seconds)
         seen: set[str] = set()  # message ids handled in this run
         redriven_ids: set[str] = set()  # webhook-ids re-delivered in this run: a re-parked copy is not looped
         reported = self.summary.held_at_start  # told once per change, not once per poll
@@ -383,7 +388,7 @@ class Redriver:
             ],
         )["Attributes"]
         not_visible = int(attributes["ApproximateNumberOfMessagesNotVisible"])
-        within = max(HOLD_SECONDS, int(attributes.get("VisibilityTimeout", 0)))
+        within = max(self._hold_seconds, int(attributes.get("VisibilityTimeout", 0)))
         held = HeldRecords(count=max(0, not_visible - held_by_this_run), visible_again_within_seconds=within)
         return int(attributes["ApproximateNumberOfMessages"]), held
 
@@ -391,7 +396,7 @@ class Redriver:
         messages: list[dict[str, Any]] = self.target.sqs.receive_message(
             QueueUrl=self.target.parked_records_url,
             MaxNumberOfMessages=SQS_RECEIVE_LIMIT,
-            VisibilityTimeout=HOLD_SECONDS,
+            VisibilityTimeout=self._hold_seconds,
             WaitTimeSeconds=SQS_WAIT_SECONDS,
         ).get("Messages", [])
         return messages

@@ -75,6 +75,8 @@ def test_an_invalid_registry_is_a_usage_error_before_anything_slow(
         ["--local", "--endpoint-url", "https://example.com"],
         ["--rate", "0"],
         ["--limit", "-1"],
+        ["--hold-seconds", str(cli.redrive.MIN_HOLD_SECONDS - 1)],
+        ["--hold-seconds", str(cli.redrive.MAX_HOLD_SECONDS + 1)],
     ],
 )
 def test_options_that_cannot_work_are_usage_errors_before_anything_slow(

@@ -24,6 +24,7 @@ from tests.integration.support import LoopbackEndpoint
 pytestmark = pytest.mark.integration
 
 FAST_RATE = 1_000.0  # records redriven per second: no pacing to speak of
+HOLD_SECONDS = 60  # parked messages received by the redrive stay out of sight this long: outlasts the test
 FUNCTION_TIMEOUT_SECONDS = 30.0  # FakeLambdaContext's remaining time
 
 
@@ -57,7 +58,7 @@ def test_a_redriven_record_arrives_saying_when_it_was_redriven_and_still_verifie
         payload_bucket=aws.payload_bucket,
     )
     started = datetime.now(UTC).replace(microsecond=0)
-    summary = asyncio.run(Redriver(target, rate_per_second=FAST_RATE).run())
+    summary = asyncio.run(Redriver(target, rate_per_second=FAST_RATE, hold_seconds=HOLD_SECONDS).run())
     finished = datetime.now(UTC)
 
     # Then the first deliveries had no dispatch-redrive header

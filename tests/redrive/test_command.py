@@ -15,12 +15,16 @@ import yaml
 from aiohttp import web
 from moto.moto_api._internal.models import moto_api_backend
 
+import redrive
 from cli.main import main
-from cli.redrive import EXIT_HELD, EXIT_INTERRUPTED
+from cli.redrive import DEFAULT_HOLD_SECONDS, EXIT_HELD, EXIT_INTERRUPTED
 from cli.terminal import EXIT_OK, EXIT_USAGE
 from dispatcher.config import PAYLOAD_BUCKET_ENV
 from local.runtime import LocalSystem
 from producer import KinesisProducer
+from tests.events import sqs_record
+from tests.redrive.conftest import ParkedSubscription
+from tests.redrive.test_holds import hold_as_an_interrupted_run_would
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +160,9 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 KILLED_STREAM = "killed-events"
 KILLED_SUBSCRIPTION = "killed-events-to-hook"
 RECORDS = 12  # more than one receive (10): a killed run leaves some held and some visible
+# The killed run's hold, half the default: what the --wait run after it waits for. Its records are out of sight
+# for two thirds of it at least after the kill (renewed every third), far longer than the next check takes.
+KILLED_RUN_HOLD_SECONDS = 30
 SLOW_RATE = 2.0  # records per second: slow enough to stop a run part-way, on observable progress
 REDRIVEN_BEFORE_STOPPING = 2  # records the endpoint accepts from a run before it is stopped
 # Bounds on each wait; every one ends on observable state long before (a run synthesizes the registry first).
@@ -239,27 +246,53 @@ async def test_interrupted_and_killed_runs_hide_nothing_from_the_runs_after_them
         assert "progress:" in err  # piped: progress came as lines
         assert held_in(system, queue_url) == 0
 
-        # When a run is killed (kill -9, its function worker too) once it has redriven some more
-        process = await start_redrive(registry, url, "--rate", str(SLOW_RATE))
+        # When a run holding its records briefly is killed (kill -9, its function worker too) once it has redriven
+        # some more
+        hold = ("--hold-seconds", str(KILLED_RUN_HOLD_SECONDS))
+        process = await start_redrive(registry, url, "--rate", str(SLOW_RATE), *hold)
         await until_accepted(endpoint, 2 * REDRIVEN_BEFORE_STOPPING)
         os.killpg(process.pid, signal.SIGKILL)
         await finish(process)
-        hidden = held_in(system, queue_url)
-        assert hidden > 0
 
-        # Then the next run redrives what is visible, says how many are out of sight and when they are back, and
-        # exits 3 (it starts well within the killed run's one-minute hold, synthesis included)
-        exit_code, out, err = await finish(await start_redrive(registry, url))
-        assert exit_code == EXIT_HELD
-        assert f"held: {hidden} parked records are held by another or an interrupted run" in out
-        assert "visible again within" in out
-        assert f"{hidden} parked records are held" in err  # warned at the start too
-        assert system.queue_depth(queue_url) == hidden
+        # Then the records it received are out of sight (it could not release them) ...
+        assert held_in(system, queue_url) > 0
 
-        # And a run with --wait redrives them once they are back: every record accepted, none left parked
+        # ... and a run with --wait redrives them once they are back: every record accepted, none left parked (a
+        # run that finds records held and leaves them, exiting 3, is test_a_run_that_finds_records_held_...)
         exit_code, out, err = await finish(await start_redrive(registry, url, "--wait"))
         assert exit_code == EXIT_OK, out + err
         assert sorted(set(webhook_ids_accepted(endpoint))) == sorted(parked)
         assert system.queue_depth(queue_url) == 0
     finally:
         await system.stop()
+
+
+# -- records held by another run, with the command run in this process ------------------------------------------
+
+
+def test_a_run_that_finds_records_held_by_another_run_redrives_the_rest_says_so_and_exits_3(
+    parked_subscription: ParkedSubscription,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given three parked records, two of them out of sight as a killed run leaves them (received, never released)
+    asyncio.run(parked_subscription.park(*(sqs_record(f"m-{n}", {"type": "a"}) for n in range(3))))
+    hold_as_an_interrupted_run_would(parked_subscription, 2)
+    monkeypatch.setattr(redrive, "aws_target", lambda *_: parked_subscription.target())
+    registry = write_registry(tmp_path, endpoint_port=1, subscription_name=parked_subscription.target().subscription)
+
+    # When the subscription is redriven
+    exit_code = main(["redrive", parked_subscription.target().subscription, "--registry", str(registry)])
+
+    # Then the visible record is redriven, and the two held ones are named at the start (stderr) and in the summary
+    # with when they are back (the run's own hold, longer than the queue's default): the run exits 3
+    assert exit_code == EXIT_HELD
+    assert len(parked_subscription.endpoint.ids_posted()) == 1
+    captured = capsys.readouterr()
+    out, err = " ".join(captured.out.split()), " ".join(captured.err.split())
+    assert "redrive: 1 redriven, 0 parked again, 0 still failing (kept), 0 skipped" in out
+    held = "2 parked records are held by another or an interrupted run, out of sight"
+    assert f"held: {held}; visible again within {DEFAULT_HOLD_SECONDS} s" in out
+    assert held in err
+    assert "exit status 3" in out

@@ -10,10 +10,9 @@ from typing import Any
 
 from local.workers import InvocationResult
 from redrive import HeldRecords, Outcome, Redriver
-from redrive.engine import HOLD_SECONDS
 from tests.events import sqs_record
 from tests.redrive.conftest import ParkedSubscription
-from tests.redrive.test_redrive import FAST_RATE, receive_counts
+from tests.redrive.test_redrive import FAST_RATE, HOLD_SECONDS, receive_counts, redriver
 
 QUICK_RENEWAL_SECONDS = 0.05  # renew holds often, so the renewal test waits on it briefly
 OBSERVED_WITHIN_SECONDS = 30.0  # bound on waiting for the renewal: far above QUICK_RENEWAL_SECONDS
@@ -51,7 +50,7 @@ async def test_records_held_by_an_interrupted_run_are_reported_and_left(
             reported.append((held, waiting))
 
     # When a redrive runs without --wait
-    summary = await Redriver(parked_subscription.target(), rate_per_second=FAST_RATE, progress=Listener()).run()
+    summary = await redriver(parked_subscription, progress=Listener()).run()
 
     # Then it redrives the visible one and reports the two held, at the start and at the end, with the longer of
     # the redrive's hold and the queue's own as when they are back; the run is not complete
@@ -70,7 +69,7 @@ async def test_a_dry_run_reports_held_records_and_changes_nothing(parked_subscri
     handles = hold_as_an_interrupted_run_would(parked_subscription, 2)
 
     # When the redrive is planned
-    plan = await Redriver(parked_subscription.target(), rate_per_second=FAST_RATE).plan()
+    plan = await redriver(parked_subscription).plan()
 
     # Then it counts one visible and two held, and received none of them
     assert plan.parked == 1
@@ -102,10 +101,7 @@ async def test_with_wait_the_run_waits_for_held_records_and_redrives_them(
                     )
 
     # When a redrive runs with --wait
-    redriver = Redriver(
-        parked_subscription.target(), rate_per_second=FAST_RATE, wait=True, progress=ReleaseWhenWaiting()
-    )
-    summary = await redriver.run()
+    summary = await redriver(parked_subscription, wait=True, progress=ReleaseWhenWaiting()).run()
 
     # Then it waited, redrove both once they were back, and nothing is held or parked any more
     assert waits[0] == 2
@@ -124,7 +120,7 @@ async def test_the_runs_own_kept_records_are_not_counted_as_held_and_are_release
     parked_subscription.function_error = "RuntimeError: the function crashed"
 
     # When it is redriven
-    summary = await Redriver(parked_subscription.target(), rate_per_second=FAST_RATE).run()
+    summary = await redriver(parked_subscription).run()
 
     # Then it is kept, not reported as held by someone else, and visible again at once (received once, by the run)
     assert summary.counts == {Outcome.STILL_FAILING: 1}
@@ -165,8 +161,10 @@ async def test_a_record_is_held_briefly_and_renewed_while_it_is_redriven(
     )
 
     # When it is redriven
-    redriver = Redriver(target, rate_per_second=FAST_RATE, hold_renewal_seconds=QUICK_RENEWAL_SECONDS)
-    summary = await redriver.run()
+    run = Redriver(
+        target, rate_per_second=FAST_RATE, hold_seconds=HOLD_SECONDS, hold_renewal_seconds=QUICK_RENEWAL_SECONDS
+    )
+    summary = await run.run()
 
     # Then every receive held for HOLD_SECONDS only, whatever the function's timeout, and the hold was renewed
     # to HOLD_SECONDS while the record was being redriven

@@ -16,6 +16,7 @@ from tests.events import kinesis_record, sequence_number, sqs_record
 from tests.redrive.conftest import ParkedSubscription
 
 FAST_RATE = 1_000.0  # records per second: no pacing to speak of
+HOLD_SECONDS = 45  # outlasts every test; not the command's default, so a test shows the run's own hold is used
 
 
 def webhook_ids(records: list[dict[str, Any]]) -> list[str]:
@@ -23,7 +24,7 @@ def webhook_ids(records: list[dict[str, Any]]) -> list[str]:
 
 
 def redriver(parked: ParkedSubscription, **options: Any) -> Redriver:
-    return Redriver(parked.target(), rate_per_second=FAST_RATE, **options)
+    return Redriver(parked.target(), rate_per_second=FAST_RATE, hold_seconds=HOLD_SECONDS, **options)
 
 
 def put_on_failure_object(parked: ParkedSubscription, key: str, records: list[dict[str, Any]]) -> None:

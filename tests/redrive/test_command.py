@@ -1,4 +1,4 @@
-"""`dispatcher redrive`: the command line, and `--local` end to end against a running local system."""
+"""`dispatcher redrive`: the command on in-process moto, and `--local` end to end against a running local system."""
 
 from __future__ import annotations
 
@@ -128,15 +128,11 @@ async def test_local_redrive_redelivers_parked_records_with_their_webhook_ids(
         assert len(s3.list_objects_v2(Bucket=payload_bucket).get("Contents", [])) == 1
         refused_bodies = dict(zip(["evt-redrive-1", "evt-redrive-2"], endpoint.bodies, strict=True))
 
-        # When the endpoint accepts again and `dispatcher redrive --local` runs against the system
+        # When the endpoint accepts again and `dispatcher redrive --local` runs against the system (its dry run is
+        # test_a_dry_run_counts_the_parked_records_and_changes_nothing: a dry run reads the same target)
         endpoint.status = 204
-        dry_run = ["redrive", SUBSCRIPTION, "--local", "--registry", str(registry)]
-        dry_run += ["--endpoint-url", system.aws.endpoint_url, "--dry-run"]
-        assert await asyncio.to_thread(main, dry_run) == EXIT_OK
-        planned = capsys.readouterr().out
-        assert "dry run: 2 records parked in the parked-records queue" in planned
-        assert endpoint.received == [("evt-redrive-1", 422), ("evt-redrive-2", 422)]
-        exit_code = await asyncio.to_thread(main, dry_run[:-1])
+        arguments = ["redrive", SUBSCRIPTION, "--local", "--registry", str(registry)]
+        exit_code = await asyncio.to_thread(main, [*arguments, "--endpoint-url", system.aws.endpoint_url])
 
         # Then the endpoint received the exact records under their original webhook-ids, and the queue and the
         # parked-payload bucket are empty
@@ -267,7 +263,34 @@ async def test_interrupted_and_killed_runs_hide_nothing_from_the_runs_after_them
         await system.stop()
 
 
-# -- records held by another run, with the command run in this process ------------------------------------------
+# -- the command run in this process on a subscription's stores (in-process moto) -------------------------------
+
+
+def redrive_command(parked: ParkedSubscription, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *options: str) -> int:
+    """`dispatcher redrive` of the parked subscription with `options`, its deployed target being `parked`'s."""
+    monkeypatch.setattr(redrive, "aws_target", lambda *_: parked.target())
+    name = parked.target().subscription
+    registry = write_registry(tmp_path, endpoint_port=1, subscription_name=name)
+    return main(["redrive", name, "--registry", str(registry), *options])
+
+
+def test_a_dry_run_counts_the_parked_records_and_changes_nothing(
+    parked_subscription: ParkedSubscription,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given two parked records
+    asyncio.run(parked_subscription.park(*(sqs_record(f"m-{n}", {"type": "a"}) for n in range(2))))
+
+    # When a dry run of the redrive runs
+    exit_code = redrive_command(parked_subscription, tmp_path, monkeypatch, "--dry-run")
+
+    # Then it counts them, sends nothing and leaves them parked
+    assert exit_code == EXIT_OK
+    assert "dry run: 2 records parked in the parked-records queue" in " ".join(capsys.readouterr().out.split())
+    assert parked_subscription.endpoint.ids_posted() == []
+    assert len(parked_subscription.parked_bodies()) == 2
 
 
 def test_a_run_that_finds_records_held_by_another_run_redrives_the_rest_says_so_and_exits_3(
@@ -279,11 +302,9 @@ def test_a_run_that_finds_records_held_by_another_run_redrives_the_rest_says_so_
     # Given three parked records, two of them out of sight as a killed run leaves them (received, never released)
     asyncio.run(parked_subscription.park(*(sqs_record(f"m-{n}", {"type": "a"}) for n in range(3))))
     hold_as_an_interrupted_run_would(parked_subscription, 2)
-    monkeypatch.setattr(redrive, "aws_target", lambda *_: parked_subscription.target())
-    registry = write_registry(tmp_path, endpoint_port=1, subscription_name=parked_subscription.target().subscription)
 
     # When the subscription is redriven
-    exit_code = main(["redrive", parked_subscription.target().subscription, "--registry", str(registry)])
+    exit_code = redrive_command(parked_subscription, tmp_path, monkeypatch)
 
     # Then the visible record is redriven, and the two held ones are named at the start (stderr) and in the summary
     # with when they are back (the run's own hold, longer than the queue's default): the run exits 3

@@ -287,6 +287,14 @@ class DispatcherMonitoring(Construct):
             ("Held keys", [self._delivery_metric(consumer, metric_names.HELD_KEYS, "Maximum")]),
             ("Oldest record in the retry lane (s)", [self._retry_lane_age(retry_lane)]),
             (
+                # Deferred records are in flight to SQS: not visible until their next round is due.
+                "Records in the retry lane",
+                [
+                    retry_lane.queue.metric_approximate_number_of_messages_visible(label="Due"),
+                    retry_lane.queue.metric_approximate_number_of_messages_not_visible(label="Deferred or in a round"),
+                ],
+            ),
+            (
                 "Retry lane hand-overs and gone answers",
                 [
                     self._delivery_metric(consumer, metric_names.HANDED_TO_RETRY_LANE, "Sum"),

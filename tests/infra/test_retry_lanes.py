@@ -151,11 +151,21 @@ def test_the_dashboard_shows_held_keys_lane_age_and_hand_overs_under_each_lane_s
         row = following[:next_header]
 
         # Then a subscription with a lane has its lane's graphs beside its deliveries, and one without has none
-        lane_graphs = ["Held keys", "Oldest record in the retry lane (s)", "Retry lane hand-overs and gone answers"]
+        lane_graphs = [
+            "Held keys",
+            "Oldest record in the retry lane (s)",
+            "Records in the retry lane",
+            "Retry lane hand-overs and gone answers",
+        ]
         if name == WITHOUT_RETRY_LANE:
             assert not set(lane_graphs) & set(row), name
         else:
-            assert row[-3:] == lane_graphs, name
+            assert row[-len(lane_graphs) :] == lane_graphs, name
+            lane_name = json.dumps({"Fn::GetAtt": [resources.retry_lane_of(name)[0], "QueueName"]})
+            lane_age = widgets[header + 1 + row.index("Oldest record in the retry lane (s)")]["properties"]["metrics"]
+            assert [metric[:4] for metric in lane_age] == [
+                ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", lane_name]
+            ]
             held_keys = widgets[header + 1 + row.index("Held keys")]["properties"]["metrics"]
             assert held_keys == [
                 [

@@ -48,7 +48,7 @@ typecheck: $(STAMP)
 # The suites one by one (`make test` runs them all in one pytest run). Each tests/ folder is in exactly one
 # (tests/test_suites.py checks it).
 UNIT_TESTS := tests/unit tests/registry tests/capacity
-INTEGRATION_TESTS := tests/integration tests/producer tests/redrive tests/cli tests/pipeline
+INTEGRATION_TESTS := tests/integration tests/producer tests/redrive tests/cli tests/pipeline tests/bench
 INFRA_TESTS := tests/infra
 E2E_TESTS := tests/local
 

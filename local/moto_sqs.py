@@ -14,7 +14,12 @@ So every change to a queue's messages (send, receive, delete, change of visibili
 (the condition moto already notifies when a message is added), a receive decides visibility and busy groups from
 one reading of the clock, and a long poll waits on that condition with the lock released.
 
-A third: SQS lets ChangeMessageVisibility keep a message out of sight for at most 12 hours from the receive that
+A third: a FIFO queue drops a message whose deduplication id it took in the last 5 minutes, even when that message
+was received and deleted since; moto compared only with the messages still in the queue, so a record handed to a
+retry lane twice (a re-sent batch) could be delivered twice after the first was done. Each FIFO queue keeps the
+deduplication ids it took with when, for the 5 minutes.
+
+A fourth: SQS lets ChangeMessageVisibility keep a message out of sight for at most 12 hours from the receive that
 handed it out; moto counts the 12 hours from when the message was sent, so a retry lane that defers a message for
 hours after it waited days (docs/retry-lanes.md) was refused. The limit is counted from the latest receive.
 
@@ -32,13 +37,22 @@ from typing import Any, cast
 
 from moto.core.utils import unix_time_millis
 from moto.sqs.exceptions import InvalidParameterValue, ReceiptHandleIsInvalid
-from moto.sqs.models import Message, Queue, SQSBackend, _filter_message_attributes, sqs_backends
+from moto.sqs.models import (
+    DEDUPLICATION_TIME_IN_SECONDS,
+    Message,
+    Queue,
+    SQSBackend,
+    _filter_message_attributes,
+    sqs_backends,
+)
 
 FIFO_SEQUENCE_BASE = 18_000_000_000_000_000_000  # SQS FIFO sequence numbers are 20-digit decimals
 MILLISECONDS_PER_SECOND = 1000
 MAX_VISIBILITY_SECONDS = 12 * 3600  # how long after a receive a message can be kept out of sight, at most
 _PATCHED_MARKER = "enforces_sqs_semantics"
 # When each message was last received (epoch milliseconds), set under its queue's lock; gone with the message.
+# Per FIFO queue, the deduplication ids it took and when (epoch milliseconds), for DEDUPLICATION_TIME_IN_SECONDS.
+_deduplication_ids: weakref.WeakKeyDictionary[Queue, dict[str, int]] = weakref.WeakKeyDictionary()
 _last_received_ms: weakref.WeakKeyDictionary[Message, float] = weakref.WeakKeyDictionary()
 
 
@@ -47,6 +61,24 @@ def enforce_sqs_semantics() -> None:
     if getattr(SQSBackend.receive_message, _PATCHED_MARKER, False):
         return
     original_send = SQSBackend.send_message
+    original_add = Queue.add_message
+
+    def add_message(self: Queue, message: Message) -> None:
+        deduplication_id = message.deduplication_id
+        if not self.fifo_queue or deduplication_id is None:
+            original_add(self, message)
+            return
+        with _lock_of(self):
+            sent_ms = cast(int, message.sent_timestamp)
+            taken = _deduplication_ids.setdefault(self, {})
+            window_ms = DEDUPLICATION_TIME_IN_SECONDS * MILLISECONDS_PER_SECOND
+            for expired in [key for key, taken_ms in taken.items() if sent_ms - taken_ms >= window_ms]:
+                del taken[expired]
+            if deduplication_id in taken:
+                return  # accepted, never delivered: as SQS answers a duplicate within the window
+            taken[deduplication_id] = sent_ms
+            original_add(self, message)
+
     original_delete = SQSBackend.delete_message
     sequence_numbers = itertools.count(FIFO_SEQUENCE_BASE)
 
@@ -114,6 +146,8 @@ def enforce_sqs_semantics() -> None:
             _filter_message_attributes(copy, message_attribute_names or [])
         return copies
 
+    setattr(add_message, _PATCHED_MARKER, True)
+    Queue.add_message = add_message  # type: ignore[method-assign]
     for name, patched in (
         ("send_message", send_message),
         ("delete_message", delete_message),

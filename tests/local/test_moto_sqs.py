@@ -16,6 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.core.utils import unix_time_millis
+from moto.sqs import models as moto_models
 
 from local import moto_sqs
 from local.moto_sqs import oldest_sent_at
@@ -38,6 +39,7 @@ THREAD_SWITCH_INTERVAL_SECONDS = 1e-6
 ELEVEN_HOURS_MS = 11 * 3600 * 1000
 TEN_HOURS_SECONDS = 10 * 3600
 THREE_HOURS_MS = 3 * 3600 * 1000
+FIVE_MINUTES_MS = 5 * 60 * 1000
 
 
 @contextmanager
@@ -248,3 +250,30 @@ def test_the_oldest_message_is_read_without_receiving_it(aws: LocalAws) -> None:
     # And reading it received nothing: the second is still there for a consumer, received for the first time
     (message,) = aws.sqs.receive_message(QueueUrl=queue.url, AttributeNames=["All"])["Messages"]
     assert (message["Body"], message["Attributes"]["ApproximateReceiveCount"]) == ("second", "1")
+
+
+def test_a_fifo_queue_drops_a_deduplication_id_it_took_within_five_minutes_even_once_deleted(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQS FIFO: a message whose deduplication id the queue took in the last 5 minutes is accepted and never
+    # delivered, even if the first was received and deleted since (a record handed to a retry lane twice).
+    # Given a message with deduplication id "entry-1", received and deleted
+    queue = aws.create_queue(fifo=True, visibility_timeout=HELD_VISIBILITY_SECONDS)
+
+    def send(body: str, deduplication_id: str) -> None:
+        aws.sqs.send_message(
+            QueueUrl=queue.url, MessageBody=body, MessageGroupId="g", MessageDeduplicationId=deduplication_id
+        )
+
+    send("first", "entry-1")
+    assert aws.drain(queue.url) == ["first"]
+    # When it is sent again with the same id, and another with a new id
+    send("again", "entry-1")
+    send("other", "entry-2")
+    # Then only the other is delivered
+    assert aws.drain(queue.url) == ["other"]
+    # And once the 5 minutes are over, the first id is taken again
+    sent_ms = unix_time_millis()
+    monkeypatch.setattr(moto_models, "unix_time_millis", lambda: sent_ms + FIVE_MINUTES_MS)
+    send("later", "entry-1")
+    assert aws.drain(queue.url) == ["later"]

@@ -1,4 +1,5 @@
-"""`python -m bench [a|b|c|d|e ...] [--skip-sequential]`: run the figures (all by default) and print them."""
+"""`python -m bench [a|b|c|d|e ...] [--skip-sequential] [--profile]`: run the figures (all by default) and print
+them, or profile one invocation of the handler."""
 
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ def main() -> None:
         action="store_true",
         help="leave out the sequential BatchProcessor baseline of (a), which alone takes about 20 s",
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="instead of the figures: cProfile one 1,000-record invocation"
+    )
     options = parser.parse_args()
+    if options.profile:
+        from bench import profile
+
+        profile.run()
+        return
     wanted = set(options.figures or FIGURES)
     if not wanted <= set(FIGURES):
         parser.error(f"unknown figure(s): {', '.join(sorted(wanted - set(FIGURES)))}")

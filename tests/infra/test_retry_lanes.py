@@ -7,9 +7,11 @@ import json
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Template
 
 from dispatcher.config import RETRY_LANE_URL_ENV
-from tests.infra.conftest import Resources
+from infra.registry import load_registry
+from tests.infra.conftest import REPOSITORY_ROOT, Resources, synthesize
 
 WITH_RETRY_LANE = ("events-to-alpha", "events-to-beta", "audit-to-beta", "jobs-to-beta", "payouts-to-alpha")
 WITHOUT_RETRY_LANE = "events-to-gamma"
@@ -178,3 +180,16 @@ def test_the_dashboard_shows_held_keys_lane_age_and_hand_overs_under_each_lane_s
                     {"stat": "Maximum"},
                 ]
             ]
+
+
+def test_a_lane_under_a_reserved_concurrency_of_one_gets_the_smallest_cap_sqs_accepts() -> None:
+    # Given the shipped registry's canary, whose function may run once at a time
+    registry = load_registry(REPOSITORY_ROOT / "registry", "prod").registry
+    (canary,) = [subscription for _, subscription in registry.registrations() if subscription.name == "canary"]
+    assert canary.reserved_concurrency == 1
+
+    # When it is synthesized
+    resources = Resources(Template.from_stack(synthesize(registry, "prod")))
+
+    # Then its lane's mapping is capped at 2, SQS's smallest maximum concurrency (1 would be refused)
+    assert resources.retry_lane_mapping_of("canary")["ScalingConfig"] == {"MaximumConcurrency": 2}

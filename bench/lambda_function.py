@@ -29,6 +29,7 @@ from botocore.client import BaseClient
 
 from bench import workload
 from bench.aws_process import AwsProcess
+from capacity.cost import FUNCTION_MEMORY_MB
 from dispatcher.config import (
     DLQ_URL_ENV,
     IDEMPOTENCY_TABLE_ENV,
@@ -36,12 +37,11 @@ from dispatcher.config import (
     RETRY_LANE_URL_ENV,
     SUBSCRIPTION_ENV,
 )
+from tests.fake_aws import REAL_ACCOUNT_VARIABLES  # removed for the benchmark: they would reach a real account
+from tests.fakes import SECRET
 
 REGION = "eu-west-1"
 FUNCTION_NAME = "bench-dispatcher"
-SIGNING_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # a throwaway, in the benchmark's moto only
-# Variables that would point boto3 at a real account or a role to assume: removed for the benchmark.
-REAL_ACCOUNT_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class _LambdaContext:
     """What Powertools and the handler read from Lambda's context."""
 
     function_name = FUNCTION_NAME
-    memory_limit_in_mb = 512
+    memory_limit_in_mb = FUNCTION_MEMORY_MB
     invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION_NAME}"
 
     def __init__(self, request_id: str) -> None:
@@ -163,7 +163,7 @@ class LambdaFunction:
         bucket = f"bench-parked-payloads-{suffix}"
         session.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         secrets = session.client("secretsmanager")
-        secret = secrets.create_secret(Name=f"bench/signing-{suffix}", SecretString=SIGNING_SECRET)
+        secret = secrets.create_secret(Name=f"bench/signing-{suffix}", SecretString=SECRET)
         retry_lane_url = session.client("sqs").create_queue(QueueName=f"bench-retry-lane-{suffix}")["QueueUrl"]
         subscription = workload.subscription(self._endpoint_url).model_dump(mode="json")
         subscription["signing_secret"] = secret["ARN"]

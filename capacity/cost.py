@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,7 @@ class CostPerMillion:
     sqs: float
     logs: float
     kms: float
-    managed_path: float = field(default=0.0)  # EventBridge Pipes + API destinations for the same records
+    managed_path: float  # EventBridge Pipes + API destinations for the same records
 
     @property
     def total(self) -> float:

@@ -258,6 +258,21 @@ def test_whatever_sqs_refuses_each_group_reaches_the_lane_as_a_prefix_in_order_a
         assert len({entry["MessageGroupId"] for entry in call}) == len(call)
 
 
+def test_a_hand_over_takes_as_few_requests_as_its_busiest_key_allows() -> None:
+    # Given 18 keys with one record each, then one key with 12
+    messages = [LaneMessage(f"key:single-{key}", f"s{key}", "{}") for key in range(18)]
+    messages += [LaneMessage("key:busy", f"b{position}", "{}") for position in range(12)]
+    sqs = FifoQueueDouble(refused=set())
+
+    # When they are sent
+    unsent = SqsRetryLane("lane.fifo", client_factory=lambda: sqs).send(messages)
+
+    # Then the busy key's 12 records took 12 requests, which carried the 18 others too
+    assert unsent == {}
+    assert len(sqs.calls) == 12
+    assert [entry for entry in sqs.queue if entry.startswith("b")] == [f"b{position}" for position in range(12)]
+
+
 def received_handles(sqs: SQSClient, queue_url: str) -> list[str]:
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
     return [message["ReceiptHandle"] for message in messages]

@@ -53,7 +53,9 @@ class SqsRetryLane:
         while groups:
             call: list[int] = []
             size = 0
-            for group, waiting in list(groups.items()):
+            # The groups with the most messages left go first: a group sends one message per call, so the
+            # longest one sets the least number of calls, and serving it first reaches that least number.
+            for group, waiting in sorted(groups.items(), key=lambda item: -len(item[1])):
                 refusal = _refusal(messages[waiting[0]])
                 if refusal is not None:
                     stop(group, waiting.popleft(), refusal)

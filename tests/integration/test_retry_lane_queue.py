@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatcher.adapters.retry_lane import DEFER_MAX_SECONDS, SqsRetryLane
+from dispatcher.adapters.retry_lane import SqsRetryLane
 from dispatcher.adapters.sqs import SEND_BATCH_LIMIT, SEND_BATCH_MAX_BYTES, SQS_MESSAGE_MAX_BYTES
 from dispatcher.ports import LaneMessage
+from dispatcher.retry_lane import MAX_DEFER_SECONDS
 from tests.integration.conftest import AwsResources
 
 if TYPE_CHECKING:
@@ -318,8 +319,8 @@ def test_a_defer_beyond_what_sqs_allows_is_capped_below_twelve_hours_since_the_r
 
     # Then it is deferred for as long as SQS allows a message received up to one invocation ago
     assert undeferred == {}
-    assert [entry["VisibilityTimeout"] for entry in recording.visibility_requests[0]] == [DEFER_MAX_SECONDS]
-    assert DEFER_MAX_SECONDS == 12 * 3600 - 900
+    assert [entry["VisibilityTimeout"] for entry in recording.visibility_requests[0]] == [MAX_DEFER_SECONDS]
+    assert MAX_DEFER_SECONDS == 12 * 3600 - 900
     assert received_handles(aws.sqs, queue_url) == []
 
 

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from dispatcher.adapters.aws import aws_client
 from dispatcher.adapters.dynamodb import chunks
 from dispatcher.delivered_ids import KEY_SEPARATOR
+from dispatcher.retry_lane import KEY_ATTRIBUTE_PREFIX  # every held key's attribute starts with it; "pk" does not
 
 HELD_ITEM_SUFFIX = "held"
-KEY_ATTRIBUTE_PREFIX = "k"  # every held key's attribute name starts with it; the item's key "pk" does not
 # Keys per UpdateItem: DynamoDB allows an update expression of at most 4 KB and 300 operators. A clause
 # "#k123 :k123, " is 13 bytes and one operator, so 100 keys stay well inside both; more keys take more requests.
 KEYS_PER_UPDATE = 100

@@ -19,14 +19,9 @@ from typing import Any
 from dispatcher.adapters.aws import aws_client
 from dispatcher.adapters.sqs import SEND_BATCH_LIMIT, SEND_BATCH_MAX_BYTES, SQS_MESSAGE_MAX_BYTES, describe
 from dispatcher.ports import LaneMessage
+from dispatcher.retry_lane import MAX_DEFER_SECONDS
 
 CHANGE_VISIBILITY_BATCH_LIMIT = 10  # entries per ChangeMessageVisibilityBatch
-# SQS keeps a received message invisible for at most 12 hours from its receipt and rejects a longer extension;
-# the function asks after the mapping received the message, up to its longest invocation (Lambda's 900 s) later.
-# A message deferred for less than asked comes back early and the lane defers it again.
-SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
-LAMBDA_MAX_INVOCATION_SECONDS = 900
-DEFER_MAX_SECONDS = SQS_MAX_VISIBILITY_SECONDS - LAMBDA_MAX_INVOCATION_SECONDS
 # What SQS accepts, checked before sending so that no message is refused for what it holds: the characters of a
 # message body (XML 1.0's), and a MessageGroupId or MessageDeduplicationId (1 to 128 printable ASCII).
 SQS_BODY = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
@@ -102,7 +97,8 @@ class SqsRetryLane:
                 {
                     "Id": str(position),
                     "ReceiptHandle": handle,
-                    "VisibilityTimeout": min(max(receipt_handles[handle], 0), DEFER_MAX_SECONDS),
+                    # SQS refuses an extension past 12 hours from the receipt: no more than the lane's rules allow.
+                    "VisibilityTimeout": min(max(receipt_handles[handle], 0), MAX_DEFER_SECONDS),
                 }
                 for position, handle in enumerate(chunk)
             ]

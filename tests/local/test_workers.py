@@ -281,6 +281,7 @@ async def test_the_dispatcher_function_delivers_a_stream_through_a_worker(
         "allow_private_cidrs": ["127.0.0.0/8"],
         "request_timeout_seconds": 2.0,
         "max_attempts": 2,
+        "retry_schedule_seconds": [],  # no retry lane: this test is about the worker, not the lane
     }
     environment = {
         "DISPATCHER_SUBSCRIPTION": json.dumps(subscription),

@@ -4,7 +4,7 @@ source moves on instead of re-sending its batch), the failing key waits in its r
 takes it again its events arrive, in order, after every other key's; nothing is lost.
 
 The outage ends on a condition (every healthy event taken and the failing key held), not after a time, so what is
-asserted does not depend on how fast the machine is. Takes about 30 s (synthesis included) on an idle 2-CPU machine.
+asserted does not depend on how fast the machine is. Takes about 40 s (synthesis included) on a busy 2-CPU machine.
 """
 
 from __future__ import annotations

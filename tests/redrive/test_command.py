@@ -7,7 +7,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -266,25 +266,29 @@ async def test_interrupted_and_killed_runs_hide_nothing_from_the_runs_after_them
 # -- the command run in this process on a subscription's stores (in-process moto) -------------------------------
 
 
-def redrive_command(parked: ParkedSubscription, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *options: str) -> int:
-    """`dispatcher redrive` of the parked subscription with `options`, its deployed target being `parked`'s."""
-    monkeypatch.setattr(redrive, "aws_target", lambda *_: parked.target())
-    name = parked.target().subscription
+RedriveCommand = Callable[..., int]
+
+
+@pytest.fixture
+def redrive_command(
+    parked_subscription: ParkedSubscription, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> RedriveCommand:
+    """`dispatcher redrive` of the parked subscription with the given options, its deployed target being the
+    parked subscription's own (the function, its parked-records queue and on-failure store on in-process moto)."""
+    monkeypatch.setattr(redrive, "aws_target", lambda *_: parked_subscription.target())
+    name = parked_subscription.target().subscription
     registry = write_registry(tmp_path, endpoint_port=1, subscription_name=name)
-    return main(["redrive", name, "--registry", str(registry), *options])
+    return lambda *options: main(["redrive", name, "--registry", str(registry), *options])
 
 
 def test_a_dry_run_counts_the_parked_records_and_changes_nothing(
-    parked_subscription: ParkedSubscription,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    parked_subscription: ParkedSubscription, redrive_command: RedriveCommand, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given two parked records
     asyncio.run(parked_subscription.park(*(sqs_record(f"m-{n}", {"type": "a"}) for n in range(2))))
 
     # When a dry run of the redrive runs
-    exit_code = redrive_command(parked_subscription, tmp_path, monkeypatch, "--dry-run")
+    exit_code = redrive_command("--dry-run")
 
     # Then it counts them, sends nothing and leaves them parked
     assert exit_code == EXIT_OK
@@ -294,17 +298,14 @@ def test_a_dry_run_counts_the_parked_records_and_changes_nothing(
 
 
 def test_a_run_that_finds_records_held_by_another_run_redrives_the_rest_says_so_and_exits_3(
-    parked_subscription: ParkedSubscription,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    parked_subscription: ParkedSubscription, redrive_command: RedriveCommand, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given three parked records, two of them out of sight as a killed run leaves them (received, never released)
     asyncio.run(parked_subscription.park(*(sqs_record(f"m-{n}", {"type": "a"}) for n in range(3))))
     hold_as_an_interrupted_run_would(parked_subscription, 2)
 
     # When the subscription is redriven
-    exit_code = redrive_command(parked_subscription, tmp_path, monkeypatch)
+    exit_code = redrive_command()
 
     # Then the visible record is redriven, and the two held ones are named at the start (stderr) and in the summary
     # with when they are back (the run's own hold, longer than the queue's default): the run exits 3

@@ -3,8 +3,13 @@ rules, one not due yet is deferred, and the messages behind a head left in the l
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from dispatcher import retry_lane
@@ -187,3 +192,45 @@ async def test_a_record_that_cannot_be_parked_stays_in_the_lane_and_keeps_its_ke
     assert report.left_in_lane == ["lane-0"]
     assert len(harness.lane) == 1
     assert harness.held_keys.sets.keys() == {retry_lane.key_attribute("k")}
+
+
+# --- hostile lane messages -----------------------------------------------------------------------------
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+lane_documents = st.fixed_dictionaries(
+    {},
+    optional={
+        "v": st.sampled_from([1, 2, "1"]) | json_scalars,
+        "subscription": st.sampled_from(["orders-to-ledger", "other"]) | json_scalars,
+        "entry_id": st.text() | json_scalars,
+        "key": st.text() | json_scalars,
+        "record": st.dictionaries(st.text(), json_scalars, max_size=4)
+        | st.builds(kinesis_record, st.integers(0, 9), st.just({}))
+        | json_scalars,
+        "attempts": st.integers(-3, 30) | json_scalars,
+        "lane_since": st.floats(allow_nan=True, allow_infinity=True) | json_scalars,
+        "last_status": st.integers(-1, 999) | json_scalars,
+        "reason": json_scalars,
+    },
+)
+lane_bodies = st.text() | lane_documents.map(json.dumps) | st.recursive(json_scalars, st.lists).map(json.dumps)
+
+
+@pytest.mark.adversarial
+@given(bodies=st.lists(st.tuples(st.sampled_from(["key:" + "0" * 32, "record:x", "g"]), lane_bodies), max_size=10))
+def test_any_lane_batch_ends_with_each_message_finished_or_left_in_the_lane(bodies: list[tuple[str, str]]) -> None:
+    async def lane_round() -> tuple[Harness, LaneReport | None]:
+        harness = Harness(subscription(retry_schedule_seconds=SCHEDULE), lane=True)
+        for number, (group, body) in enumerate(bodies):
+            harness.lane.send([LaneMessage(group, f"dedup-{number}", body)])
+        return harness, await harness.lane_round()
+
+    # Given any lane messages whatever their bodies hold
+    harness, report = asyncio.run(lane_round())
+    if report is None:
+        assert bodies == []
+        return
+    # Then the round ends without raising, each message delivered, parked or left in the lane (never lost)
+    still_in_lane = {message.message_id for message in harness.lane.messages}
+    assert still_in_lane == set(report.left_in_lane)
+    assert len(bodies) == report.stats.delivered + len(harness.parked_records) + len(still_in_lane)

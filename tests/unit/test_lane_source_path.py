@@ -8,6 +8,7 @@ from typing import Any
 
 from dispatcher import retry_lane
 from dispatcher.outcomes import Outcome
+from dispatcher.records import REDRIVE_FIELD, parse_event
 from tests.events import STREAM, event, kinesis_record, sequence_number, sqs_record
 from tests.unit.conftest import Harness, failed_ids, subscription
 
@@ -164,3 +165,21 @@ async def test_a_re_sent_record_is_the_same_lane_entry() -> None:
     # Then the lane holds it once (FIFO deduplication on its entry id)
     assert len(harness.lane) == 1
     assert len(harness.held_keys.sets[retry_lane.key_attribute("a")]) == 1
+
+
+async def test_a_record_redriven_while_its_key_is_held_joins_the_lane_as_a_new_entry() -> None:
+    # Given key "k" held in the lane, and a record of it parked earlier that the redrive engine re-sends
+    harness = lane_harness()
+    harness.endpoint.default = 503
+    await harness.dispatch(keyed_batch((5, "k")))
+    redriven = kinesis_record(1, {"n": 1}, "k") | {REDRIVE_FIELD: "2026-11-27T10:00:00.000Z"}
+    # When it reaches the function (while its first hand-over may still be in SQS's deduplication window)
+    first_entry = retry_lane.entry_id("orders-to-ledger", parse_event(keyed_batch((1, "k"))).records[0])
+    report = await harness.dispatch(event(redriven))
+    # Then it joins the key's lane without being sent, marked as the redrive it is, under an entry of its own
+    assert failed_ids(report) == []
+    assert len(harness.endpoint.requests) == harness.dispatcher.subscription.max_attempts
+    behind = harness.lane.bodies()[-1]
+    assert behind["record"][REDRIVE_FIELD] == "2026-11-27T10:00:00.000Z"
+    assert behind["attempts"] == 0
+    assert behind["entry_id"] != first_entry

@@ -56,7 +56,6 @@ class _Wait:
     """A lane message left in the queue: for `seconds` (deferred), or None for the mapping's visibility timeout."""
 
     seconds: int | None
-    why: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +116,11 @@ class LaneRound:
         """One message's unforeseen error must not fail the others: it is left in the lane (and logged)."""
         try:
             return await self._round(message, raw)
-        except Exception as error:
+        except Exception:
             logger.exception(
                 "unexpected error in a lane round; left in the lane", extra={"lane_message_id": message.item_identifier}
             )
-            return _Wait(None, f"unexpected {type(error).__name__}")
+            return _Wait(None)
 
     async def _round(self, message: SourceRecord, raw: Mapping[str, Any]) -> _Wait | _Finishing:
         try:
@@ -141,22 +140,22 @@ class LaneRound:
         retry_round = retry_lane.round_at(now, entry.lane_since, self.schedule)
         if retry_round == 0 and entry.attempts > 0:
             first_due = entry.lane_since + self.schedule[0]
-            return _Wait(retry_lane.defer_seconds(first_due, now), "first round not due yet")
+            return _Wait(retry_lane.defer_seconds(first_due, now))
         attempts = retry_lane.dispatch_attempt(entry.attempts, retry_round)
         attempt = self.poster.attempt(record, retry_round or None, made_before=attempts - 1)
         attempt.made = 1
         try:
             await self.poster.post(attempt)
-        except (CircuitOpenError, DeadlineReachedError) as not_attempted:
+        except (CircuitOpenError, DeadlineReachedError):
             self.report.stats.failed += 1
-            return _Wait(retry_lane.LANE_NOT_ATTEMPTED_DEFER_SECONDS, str(not_attempted) or "deadline reached")
+            return _Wait(retry_lane.LANE_NOT_ATTEMPTED_DEFER_SECONDS)
         except TransientFailureError as failure:
             self.report.stats.retried += int(attempts > 1)
             due = retry_lane.next_due(now, entry.lane_since, self.schedule)
             if due is None:
                 return _Finishing(held, (record, RecordResult(Outcome.PARKED, attempts, failure.status, EXHAUSTED)))
             self.report.stats.failed += 1
-            return _Wait(retry_lane.defer_seconds(max(due, now + (failure.retry_after or 0.0)), now), failure.reason)
+            return _Wait(retry_lane.defer_seconds(max(due, now + (failure.retry_after or 0.0)), now))
         except PermanentFailureError as failure:
             self.report.stats.retried += int(attempts > 1)
             return _Finishing(held, (record, RecordResult(Outcome.PARKED, attempts, failure.status, failure.reason)))

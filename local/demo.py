@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import random
 import time
@@ -239,12 +240,26 @@ class Demo:
         produced = {event["id"]: event for event in events}
         started = time.monotonic()
         self.receiver.start_key_outage()
+        lanes = LaneHighs()
+        watching = asyncio.create_task(lanes.watch(system))
+        try:
+            parked, timed_out = await self._wait_for_every_event(system, events, produced, started)
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+        elapsed = time.monotonic() - started
+        return self._report(system, produced, parked, elapsed, timed_out, lanes)
+
+    async def _wait_for_every_event(
+        self, system: LocalSystem, events: list[dict[str, Any]], produced: dict[str, Any], started: float
+    ) -> tuple[dict[str, Any], bool]:
+        """Produce the events and wait until each is delivered or set aside (or the timeout): the payloads set
+        aside, and whether the wait timed out."""
         await self._produce(system, events)
         deadline = started + self.options.timeout_seconds
         timed_out = False
-        lanes = LaneHighs()
         while True:
-            lanes.seen(await asyncio.to_thread(system.readings))
             parked = await asyncio.to_thread(lambda: dict(_parked_payloads(system)))
             accounted = self._delivered_ids(produced) | (parked.keys() & produced.keys())
             self.on_progress("delivering", len(accounted), len(produced))
@@ -254,8 +269,7 @@ class Demo:
                 timed_out = True
                 break
             await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
-        elapsed = time.monotonic() - started
-        return self._report(system, produced, parked, elapsed, timed_out, lanes)
+        return parked, timed_out
 
     async def _produce(self, system: LocalSystem, events: list[dict[str, Any]]) -> None:
         aws = system.aws
@@ -331,11 +345,17 @@ class Demo:
 
 @dataclass
 class LaneHighs:
-    """The highest readings of the retry lanes seen while the demo waited: held keys (all subscriptions together)
-    and the age of the oldest record in a lane."""
+    """The highest readings of the retry lanes seen while the demo ran: held keys (all subscriptions together) and
+    the age of the oldest record in a lane."""
 
     held_keys: int = 0
     oldest_in_lane_seconds: float = 0.0
+
+    async def watch(self, system: LocalSystem) -> None:
+        """Read the lanes every PROGRESS_INTERVAL_SECONDS until cancelled."""
+        while True:
+            self.seen(await asyncio.to_thread(system.readings))
+            await asyncio.sleep(PROGRESS_INTERVAL_SECONDS)
 
     def seen(self, readings: dict[str, SubscriptionReadings]) -> None:
         held = sum(reading.held_keys or 0 for reading in readings.values())

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from dispatcher.adapters.held_keys import DynamoDbHeldKeys
 from dispatcher.config import FunctionSettings, load_settings
 from local import DEFAULT_PORT
 from local.aws import LOCAL_REGION, EmbeddedAws
@@ -25,8 +26,6 @@ from local.template import StackTemplate
 from local.workers import FunctionRunner
 
 NAME_PREFIX = "dev"
-DELIVERED_IDS_KEY = "pk"  # the delivered-ids table's partition key
-HELD_KEYS_ITEM = "{subscription}#held"  # its item of a subscription's held keys (docs/retry-lanes.md)
 # Blocking AWS calls run in the event loop's default executor, sized min(32, CPUs + 4) by asyncio: 6 threads on a
 # 2-CPU machine. Every SQS poller (a retry lane's too, mostly waiting on an empty queue) holds one thread through
 # each 1 s long poll, so the executor gets one thread per SQS poller, and these for everything else: the Kinesis
@@ -236,14 +235,12 @@ class LocalSystem:
         return SubscriptionReadings(parked, held_keys=self.held_keys(consumer), oldest_in_lane_seconds=age)
 
     def held_keys(self, consumer: RunningConsumer) -> int:
-        """How many keys of the subscription are held: the attributes of its held-keys item but the table's key
-        (one consistent GetItem; blocking)."""
-        item = self._dynamodb.get_item(
-            TableName=consumer.settings.delivered_ids_table,
-            Key={DELIVERED_IDS_KEY: {"S": HELD_KEYS_ITEM.format(subscription=consumer.subscription)}},
-            ConsistentRead=True,
-        ).get("Item", {})
-        return len(item.keys() - {DELIVERED_IDS_KEY})
+        """How many keys of the subscription are held, read as its function reads them (one consistent GetItem of
+        the held-keys item; blocking)."""
+        held = DynamoDbHeldKeys(
+            consumer.settings.delivered_ids_table, consumer.subscription, client_factory=lambda: self._dynamodb
+        )
+        return len(held.read())
 
     @cached_property
     def _dynamodb(self) -> Any:

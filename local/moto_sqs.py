@@ -17,7 +17,8 @@ one reading of the clock, and a long poll waits on that condition with the lock 
 A third: a FIFO queue drops a message whose deduplication id it took in the last 5 minutes, even when that message
 was received and deleted since; moto compared only with the messages still in the queue, so a record handed to a
 retry lane twice (a re-sent batch) could be delivered twice after the first was done. Each FIFO queue keeps the
-deduplication ids it took with when, for the 5 minutes.
+deduplication ids it took with when, for the 5 minutes. (A queue whose DeduplicationScope is messageGroup, as the
+retry lanes', is deduplicated queue-wide here: a lane's deduplication ids are entry ids, each in one group only.)
 
 A fourth: SQS lets ChangeMessageVisibility keep a message out of sight for at most 12 hours from the receive that
 handed it out; moto counts the 12 hours from when the message was sent, so a retry lane that defers a message for

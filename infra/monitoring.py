@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
@@ -19,6 +19,7 @@ from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from constructs import Construct
 
 from dispatcher import metric_names
+from dispatcher.retry_lane import LANE_LOOK_AGAIN_SECONDS
 from infra import constants
 from infra.naming import ResourceNames
 from infra.retry_lane import RetryLane
@@ -110,19 +111,14 @@ class DispatcherMonitoring(Construct):
         iterator_age = consumer.function.metric("IteratorAge", statistic="Maximum", period=constants.ALARM_PERIOD)
         return iterator_age, limit_seconds * MILLISECONDS_PER_SECOND
 
-    @staticmethod
-    def _retry_lane_age(retry_lane: RetryLane) -> cloudwatch.IMetric:
-        """How long the oldest record in the lane has waited, in seconds.
-
-        A known blind spot: in a queue without a redrive policy, SQS leaves a message received three times or
-        more out of this metric until it is deleted, and every round and every deferral starts with a receive
-        (of the key's head and of the records of its group that come with it). So the alarm sees a record
-        through its first receives only: with the default schedule a stuck key's records drop out after about
-        35 minutes, before the default threshold of an hour, unless fresh records of it keep arriving. HeldKeys
-        on the dashboard still shows them.
-        """
-        return retry_lane.queue.metric_approximate_age_of_oldest_message(
-            statistic="Maximum", period=constants.ALARM_PERIOD
+    def _retry_lane_age(self, consumer: SubscriptionConsumer) -> cloudwatch.IMetric:
+        """How long the oldest record in the lane has waited, in seconds: the function's RetryLaneAge, published
+        by every lane round, which looks at each waiting record at least every LANE_LOOK_AGAIN_SECONDS. The
+        period is twice that, so a period without a value means nothing waits (SQS's own
+        ApproximateAgeOfOldestMessage cannot serve: it leaves out a message received three times or more, and
+        every round and deferral is a receive, so it would miss exactly the stuck keys)."""
+        return self._delivery_metric(consumer, metric_names.RETRY_LANE_AGE, "Maximum").with_(
+            period=Duration.seconds(2 * LANE_LOOK_AGAIN_SECONDS)
         )
 
     def _build_alarms(self, consumer: SubscriptionConsumer) -> list[cloudwatch.Alarm]:
@@ -184,7 +180,7 @@ class DispatcherMonitoring(Construct):
             specifications.append(
                 (
                     "retry-lane-age",
-                    self._retry_lane_age(consumer.retry_lane),
+                    self._retry_lane_age(consumer),
                     lane_age_limit,
                     above,
                     f"A record has waited in the retry lane for more than {lane_age_limit} s: the endpoint keeps "
@@ -285,7 +281,7 @@ class DispatcherMonitoring(Construct):
         return [
             # A gauge: the function reports how many keys are held whenever it reads them.
             ("Held keys", [self._delivery_metric(consumer, metric_names.HELD_KEYS, "Maximum")]),
-            ("Oldest record in the retry lane (s)", [self._retry_lane_age(retry_lane)]),
+            ("Oldest record in the retry lane (s)", [self._retry_lane_age(consumer)]),
             (
                 # Deferred records are in flight to SQS: not visible until their next round is due.
                 "Records in the retry lane",

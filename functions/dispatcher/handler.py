@@ -131,6 +131,10 @@ def publish(stats: DeliveryStats) -> None:
         counts[metric_names.HELD_KEYS] = stats.held_keys
     for name, value in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if stats.oldest_lane_age_seconds is not None:  # a lane round that looked at a record
+        metrics.add_metric(
+            name=metric_names.RETRY_LANE_AGE, unit=MetricUnit.Seconds, value=stats.oldest_lane_age_seconds
+        )
     for status_class, value in stats.status_classes.items():
         metrics.add_metric(name=f"{metric_names.STATUS_CLASS_PREFIX}{status_class}", unit=MetricUnit.Count, value=value)
     if stats.latencies_ms:

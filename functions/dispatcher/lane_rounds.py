@@ -137,6 +137,9 @@ class LaneRound:
         if record.unreadable_reason is not None:
             return _Finishing(held, (record, RecordResult(Outcome.PARKED, reason=record.unreadable_reason)))
         now = self.wall_clock()
+        # A group's head is its oldest record (the ones behind it joined later): the heads give the lane's age.
+        stats = self.report.stats
+        stats.oldest_lane_age_seconds = max(stats.oldest_lane_age_seconds or 0.0, max(0.0, now - entry.lane_since))
         retry_round = retry_lane.round_at(now, entry.lane_since, self.schedule)
         if retry_round == 0 and entry.attempts > 0:
             first_due = entry.lane_since + self.schedule[0]

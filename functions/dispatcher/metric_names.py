@@ -17,3 +17,6 @@ STATUS_CLASS_PREFIX: Final = "Status"
 HANDED_TO_RETRY_LANE: Final = "HandedToRetryLane"  # records the source path handed to the retry lane
 HELD_KEYS: Final = "HeldKeys"  # keys with records waiting in the retry lane (docs/retry-lanes.md)
 ENDPOINT_GONE: Final = "EndpointGone"  # 410 answers: the endpoint says it is gone; its alarm tells the team
+# Seconds the oldest record a lane round looked at has waited in the retry lane (since its hand-over); published by
+# every lane round, and every waiting record is looked at least every retry_lane.LANE_LOOK_AGAIN_SECONDS
+RETRY_LANE_AGE: Final = "RetryLaneAge"

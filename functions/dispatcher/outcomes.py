@@ -45,6 +45,7 @@ class DeliveryStats:
     handed_to_lane: int = 0
     endpoint_gone: int = 0  # 410 answers
     held_keys: int | None = None  # keys held in the retry lane, when this invocation read them
+    oldest_lane_age_seconds: float | None = None  # of the lane records a lane round looked at (RetryLaneAge)
     status_classes: Counter[str] = field(default_factory=Counter)  # "2xx" .. "5xx", "network"
     latencies_ms: list[float] = field(default_factory=list)
 

@@ -25,6 +25,10 @@ MAX_LANE_MESSAGE_BYTES = 256 * 1024  # SQS's message size limit
 # SQS keeps a received message invisible for at most 12 hours counted from its receipt; a Lambda invocation
 # (at most 15 minutes) has already used some of that when it defers.
 MAX_DEFER_SECONDS = 12 * 3600 - 15 * 60
+# A deferred record is looked at again at least this often, so each lane round can publish RetryLaneAge for every
+# key still waiting (SQS's own ApproximateAgeOfOldestMessage leaves out a message received three times or more:
+# it would miss exactly the stuck keys). Costs a stuck key about 100 receives a day.
+LANE_LOOK_AGAIN_SECONDS = 15 * 60
 # A due record that was not attempted (circuit open, invocation deadline) is tried again this much later,
 # without using up its round.
 LANE_NOT_ATTEMPTED_DEFER_SECONDS = 30
@@ -184,5 +188,6 @@ def dispatch_attempt(source_attempts: int, retry_round: int) -> int:
 
 
 def defer_seconds(until: float, now: float) -> int:
-    """Whole seconds from `now` to `until` (at least 1), within what one ChangeMessageVisibility may ask."""
-    return max(1, min(MAX_DEFER_SECONDS, math.ceil(until - now)))
+    """Whole seconds from `now` to `until` (at least 1), but no more than LANE_LOOK_AGAIN_SECONDS: a record due
+    later is deferred again when it comes back early."""
+    return max(1, min(LANE_LOOK_AGAIN_SECONDS, math.ceil(until - now)))

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from dispatcher.config import RETRY_LANE_URL_ENV
+from dispatcher import metric_names
+from dispatcher.config import METRICS_NAMESPACE, RETRY_LANE_URL_ENV, SERVICE_NAME
+from dispatcher.retry_lane import LANE_LOOK_AGAIN_SECONDS
 from infra.registry import load_registry
 from tests.infra.conftest import REPOSITORY_ROOT, Resources, synthesize
 
@@ -98,15 +100,16 @@ def test_the_lane_age_alarm_fires_above_alarm_retry_age_seconds_and_tells_the_te
     resources: Resources, name: str, threshold: int
 ) -> None:
     # Given events-to-alpha registered with alarm_retry_age_seconds: 900, and jobs-to-beta with the default
-    lane_id, _ = resources.retry_lane_of(name)
-
     # When its lane-age alarm is read
     alarm = resources.alarm(f"{name}-retry-lane-age")
 
-    # Then it watches the age of the oldest message in the subscription's own lane, in seconds
-    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateAgeOfOldestMessage")
-    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [lane_id, "QueueName"]}}]
+    # Then it watches the function's RetryLaneAge of this subscription, in seconds, over a period in which every
+    # waiting record is looked at (so a period without a value means nothing waits)
+    assert (alarm["Namespace"], alarm["MetricName"]) == (METRICS_NAMESPACE, metric_names.RETRY_LANE_AGE)
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"service": SERVICE_NAME, "subscription": name}
     assert alarm["Statistic"] == "Maximum"
+    assert alarm["Period"] == 2 * LANE_LOOK_AGAIN_SECONDS
+    assert alarm["TreatMissingData"] == "notBreaching"
     assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (threshold, "GreaterThanThreshold")
     # and notifies the owning team's topic, in and out of alarm
     assert alarm["AlarmActions"] == alarm["OKActions"]
@@ -163,10 +166,9 @@ def test_the_dashboard_shows_held_keys_lane_age_and_hand_overs_under_each_lane_s
             assert not set(lane_graphs) & set(row), name
         else:
             assert row[-len(lane_graphs) :] == lane_graphs, name
-            lane_name = json.dumps({"Fn::GetAtt": [resources.retry_lane_of(name)[0], "QueueName"]})
             lane_age = widgets[header + 1 + row.index("Oldest record in the retry lane (s)")]["properties"]["metrics"]
-            assert [metric[:4] for metric in lane_age] == [
-                ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", lane_name]
+            assert [metric[:6] for metric in lane_age] == [
+                [METRICS_NAMESPACE, metric_names.RETRY_LANE_AGE, "service", SERVICE_NAME, "subscription", name]
             ]
             held_keys = widgets[header + 1 + row.index("Held keys")]["properties"]["metrics"]
             assert held_keys == [

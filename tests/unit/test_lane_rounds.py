@@ -234,3 +234,17 @@ def test_any_lane_batch_ends_with_each_message_finished_or_left_in_the_lane(bodi
     still_in_lane = {message.message_id for message in harness.lane.messages}
     assert still_in_lane == set(report.left_in_lane)
     assert len(bodies) == report.stats.delivered + len(harness.parked_records) + len(still_in_lane)
+
+
+async def test_every_round_publishes_how_long_its_oldest_head_has_waited_and_a_far_round_comes_back_early() -> None:
+    # Given two keys stuck in the lane, one handed over 100 s after the other
+    harness = await stuck((1, "old"))
+    harness.clock.advance(100)
+    harness.endpoint.default = 503
+    await harness.dispatch(event(kinesis_record(2, {"n": 2}, "young")))
+    harness.endpoint.default = 200
+    # When a lane round looks at both heads before either round is due
+    report = await round_after(harness, 10)
+    # Then it publishes the age of the oldest (RetryLaneAge), and defers neither beyond LANE_LOOK_AGAIN_SECONDS
+    assert report.stats.oldest_lane_age_seconds == pytest.approx(110)
+    assert all(0 < seconds <= retry_lane.LANE_LOOK_AGAIN_SECONDS for seconds in harness.lane.deferrals[-1].values())

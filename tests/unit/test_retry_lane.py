@@ -171,8 +171,12 @@ def test_dispatch_attempt_counts_on_across_rounds() -> None:
     assert retry_lane.dispatch_attempt(0, 2) == 3
 
 
-def test_a_deferral_is_whole_seconds_within_what_sqs_allows() -> None:
+def test_a_deferral_is_whole_seconds_and_comes_back_to_be_looked_at_again() -> None:
+    # Given a lane round deciding how long a record stays out of sight
     now = datetime(2026, 11, 27, tzinfo=UTC).timestamp()
+    # Then part seconds round up, a time already past waits one second, and a far round comes back early (so its
+    # age is published while it waits), well within what SQS allows
     assert retry_lane.defer_seconds(now + 299.2, now) == 300
     assert retry_lane.defer_seconds(now - 5, now) == 1
-    assert retry_lane.defer_seconds(now + 86_400, now) == retry_lane.MAX_DEFER_SECONDS < 12 * 3600
+    assert retry_lane.defer_seconds(now + 86_400, now) == retry_lane.LANE_LOOK_AGAIN_SECONDS
+    assert retry_lane.LANE_LOOK_AGAIN_SECONDS < retry_lane.MAX_DEFER_SECONDS < 12 * 3600

@@ -1,7 +1,10 @@
-"""Figure (d): DynamoDB requests and items written per 100-record Kinesis batch, against moto.
+"""Figure (d): DynamoDB (and, with a retry lane, SQS) requests and items written per 100-record Kinesis batch,
+against moto.
 
 The dispatcher runs with the real `DynamoDbDeliveredIds` adapter; the baseline is Powertools'
 per-record idempotency (`idempotent_function` inside a `BatchProcessor`), as its docs recommend.
+The retry-lane figures run the dispatcher ordered by partition key with its real lane adapters
+(`SqsRetryLane`, `DynamoDbHeldKeys`): lanes must stay priced by failures.
 Both get a boto3 client instrumented with a botocore `before-call` hook that counts every API call.
 HTTP is the in-memory endpoint of tests/fakes.py: only the DynamoDB traffic is measured here.
 """
@@ -33,9 +36,12 @@ from moto import mock_aws
 from bench import workload
 from bench.report import Figure, emit, progress, section
 from dispatcher.adapters.dynamodb import DynamoDbDeliveredIds
+from dispatcher.adapters.held_keys import DynamoDbHeldKeys
+from dispatcher.adapters.retry_lane import SqsRetryLane
 from dispatcher.delivery import Dispatcher
 from dispatcher.outcomes import BatchReport
 from dispatcher.records import Batch, parse_event
+from dispatcher.retry_lane import LanePorts
 from tests.events import event, kinesis_record
 from tests.fakes import Answer, FakeEndpoint, FakeParkedRecords, FakeSecret
 
@@ -51,7 +57,12 @@ FAILING = 10
 MAX_REQUESTS_DELIVERED = 2
 MAX_ITEMS_DELIVERED = 1
 MAX_REQUESTS_FAILING = 5
+LANE_QUEUE = "bench-retry-lane.fifo"
+# With a lane, a fully delivered batch with no held keys adds the held-keys read and nothing else
+MAX_REQUESTS_DELIVERED_WITH_LANE = 2
+MAX_SQS_REQUESTS_DELIVERED_WITH_LANE = 0
 WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
+SQS_OPERATIONS = frozenset({"SendMessage", "SendMessageBatch", "ChangeMessageVisibilityBatch", "CreateQueue"})
 
 
 @dataclass
@@ -147,23 +158,34 @@ def run() -> list[Figure]:
         setup, _ = _instrumented_client()
         _create_table(setup, DISPATCHER_TABLE, "pk")
         _create_table(setup, POWERTOOLS_TABLE, "id")
-        return _dispatcher_figures() + _powertools_figures()
+        return _dispatcher_figures() + _lane_figures() + _powertools_figures()
 
 
-def _dispatch(event_: dict[str, Any], failing: set[str], counter: CallCounter, client: DynamoDBClient) -> BatchReport:
+def _dispatch(
+    event_: dict[str, Any],
+    failing: set[str],
+    counter: CallCounter,
+    client: DynamoDBClient,
+    lane: LanePorts | None = None,
+) -> BatchReport:
     batch = parse_event(event_)
     answers: dict[str, list[Answer]] = {webhook_id: [503] for webhook_id in failing}
+    subscription = workload.subscription("http://127.0.0.1:9/unused", max_attempts=1)
+    if lane is not None:
+        subscription = subscription.model_copy(update={"ordering": "partition-key"})
     dispatcher = Dispatcher(
-        workload.subscription("http://127.0.0.1:9/unused", max_attempts=1),
+        subscription,
         sender=FakeEndpoint(answers=answers),
         delivered_ids=DynamoDbDeliveredIds(DISPATCHER_TABLE, client_factory=lambda: client),
         parked_records=FakeParkedRecords(),
         secret=FakeSecret(),
+        lane=lane,
     )
     counter.reset()
-    report = asyncio.run(dispatcher.dispatch(batch, workload.REMAINING_SECONDS))
-    if report.stats.failed != len(failing):
-        raise RuntimeError(f"expected {len(failing)} failures, got {report.stats}")
+    report = asyncio.run(dispatcher.dispatch(batch, workload.REMAINING_SECONDS, event_["Records"]))
+    not_delivered = report.stats.handed_to_lane if lane is not None else report.stats.failed
+    if not_delivered != len(failing):
+        raise RuntimeError(f"expected {len(failing)} records not delivered, got {report.stats}")
     return report
 
 
@@ -220,6 +242,54 @@ def _dispatcher_figures() -> list[Figure]:
                 str(counter.requests),
                 detail=f"{counter.describe()}; {len(resent['Records'])} records re-sent, "
                 f"{resent_report.stats.duplicates_skipped} skipped as already delivered",
+            )
+        )
+    )
+    return figures
+
+
+def _lane_figures() -> list[Figure]:
+    progress("dispatcher batches with a retry lane")
+    client, counter = _instrumented_client()
+    sqs = boto3.client("sqs", region_name=REGION)
+    sqs.meta.events.register("before-call.sqs.*", counter)
+    queue_url = sqs.create_queue(QueueName=LANE_QUEUE, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    lane = LanePorts(
+        queue_name=LANE_QUEUE,
+        lane=SqsRetryLane(queue_url, client_factory=lambda: sqs),
+        held_keys=DynamoDbHeldKeys(DISPATCHER_TABLE, "bench", client_factory=lambda: client),
+    )
+
+    _dispatch(_batch_event(2 * RECORDS), set(), counter, client, lane)
+    sqs_requests = sum(count for name, count in counter.operations.items() if name in SQS_OPERATIONS)
+    figures = [
+        emit(
+            Figure(
+                f"(d) lane, {RECORDS} delivered, none held: DynamoDB",
+                str(counter.requests - sqs_requests),
+                f"<= {MAX_REQUESTS_DELIVERED_WITH_LANE}",
+                counter.requests - sqs_requests <= MAX_REQUESTS_DELIVERED_WITH_LANE,
+                counter.describe(),
+            )
+        ),
+        emit(
+            Figure(
+                f"(d) lane, {RECORDS} delivered, none held: SQS",
+                str(sqs_requests),
+                f"<= {MAX_SQS_REQUESTS_DELIVERED_WITH_LANE}",
+                sqs_requests <= MAX_SQS_REQUESTS_DELIVERED_WITH_LANE,
+            )
+        ),
+    ]
+    failing_event = _batch_event(3 * RECORDS)
+    report = _dispatch(failing_event, _failing_ids(parse_event(failing_event)), counter, client, lane)
+    figures.append(
+        emit(
+            Figure(
+                f"(d) lane, {FAILING} of {RECORDS} failing: requests",
+                str(counter.requests),
+                detail=f"{counter.describe()}; {report.stats.handed_to_lane} handed to the lane, "
+                f"{len(report.response()['batchItemFailures'])} reported to the source",
             )
         )
     )

@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dispatcher.records import SourceKind, UnsupportedEventError, header_safe, parse_event
 from tests.events import SHARD, STREAM, event, kinesis_record, sequence_number, sqs_record
@@ -104,3 +106,12 @@ def test_event_mixing_sources_is_refused() -> None:
 def test_header_safe_keeps_visible_ascii_and_encodes_the_rest() -> None:
     assert header_safe("customer-42") == "customer-42"
     assert header_safe("kunde ü") == "kunde%20%C3%BC"
+
+
+@pytest.mark.adversarial
+@given(st.text(st.characters(codec=None)))
+def test_header_safe_keeps_a_value_exactly_when_every_character_is_visible_ascii_but_percent(value: str) -> None:
+    # Given any text (the kept set spelt character by character, as RFC 9110's VCHAR less "%")
+    kept_characters = {chr(code) for code in range(0x21, 0x7F)} - {"%"}
+    # Then the value is its own header value exactly when it is made only of those
+    assert (header_safe(value) == value) == (set(value) <= kept_characters)

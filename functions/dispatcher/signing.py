@@ -10,7 +10,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 24  # Standard Webhooks asks for at least 24 random bytes
@@ -22,7 +22,14 @@ class SigningSecretError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SigningKeys:
-    keys: tuple[bytes, ...]
+    keys: tuple[bytes, ...] = field(repr=False)  # secret material: never in a log line or a traceback
+    # One HMAC per key with the key already absorbed, copied for each signature: keying an HMAC (hashing the
+    # padded key twice) was more than half the cost of signing a small record.
+    _keyed: tuple[hmac.HMAC, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keyed = tuple(hmac.new(key, digestmod=hashlib.sha256) for key in self.keys)
+        object.__setattr__(self, "_keyed", keyed)  # a frozen dataclass sets its derived fields this way
 
     @classmethod
     def parse(cls, secret_string: str) -> SigningKeys:
@@ -47,6 +54,10 @@ class SigningKeys:
     def signature_header(self, webhook_id: str, timestamp: int, body: bytes) -> str:
         """The `webhook-signature` value: one `v1,` entry per active secret, space-separated."""
         signed = b"%s.%d.%s" % (webhook_id.encode(), timestamp, body)
-        return " ".join(
-            "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode() for key in self.keys
-        )
+        return " ".join("v1," + base64.b64encode(_digest(keyed, signed)).decode() for keyed in self._keyed)
+
+
+def _digest(keyed: hmac.HMAC, message: bytes) -> bytes:
+    mac = keyed.copy()
+    mac.update(message)
+    return mac.digest()

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from dispatcher.signing import SigningKeys, SigningSecretError
@@ -33,6 +36,25 @@ def test_every_secret_of_a_rotation_signs() -> None:
     assert len(headers["webhook-signature"].split(" ")) == 2
     assert Webhook(SECRET).verify(body, headers) == {"n": 1}
     assert Webhook(OLD_SECRET).verify(body, headers) == {"n": 1}
+
+
+@given(st.lists(st.text(), min_size=2, max_size=5))
+def test_one_set_of_keys_signs_message_after_message_each_on_its_own(texts: list[str]) -> None:
+    # Given one parsed secret pair, as a warm function keeps it, signing several bodies in turn
+    keys = SigningKeys.parse(f"{SECRET} {OLD_SECRET}")
+    now = int(datetime.now(tz=UTC).timestamp())
+    documents = [{"text": text} for text in texts]
+    signed = [(json.dumps(document).encode(), document) for document in documents]
+    headers = [headers_for(keys, body, now) for body, _ in signed]
+    # Then every signature verifies for its own body with either secret: nothing of one message is in the next
+    for (body, document), body_headers in zip(signed, headers, strict=True):
+        for secret in (SECRET, OLD_SECRET):
+            assert Webhook(secret).verify(body, body_headers) == document
+
+
+def test_signing_keys_never_show_the_secret() -> None:
+    keys = SigningKeys.parse(SECRET)
+    assert repr(keys.keys[0]) not in repr(keys)
 
 
 def test_tampered_body_does_not_verify() -> None:

@@ -14,7 +14,7 @@ from rich.console import Console
 from cli.local import status_table
 from local.aws import EmbeddedAws
 from local.esm.kinesis import FAN_OUT_POLLED_AS_SHARED
-from local.runtime import QueueCounts, RunningConsumer, SubscriptionReadings
+from local.runtime import QueueCounts, RunningConsumer, RunningLane, SubscriptionReadings
 from local.spec import ConsumerStats, KinesisMappingSpec, SqsMappingSpec
 from local.template import StackTemplate, TemplateError
 
@@ -329,3 +329,26 @@ def test_a_retry_lane_of_a_function_no_source_feeds_is_refused(local_aws: Embedd
     # When the consumers are read, Then the error names the function
     with pytest.raises(TemplateError, match="FunctionA: a retry lane is mapped to it, but no source is"):
         template.consumers(physical, resolve)
+
+
+def test_the_status_table_shows_each_lane_beside_its_source_and_a_dash_without_one(local_aws: EmbeddedAws) -> None:
+    # Given subscription a with a retry lane (3 delivered from its source, 4 in lane rounds, 2 keys held, the
+    # oldest record waiting 12.34 s) and subscription b without one
+    template, physical, resolve = created(local_aws, with_retry_lane_a())
+    specs = {spec.function.subscription: spec for spec in template.consumers(physical, resolve)}
+    lane = RunningLane(ConsumerStats(delivered=4), task=cast(Any, None))
+    a = RunningConsumer(specs["a"], ConsumerStats(delivered=3), runner=cast(Any, None), task=cast(Any, None))
+    a.retry_lane = lane
+    b = RunningConsumer(specs["b"], ConsumerStats(delivered=5), runner=cast(Any, None), task=cast(Any, None))
+    nothing_parked = QueueCounts(visible=0, held=0)
+    readings = {
+        "a": SubscriptionReadings(nothing_parked, held_keys=2, oldest_in_lane_seconds=12.34),
+        "b": SubscriptionReadings(nothing_parked),
+    }
+    # When `dispatcher local` draws its status table
+    table = status_table(cast(Any, SimpleNamespace(consumers=[a, b])), readings)
+    # Then a's row counts the lane's deliveries with the source's and shows the lane; b's shows no lane
+    columns = {str(column.header): [str(cell) for cell in column.cells] for column in table.columns}
+    assert columns["delivered"] == ["7", "5"]
+    assert columns["held keys"] == ["2", "-"]
+    assert columns["oldest in lane"] == ["12.3 s", "-"]

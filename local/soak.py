@@ -60,7 +60,8 @@ class RunResult:
         report = self.report or {}
 
         def field(name: str) -> str:
-            return str(report.get(name, "-"))
+            value = report.get(name, "-")
+            return f"{value:.0f}" if isinstance(value, float) else str(value)
 
         return (
             f"run {self.number}: faults={'on' if self.faults else 'off'} delivered={field('delivered')} "

@@ -15,7 +15,7 @@ FAKE_DEMO = (
     "import json, sys\n"
     "faults = '--fail-rate' in sys.argv\n"
     "print(json.dumps({'delivered': 1999 if faults else 2000, 'lost': int(faults), 'out_of_order': 0,\n"
-    "                  'duplicates_absorbed': 3, 'max_held_keys': 2 * faults, 'max_iterator_age_ms': 250.0,\n"
+    "                  'duplicates_absorbed': 3, 'max_held_keys': 2 * faults, 'max_iterator_age_ms': 250.4,\n"
     "                  'ok': not faults}))\n"
     "sys.exit(1 if faults else 0)\n"
 )
@@ -50,9 +50,9 @@ def test_one_unclean_run_fails_the_soak_and_each_run_gets_a_line(monkeypatch: py
     lines = output.getvalue().splitlines()
     assert clean is False
     assert [line.split(" seconds=")[0] for line in lines[:3]] == [
-        "run 1: faults=off delivered=2000 lost=0 out_of_order=0 duplicates=3 held_keys=0 iterator_age_ms=250.0 exit=0",
-        "run 2: faults=on delivered=1999 lost=1 out_of_order=0 duplicates=3 held_keys=2 iterator_age_ms=250.0 exit=1",
-        "run 3: faults=off delivered=2000 lost=0 out_of_order=0 duplicates=3 held_keys=0 iterator_age_ms=250.0 exit=0",
+        "run 1: faults=off delivered=2000 lost=0 out_of_order=0 duplicates=3 held_keys=0 iterator_age_ms=250 exit=0",
+        "run 2: faults=on delivered=1999 lost=1 out_of_order=0 duplicates=3 held_keys=2 iterator_age_ms=250 exit=1",
+        "run 3: faults=off delivered=2000 lost=0 out_of_order=0 duplicates=3 held_keys=0 iterator_age_ms=250 exit=0",
     ]
     assert lines[3].startswith("soak: 2/3 runs clean")
     assert lines[3].endswith("FAILED runs: 2")

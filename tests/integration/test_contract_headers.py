@@ -12,6 +12,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from dispatcher.posting import USER_AGENT
 from dispatcher.records import parse_event
 from tests.events import STREAM, event, fifo_sequence_number, kinesis_record, sequence_number, sqs_record
 from tests.fakes import OLD_SECRET, SECRET
@@ -78,6 +79,7 @@ async def test_kinesis_records_arrive_unchanged_signed_and_with_their_stream_pos
         assert request.method == "POST"
         assert request.path == "/hook"
         assert request.headers["content-type"] == content_type
+        assert request.headers["user-agent"] == USER_AGENT  # the dispatcher's own, never the HTTP library's
         assert request.headers["webhook-id"] == webhook_id
         assert request.headers["idempotency-key"] == webhook_id
         assert request.headers["dispatch-source"] == STREAM

@@ -68,9 +68,9 @@ class AiohttpSender:
                 use_dns_cache=False,  # every new connection resolves and is checked again
                 keepalive_timeout=KEEPALIVE_SECONDS,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
-            )
+            # No skip_auto_headers: posting sends its own User-Agent and Content-Type with every request, and
+            # a skip list makes aiohttp copy every request's headers once more (2% of a warm invocation).
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> HttpResponse:

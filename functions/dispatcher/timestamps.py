@@ -7,9 +7,7 @@ from datetime import UTC, datetime
 
 
 def rfc3339(moment: datetime) -> str:
-    if moment.tzinfo is not UTC:  # records' times are UTC already: converting them again was half the call
-        moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def rfc3339_from_epoch_seconds(epoch_seconds: float) -> str:

@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from moto.moto_api._internal.models import moto_api_backend
 
 from cli.main import main
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def fresh_embedded_aws() -> None:
+    """moto's state is shared by every server of the process: each demo creates its streams and queues afresh."""
+    moto_api_backend.reset()
 
 
 def test_demo_with_faults_loses_nothing_and_keeps_order(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,13 +1,20 @@
 """`python -m bench --profile`: cProfile of one warm 1,000-record invocation of the Lambda handler against the
 20 ms endpoint, the functions that took longest themselves first, and the same summed by package: where to look
-before changing anything for figures (a) and (b)."""
+before changing anything for figures (a) and (b). Beside it, the garbage collections of the same invocation,
+which cProfile charges to whatever function happened to allocate when one started."""
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
+import gc
 import pstats
+import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import workload
 from bench.aws_process import AwsProcess
@@ -27,16 +34,47 @@ def run() -> None:
         function.invoke(workload.kinesis_event(RECORDS))
         profiled_event = workload.kinesis_event(RECORDS, first=RECORDS)
         profile = cProfile.Profile()
-        profile.enable()
-        invocation = function.invoke(profiled_event)
-        profile.disable()
+        with _collections_timed() as collections:
+            profile.enable()
+            invocation = function.invoke(profiled_event)
+            profile.disable()
     print(f"invocation: {invocation.seconds * 1000:.0f} ms under the profiler")
+    print(
+        f"garbage collection: {collections.seconds * 1000:.1f} ms in {sum(collections.by_generation)} collections "
+        f"(by generation {collections.by_generation}), {gc.get_freeze_count():,} objects frozen"
+    )
     statistics = pstats.Stats(profile)
     print("\nby package (own time):")
     for package, seconds in _by_package(statistics).most_common(PACKAGES_SHOWN):
         print(f"  {seconds * 1000:8.1f} ms  {package}")
     print()
     statistics.sort_stats(pstats.SortKey.TIME).print_stats(FUNCTIONS_SHOWN)
+
+
+@dataclass
+class _Collections:
+    seconds: float = 0.0
+    by_generation: list[int] = field(default_factory=lambda: [0, 0, 0])
+    _started: float = 0.0
+
+
+@contextlib.contextmanager
+def _collections_timed() -> Iterator[_Collections]:
+    """The time the interpreter spends in garbage collections while the block runs, by generation."""
+    collections = _Collections()
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            collections._started = time.perf_counter()
+        else:
+            collections.seconds += time.perf_counter() - collections._started
+            collections.by_generation[info["generation"]] += 1
+
+    gc.callbacks.append(timed)
+    try:
+        yield collections
+    finally:
+        gc.callbacks.remove(timed)
 
 
 def _by_package(statistics: pstats.Stats) -> Counter[str]:

@@ -67,16 +67,33 @@ def hand_over(
     unsent = _too_large(candidates)
     _hold_back_later_records(candidates, unsent)
     sendable = [position for position in range(len(candidates)) if position not in unsent]
-    joining = [candidates[position] for position in sendable]
+    not_sent = _send(ports, [candidates[position] for position in sendable])
+    unsent |= {sendable[position]: why for position, why in not_sent.items()}
+    _hold_back_later_records(candidates, unsent)
+    _settle(candidates, unsent, results, stats)
+    _release([candidates[position] for position in sendable if position in unsent], ports)
+    if stats.held_keys is not None:
+        handed = [candidate for position, candidate in enumerate(candidates) if position not in unsent]
+        stats.held_keys = len(held | _entries_by_key(handed).keys())
+
+
+def _send(ports: retry_lane.LanePorts, joining: Sequence[_Candidate]) -> dict[int, str]:
+    """Hold the keys (one write), then send; the positions in `joining` not sent, each with why."""
+    if not joining:
+        return {}
     try:
         if any(candidate.key is not None for candidate in joining):
             ports.held_keys.hold(_entries_by_key(joining))
-        not_sent = ports.lane.send([candidate.message for candidate in joining]) if joining else {}
+        return ports.lane.send([candidate.message for candidate in joining])
     except Exception as error:
         logger.exception("could not hand records to the retry lane; they are reported to the source")
-        not_sent = dict.fromkeys(range(len(joining)), f"{type(error).__name__}: {error}")
-    unsent |= {sendable[position]: why for position, why in not_sent.items()}
-    _hold_back_later_records(candidates, unsent)
+        return dict.fromkeys(range(len(joining)), f"{type(error).__name__}: {error}")
+
+
+def _settle(
+    candidates: Sequence[_Candidate], unsent: Mapping[int, str], results: list[RecordResult], stats: DeliveryStats
+) -> None:
+    """Each candidate handed over, or still FAILED with why it could not join."""
     for position, candidate in enumerate(candidates):
         result = results[candidate.index]
         if position in unsent:
@@ -84,10 +101,6 @@ def hand_over(
         else:
             results[candidate.index] = replace(result, outcome=Outcome.HANDED_TO_LANE)
             stats.handed_to_lane += 1
-    _release([candidates[position] for position in sendable if position in unsent], ports)
-    if stats.held_keys is not None:
-        handed = [candidate for position, candidate in enumerate(candidates) if position not in unsent]
-        stats.held_keys = len(held | _entries_by_key(handed).keys())
 
 
 def _candidate(

@@ -8,6 +8,7 @@ signing secret are built by the first invocation and reused while the environmen
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from typing import Any
 
@@ -32,6 +33,11 @@ metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 metrics.set_default_dimensions(subscription=settings.subscription.name)
 
 _runtime: tuple[asyncio.AbstractEventLoop, Dispatcher] | None = None
+
+# CPython's default (700) ran about 250 collections in a 5,000-record invocation, the full ones walking the
+# environment's own objects again and again (modules, models, the HTTP session: about 100,000 that live as long
+# as it does): a fifth of the invocation. Frozen, and with the young generation collected less often, about 15 ms.
+YOUNG_COLLECTION_THRESHOLD = 10_000  # objects allocated (net) between collections of the young generation
 
 
 def build_dispatcher(function_settings: FunctionSettings) -> Dispatcher:
@@ -72,6 +78,9 @@ def _warm_runtime() -> tuple[asyncio.AbstractEventLoop, Dispatcher]:
     global _runtime
     if _runtime is None:
         _runtime = (asyncio.new_event_loop(), build_dispatcher(settings))
+        # What the cold start built lives as long as the environment: no collection needs to look at it again.
+        gc.freeze()
+        gc.set_threshold(YOUNG_COLLECTION_THRESHOLD)
     return _runtime
 
 

@@ -210,7 +210,8 @@ class _BatchRun:
 
     async def _run_key_sequence(self, sequence: list[int]) -> None:
         key = self.batch.records[sequence[0]].partition_key
-        held = key is not None and retry_lane.key_attribute(key) in self.held
+        # The key's attribute (a SHA-256) only when some key is held: most invocations hold none.
+        held = bool(self.held) and key is not None and retry_lane.key_attribute(key) in self.held
         held_back_because = HELD_REASON if held else None
         for index in sequence:
             record = self.batch.records[index]

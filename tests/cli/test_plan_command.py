@@ -10,6 +10,7 @@ import pytest
 from capacity import cost
 from capacity.cost import Measurement, Workload
 from cli.main import main
+from tests.capacity.test_cost import MEASURED
 from tests.cli.conftest import SHIPPED_REGISTRY, RegistryCopier
 
 SEED = ["--batch-size", "10", "--concurrency", "5", "--max-in-flight", "1"]
@@ -145,20 +146,10 @@ def test_bad_numbers_are_usage_errors(flags: list[str], message: str, capsys: py
 @pytest.fixture
 def measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Measurement:
     """A benchmark measurement of known numbers in place of the committed one."""
-    measurement = Measurement(
-        batch_size=100,
-        max_in_flight=32,
-        endpoint_latency_seconds=0.02,
-        function_seconds=0.129,
-        aws_requests={"dynamodb GetItem": 1.0},
-        log_bytes=3_000.0,
-        machine="test machine",
-        measured_on="2026-11-27",
-    )
     path = tmp_path / "measured.json"
-    measurement.save(path)
+    MEASURED.save(path)
     monkeypatch.setattr(cost, "MEASUREMENT_PATH", path)
-    return measurement
+    return MEASURED
 
 
 def test_every_consumer_planned_is_priced_per_million_deliveries(

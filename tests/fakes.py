@@ -255,8 +255,11 @@ class InMemoryHeldKeys:
     releases: list[dict[str, frozenset[str]]] = field(default_factory=list)
     hold_error: Exception | None = None
     release_error: Exception | None = None
+    read_error: Exception | None = None
 
     def read(self) -> dict[str, frozenset[str]]:
+        if self.read_error is not None:
+            raise self.read_error
         self.reads += 1
         return {attribute: frozenset(ids) for attribute, ids in self.sets.items()}
 

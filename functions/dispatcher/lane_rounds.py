@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import retry_lane
-from dispatcher.lane_handover import held_key_attributes
 from dispatcher.outcomes import DeliveryStats, Outcome, RecordResult
 from dispatcher.parked_message import park
 from dispatcher.posting import DeadlineReachedError, PermanentFailureError, RecordPoster, TransientFailureError
@@ -78,6 +77,7 @@ class LaneRound:
         self.poster: RecordPoster = dispatcher.poster(self.report.stats, deadline)
         self.deferrals: dict[str, int] = {}  # receipt handle -> seconds
         self.finishing: dict[str, _Finishing] = {}  # lane message id -> how it finishes
+        self.held: dict[str, frozenset[str]] = {}  # the held keys as this round began: attribute -> entry ids
 
     async def execute(self, event: Mapping[str, Any]) -> LaneReport:
         lane_batch = parse_event(event)  # the lane's own FIFO messages: their group, id and deduplication id
@@ -85,17 +85,23 @@ class LaneRound:
         groups: dict[str | None, list[int]] = {}
         for index, message in enumerate(lane_batch.records):
             groups.setdefault(message.partition_key, []).append(index)
+        try:
+            self.held = self.ports.held_keys.read()
+        except Exception:
+            # Without the held keys a message finished by an invocation that then crashed cannot be told apart: all
+            # stay in the lane and come back after the mapping's visibility timeout.
+            logger.exception("could not read the held keys; the lane batch stays in the lane")
+            self.report.left_in_lane.extend(message.item_identifier for message in lane_batch.records)
+            return self.report
         self.breaker.begin_invocation()
         async with asyncio.TaskGroup() as running:
             for indexes in groups.values():
                 running.create_task(self._run_group([(lane_batch.records[i], raw_records[i]) for i in indexes]))
-        self._finish()
+        released = self._finish()
         if self.deferrals:
             self._defer()
-        try:
-            held_key_attributes(self.ports, self.report.stats)
-        except Exception:
-            logger.exception("could not read the held keys after a lane round (HeldKeys is not published)")
+        still_held = {attribute: ids - released.get(attribute, frozenset()) for attribute, ids in self.held.items()}
+        self.report.stats.held_keys = sum(1 for ids in still_held.values() if ids)
         return self.report
 
     async def _run_group(self, messages: Sequence[tuple[SourceRecord, Mapping[str, Any]]]) -> None:
@@ -134,6 +140,12 @@ class LaneRound:
             result = RecordResult(Outcome.PARKED, reason=f"unreadable retry-lane message: {unreadable}")
             return _Finishing(held, (message, result))
         held = (retry_lane.key_attribute(entry.key), entry.entry_id) if entry.key is not None else None
+        if held is not None and held[1] not in self.held.get(held[0], frozenset()):
+            # Its entry left the key's set: an invocation delivered or parked it, released it and then crashed
+            # before the mapping deleted the message. Sending it now would overtake nothing but follow later
+            # records of its key that went out since: it is finished, never sent again.
+            self.report.stats.duplicates_skipped += 1
+            return _Finishing(None)
         if record.unreadable_reason is not None:
             return _Finishing(held, (record, RecordResult(Outcome.PARKED, reason=record.unreadable_reason)))
         now = self.wall_clock()
@@ -166,9 +178,9 @@ class LaneRound:
         self.report.stats.delivered += 1
         return _Finishing(held)
 
-    def _finish(self) -> None:
+    def _finish(self) -> dict[str, frozenset[str]]:
         """Park what is to be parked in one go, then release the entry ids of what finished (one write);
-        a record that could not be parked stays in the lane."""
+        a record that could not be parked stays in the lane. Returns the entry ids released."""
         to_park = [(message_id, how.to_park) for message_id, how in self.finishing.items() if how.to_park]
         if to_park:
             parked_at = rfc3339_from_epoch_seconds(self.wall_clock())
@@ -183,13 +195,20 @@ class LaneRound:
             if how.held is not None:
                 released.setdefault(how.held[0], set()).add(how.held[1])
         if not released:
-            return
+            return {}
+        entries = {attribute: frozenset(ids) for attribute, ids in released.items()}
         try:
-            self.ports.held_keys.release({attribute: frozenset(ids) for attribute, ids in released.items()})
+            self.ports.held_keys.release(entries)
         except Exception:
-            # The records are delivered or parked: the lane must not send them again. Their keys stay held,
-            # so later records of those keys go through the lane (in order, nothing lost) until released.
-            logger.exception("could not release finished entries from the held keys", extra={"entries": released})
+            # Deleted now, their entries would hold their keys for good. Left in the lane instead, they come back
+            # ahead of everything later of their key (the group waits for them), are sent again (the same
+            # webhook-id: the endpoint dedupes) or parked again, and released then.
+            logger.exception("could not release finished entries from the held keys; they stay in the lane")
+            for message_id, how in self.finishing.items():
+                if how.held is not None:
+                    self.report.left_in_lane.append(message_id)
+            return {}
+        return entries
 
     def _defer(self) -> None:
         try:

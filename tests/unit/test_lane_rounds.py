@@ -16,7 +16,7 @@ from dispatcher import retry_lane
 from dispatcher.lane_rounds import EXHAUSTED, LaneReport
 from dispatcher.ports import LaneMessage
 from tests.events import STREAM, event, kinesis_record, sequence_number
-from tests.fakes import SECRET, transport_failure
+from tests.fakes import LANE_VISIBILITY_TIMEOUT_SECONDS, SECRET, transport_failure
 from tests.unit.conftest import Harness, subscription
 
 SCHEDULE = (60, 120, 180)
@@ -248,3 +248,54 @@ async def test_every_round_publishes_how_long_its_oldest_head_has_waited_and_a_f
     # Then it publishes the age of the oldest (RetryLaneAge), and defers neither beyond LANE_LOOK_AGAIN_SECONDS
     assert report.stats.oldest_lane_age_seconds == pytest.approx(110)
     assert all(0 < seconds <= retry_lane.LANE_LOOK_AGAIN_SECONDS for seconds in harness.lane.deferrals[-1].values())
+
+
+async def test_a_record_finished_by_an_invocation_that_crashed_is_never_sent_again_after_its_key_moved_on() -> None:
+    # Given key "k" stuck in the lane; its round delivers it and releases the key, but the invocation crashes
+    # before the mapping deletes the message (no settle: it comes back after the visibility timeout)
+    harness = await stuck((1, "k"))
+    harness.clock.advance(60)
+    lane_event = harness.lane.receive_event()
+    assert lane_event is not None
+    await harness.dispatcher.run_lane_round(lane_event, 60.0)
+    assert harness.held_keys.sets == {}
+    # and the key's next record goes out on the source path, the key being no longer held
+    await harness.dispatch(event(kinesis_record(2, {"n": 2}, "k")))
+    harness.endpoint.requests.clear()
+    # When the crashed batch's message comes back
+    report = await round_after(harness, LANE_VISIBILITY_TIMEOUT_SECONDS)
+    # Then it is not POSTed again behind the key's later record: it is finished, and leaves the lane
+    assert harness.endpoint.requests == []
+    assert report.stats.duplicates_skipped == 1
+    assert report.response() == {"batchItemFailures": []}
+    assert len(harness.lane) == 0
+
+
+async def test_a_finished_record_whose_key_could_not_be_released_stays_in_the_lane_and_goes_again() -> None:
+    # Given key "k" stuck in the lane, and the held keys refusing every release
+    harness = await stuck((1, "k"))
+    harness.held_keys.release_error = RuntimeError("DynamoDB unavailable")
+    # When its round delivers it
+    report = await round_after(harness, 60)
+    # Then the message stays in the lane (deleted, its entry would hold the key for good)
+    assert len(harness.endpoint.requests) == 1
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": "lane-0"}]}
+    assert len(harness.lane) == 1
+    # and once releases work again, it comes back, goes out again under the same webhook-id, and frees its key
+    harness.held_keys.release_error = None
+    await round_after(harness, LANE_VISIBILITY_TIMEOUT_SECONDS)
+    assert [request.headers["webhook-id"] for request in harness.endpoint.requests] == [webhook_id(1)] * 2
+    assert len(harness.lane) == 0
+    assert harness.held_keys.sets == {}
+
+
+async def test_a_lane_batch_whose_held_keys_cannot_be_read_stays_in_the_lane_unsent() -> None:
+    # Given a record due in the lane, and the held keys unreadable
+    harness = await stuck((1, "k"))
+    harness.held_keys.read_error = RuntimeError("DynamoDB unavailable")
+    # When its round comes
+    report = await round_after(harness, 60)
+    # Then nothing is sent (a record finished by a crashed invocation could not be told apart) and it stays
+    assert harness.endpoint.requests == []
+    assert report.response() == {"batchItemFailures": [{"itemIdentifier": "lane-0"}]}
+    assert len(harness.lane) == 1

@@ -151,7 +151,9 @@ class _BatchRun:
         )
         self.poster = dispatcher.poster(self.stats, deadline)
         self.held: frozenset[str] = frozenset()  # attributes of the keys held in the retry lane
-        self.leader_of: dict[str, int] = {}
+        self.leader_of: dict[str, int] = {}  # webhook-id: the first pending record with it
+        # Webhook-ids of more than one pending record: only their leaders' results are awaited by others.
+        self.shared_ids: frozenset[str] = frozenset()
         self.leader_results: dict[str, asyncio.Future[RecordResult]] = {}
 
     async def execute(self) -> BatchReport:
@@ -159,13 +161,16 @@ class _BatchRun:
         recalled = self.delivered_ids.fetch(delivered_ids.lookup_keys(self.config.name, self.batch))
         already_finished = frozenset().union(*recalled.values())
         pending = []
+        shared_ids = set()
         for index, record in enumerate(records):
             if record.item_identifier in already_finished:
                 self.results[index] = RecordResult(Outcome.SKIPPED, reason="finished by an earlier invocation")
                 self.stats.duplicates_skipped += 1
             else:
                 pending.append(index)
-                self.leader_of.setdefault(record.webhook_id, index)
+                if self.leader_of.setdefault(record.webhook_id, index) != index:
+                    shared_ids.add(record.webhook_id)
+        self.shared_ids = frozenset(shared_ids)
         if self.lane is not None and is_ordered(self.config, self.batch):
             self.held = held_key_attributes(self.lane, self.stats)
         self.breaker.begin_invocation()
@@ -228,10 +233,11 @@ class _BatchRun:
 
     def _settle(self, index: int, result: RecordResult) -> None:
         """Record the result; a record that is the first with its webhook-id also settles the records of
-        other lanes that share the id (they wait for it, whether it was sent or held back)."""
+        other lanes that share the id (they wait for it, whether it was sent or held back). Ids no other
+        record shares (almost all) get no future: nobody would wait for it."""
         self.results[index] = result
         webhook_id = self.batch.records[index].webhook_id
-        if self.leader_of.get(webhook_id) == index:
+        if webhook_id in self.shared_ids and self.leader_of[webhook_id] == index:
             future = self._leader_result(webhook_id)
             if not future.done():
                 future.set_result(result)

@@ -65,6 +65,15 @@ class _Finishing:
     to_park: tuple[SourceRecord, RecordResult] | None = None
 
 
+@dataclass
+class _Settled:
+    """What parking and releasing finished messages came to."""
+
+    parked: int = 0
+    released: dict[str, frozenset[str]] = field(default_factory=dict)  # key attribute -> entry ids released
+    left_in_lane: list[str] = field(default_factory=list)  # message ids: not parked, or not released
+
+
 class LaneRound:
     def __init__(self, dispatcher: Dispatcher, ports: retry_lane.LanePorts, deadline: float) -> None:
         self.config = dispatcher.subscription
@@ -78,6 +87,7 @@ class LaneRound:
         self.deferrals: dict[str, int] = {}  # receipt handle -> seconds
         self.finishing: dict[str, _Finishing] = {}  # lane message id -> how it finishes
         self.held: dict[str, frozenset[str]] = {}  # the held keys as this round began: attribute -> entry ids
+        self.released: dict[str, frozenset[str]] = {}  # the entry ids this round released
 
     async def execute(self, event: Mapping[str, Any]) -> LaneReport:
         lane_batch = parse_event(event)  # the lane's own FIFO messages: their group, id and deduplication id
@@ -97,10 +107,13 @@ class LaneRound:
         async with asyncio.TaskGroup() as running:
             for indexes in groups.values():
                 running.create_task(self._run_group([(lane_batch.records[i], raw_records[i]) for i in indexes]))
-        released = self._finish()
+        settled = self._settle(self.finishing)
+        self._count(settled)
         if self.deferrals:
             self._defer()
-        still_held = {attribute: ids - released.get(attribute, frozenset()) for attribute, ids in self.held.items()}
+        still_held = {
+            attribute: ids - self.released.get(attribute, frozenset()) for attribute, ids in self.held.items()
+        }
         self.report.stats.held_keys = sum(1 for ids in still_held.values() if ids)
         return self.report
 
@@ -108,8 +121,18 @@ class LaneRound:
         """A group's messages in FIFO order: each after the one before it finished; the rest wait with a
         head that is left in the lane."""
         waiting: _Wait | None = None
-        for message, raw in messages:
+        for position, (message, raw) in enumerate(messages):
             outcome = waiting or await self._round_contained(message, raw)
+            if isinstance(outcome, _Finishing) and position < len(messages) - 1:
+                # Parked and released before the key's next record goes out: were the invocation to crash after
+                # that, this message would come back, and a record parked (or delivered) but still held would be
+                # sent again behind its successor.
+                settled = await asyncio.to_thread(self._settle, {message.item_identifier: outcome})
+                self._count(settled)
+                if settled.left_in_lane:
+                    outcome = _Wait(None)
+                else:
+                    continue
             if isinstance(outcome, _Wait):
                 waiting = outcome
                 self.report.left_in_lane.append(message.item_identifier)
@@ -178,37 +201,43 @@ class LaneRound:
         self.report.stats.delivered += 1
         return _Finishing(held)
 
-    def _finish(self) -> dict[str, frozenset[str]]:
-        """Park what is to be parked in one go, then release the entry ids of what finished (one write);
-        a record that could not be parked stays in the lane. Returns the entry ids released."""
-        to_park = [(message_id, how.to_park) for message_id, how in self.finishing.items() if how.to_park]
+    def _settle(self, finishing: Mapping[str, _Finishing]) -> _Settled:
+        """Park what is to be parked in one go, then release the entry ids of what finished (one write). A record
+        that could not be parked stays in the lane; so does every held one when the release fails (deleted, their
+        entries would hold their keys for good; left in the lane they come back ahead of everything later of their
+        key, go out again under the same webhook-id or are parked again, and are released then)."""
+        settled = _Settled()
+        to_park = [(message_id, how.to_park) for message_id, how in finishing.items() if how.to_park]
+        unparked: set[str] = set()
         if to_park:
             parked_at = rfc3339_from_epoch_seconds(self.wall_clock())
-            unparked = park(self.parked_records, self.config, [record for _, record in to_park], parked_at)
-            self.report.stats.parked += len(to_park) - len(unparked)
-            for position in unparked:
-                message_id = to_park[position][0]
-                del self.finishing[message_id]
-                self.report.left_in_lane.append(message_id)
+            failed = park(self.parked_records, self.config, [record for _, record in to_park], parked_at)
+            unparked = {to_park[position][0] for position in failed}
+            settled.parked = len(to_park) - len(unparked)
+            settled.left_in_lane.extend(unparked)
+        held = {
+            message_id: how.held for message_id, how in finishing.items() if how.held and message_id not in unparked
+        }
         released: dict[str, set[str]] = {}
-        for how in self.finishing.values():
-            if how.held is not None:
-                released.setdefault(how.held[0], set()).add(how.held[1])
+        for attribute, entry in held.values():
+            released.setdefault(attribute, set()).add(entry)
         if not released:
-            return {}
+            return settled
         entries = {attribute: frozenset(ids) for attribute, ids in released.items()}
         try:
             self.ports.held_keys.release(entries)
         except Exception:
-            # Deleted now, their entries would hold their keys for good. Left in the lane instead, they come back
-            # ahead of everything later of their key (the group waits for them), are sent again (the same
-            # webhook-id: the endpoint dedupes) or parked again, and released then.
             logger.exception("could not release finished entries from the held keys; they stay in the lane")
-            for message_id, how in self.finishing.items():
-                if how.held is not None:
-                    self.report.left_in_lane.append(message_id)
-            return {}
-        return entries
+            settled.left_in_lane.extend(held)
+            return settled
+        settled.released = entries
+        return settled
+
+    def _count(self, settled: _Settled) -> None:
+        self.report.stats.parked += settled.parked
+        self.report.left_in_lane.extend(settled.left_in_lane)
+        for attribute, ids in settled.released.items():
+            self.released[attribute] = self.released.get(attribute, frozenset()) | ids
 
     def _defer(self) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -95,6 +96,7 @@ async def test_a_transient_failure_defers_to_the_next_round_or_a_later_retry_aft
 async def test_after_the_last_round_the_record_is_parked_and_the_next_of_its_key_gets_its_turn() -> None:
     # Given two records of one key in the lane, the first failing for ever
     harness = await stuck((1, "k"), (2, "k"))
+    entries = [body["entry_id"] for body in harness.lane.bodies()]
     harness.endpoint.answers[webhook_id(1)] = [503, 503, (503, "5")]
     for wait in SCHEDULE[:-1]:
         report = await round_after(harness, wait)
@@ -110,9 +112,40 @@ async def test_after_the_last_round_the_record_is_parked_and_the_next_of_its_key
     assert harness.endpoint.ids_posted()[-1] == webhook_id(2)
     assert report.response() == {"batchItemFailures": []}
     assert (report.stats.parked, report.stats.delivered) == (1, 1)
-    # and both entries leave the held keys in one write
+    # and the parked one left the held keys before the next of its key went out, then the second
     assert harness.held_keys.sets == {}
-    assert len(harness.held_keys.releases) == 1
+    assert [set().union(*release.values()) for release in harness.held_keys.releases] == [{entries[0]}, {entries[1]}]
+
+
+async def test_a_record_parked_before_its_successor_went_out_is_never_sent_after_it() -> None:
+    # Given two records of one key in the lane, the first failing until its schedule is exhausted
+    harness = await stuck((1, "k"), (2, "k"))
+    harness.endpoint.answers[webhook_id(1)] = [503, 503, 503]
+    for wait in SCHEDULE[:-1]:
+        await round_after(harness, wait)
+    # and the held keys failing every release after the first (as if the invocation died once the second was sent)
+    releases = 0
+    release = harness.held_keys.release
+
+    def release_once(entries: Mapping[str, frozenset[str]]) -> None:
+        nonlocal releases
+        releases += 1
+        if releases > 1:
+            raise RuntimeError("gone")
+        release(entries)
+
+    harness.held_keys.release = release_once  # type: ignore[method-assign]
+    # When the last round parks the first and delivers the second, which stays in the lane unreleased
+    await round_after(harness, SCHEDULE[-1])
+    assert harness.endpoint.ids_posted()[-1] == webhook_id(2)
+    assert len(harness.lane) == 1
+    # Then once it comes back, only the second goes again (a duplicate the endpoint dedupes): the parked first,
+    # released before the second went out, never arrives after it
+    harness.held_keys.release = release  # type: ignore[method-assign]
+    await round_after(harness, LANE_VISIBILITY_TIMEOUT_SECONDS)
+    assert harness.endpoint.ids_posted()[-2:] == [webhook_id(2), webhook_id(2)]
+    assert len(harness.lane) == 0
+    assert len(harness.parked_records.messages) == 1
 
 
 async def test_a_record_that_never_went_out_is_attempted_as_soon_as_it_is_the_head() -> None:

@@ -122,13 +122,17 @@ class RecordPoster:
         """Attempt number `attempt.made` once; returns when the endpoint accepted the record. Raises
         TransientFailureError, PermanentFailureError, DeadlineReachedError or throttle.CircuitOpenError."""
         self._time_left()
-        await self.limiter.acquire()
+        # Each throttle is awaited only when it may make the request wait (a coroutine per request adds up):
+        # a free slot, a closed breaker and no rate limit let the request through as the awaits would.
+        if not self.limiter.try_acquire():
+            await self.limiter.acquire()
         try:
             # Asked only once a slot is free: requests queued behind the limiter must not go out
             # after the circuit opened.
-            attempt.is_probe = await self.breaker.admit()
+            attempt.is_probe = False if self.breaker.is_closed else await self.breaker.admit()
             try:
-                await self._take_token()
+                if self.bucket is not None:
+                    await self._take_token(self.bucket)
                 await self._send(attempt)
             finally:
                 if attempt.is_probe:
@@ -136,12 +140,10 @@ class RecordPoster:
         finally:
             self.limiter.release()
 
-    async def _take_token(self) -> None:
-        if self.bucket is None:
-            return
-        wait = self.bucket.reserve()
+    async def _take_token(self, bucket: TokenBucket) -> None:
+        wait = bucket.reserve()
         if wait > self._time_left() - self.min_attempt_seconds:
-            self.bucket.give_back()
+            bucket.give_back()
             raise DeadlineReachedError
         if wait > 0:
             await self.sleep(wait)

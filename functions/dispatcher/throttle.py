@@ -33,9 +33,15 @@ class AdaptiveLimiter:
     def limit(self) -> int:
         return max(1, int(self._limit))
 
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody queues for it, without awaiting anything."""
         if self._in_flight < self.limit and not self._waiters:
             self._in_flight += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -120,6 +126,11 @@ class CircuitBreaker:
             self.state = BreakerState.HALF_OPEN
         self._probe_in_flight = False
         self._probe_done = None
+
+    @property
+    def is_closed(self) -> bool:
+        """Closed: `admit()` would return False at once (asking first spares awaiting it per request)."""
+        return self.state is BreakerState.CLOSED
 
     async def admit(self) -> bool:
         """Wait for permission to send; returns True when this request is the half-open probe.

@@ -63,6 +63,43 @@ async def test_limiter_admits_waiters_as_slots_free() -> None:
     assert third.done()
 
 
+async def test_limiter_try_acquire_takes_a_free_slot_but_never_jumps_the_queue() -> None:
+    # Given a limiter of two slots, both taken without awaiting
+    limiter = AdaptiveLimiter(2)
+    assert limiter.try_acquire() is True
+    assert limiter.try_acquire() is True
+    assert limiter.try_acquire() is False
+    # And an acquirer queued while a 429 halved the limit to one
+    limiter.on_throttled()
+    queued = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0)
+    limiter.release()
+    assert not queued.done()
+    # When a success raises the limit back to two, freeing a slot while the acquirer still queues
+    limiter.on_success()
+    # Then try_acquire leaves that slot to the queue
+    assert limiter.try_acquire() is False
+    assert not queued.done()
+    queued.cancel()
+
+
+async def test_breaker_is_closed_exactly_when_admit_lets_through_without_a_probe() -> None:
+    # Given a closed breaker
+    breaker = CircuitBreaker(threshold=1)
+    breaker.begin_invocation()
+    assert breaker.is_closed
+    assert await breaker.admit() is False
+    # When it opens, and a later invocation finds it half-open
+    breaker.record_transient_failure("key:a", was_probe=False)
+    assert not breaker.is_closed
+    breaker.begin_invocation()
+    # Then it is not closed until the probe succeeds
+    assert not breaker.is_closed
+    assert await breaker.admit() is True
+    breaker.record_success()
+    assert breaker.is_closed
+
+
 async def test_breaker_half_open_admits_one_probe_and_others_wait_for_its_verdict() -> None:
     breaker = CircuitBreaker(threshold=2)
     breaker.begin_invocation()

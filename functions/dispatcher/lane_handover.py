@@ -117,7 +117,8 @@ def _candidate(
     body = retry_lane.encode(
         config.name, entry, key, raw_record, result.attempts, now, result.last_status, result.reason
     )
-    return _Candidate(index, entry, key, LaneMessage(retry_lane.group_id(key, entry), entry, body))
+    message = LaneMessage(retry_lane.group_id(key, entry), retry_lane.deduplication_id(entry, now), body)
+    return _Candidate(index, entry, key, message)
 
 
 def _too_large(candidates: Sequence[_Candidate]) -> dict[int, str]:

@@ -159,11 +159,12 @@ class LaneRound:
             # Parked as the lane message it is, never retried for ever; its key is released by its group.
             attribute = retry_lane.key_attribute_of_group(message.partition_key or "")
             dedup_id = message.extra_source_fields.get("message_deduplication_id")
-            held = (attribute, str(dedup_id)) if attribute is not None else None
+            entry = retry_lane.entry_of_deduplication_id(str(dedup_id))
+            held = (attribute, entry) if attribute is not None else None
             result = RecordResult(Outcome.PARKED, reason=f"unreadable retry-lane message: {unreadable}")
             return _Finishing(held, (message, result))
         held = (retry_lane.key_attribute(entry.key), entry.entry_id) if entry.key is not None else None
-        if held is not None and held[1] not in self.held.get(held[0], frozenset()):
+        if held is not None and not self._still_held(*held):
             # Its entry left the key's set: an invocation delivered or parked it, released it and then crashed
             # before the mapping deleted the message. Sending it now would overtake nothing but follow later
             # records of its key that went out since: it is finished, never sent again.
@@ -200,6 +201,11 @@ class LaneRound:
         self.report.stats.retried += int(attempts > 1)
         self.report.stats.delivered += 1
         return _Finishing(held)
+
+    def _still_held(self, attribute: str, entry: str) -> bool:
+        """Whether the entry is held: it was when this round began, and the round has not released it (a second
+        copy of an entry behind the first)."""
+        return entry in self.held.get(attribute, frozenset()) and entry not in self.released.get(attribute, frozenset())
 
     def _settle(self, finishing: Mapping[str, _Finishing]) -> _Settled:
         """Park what is to be parked in one go, then release the entry ids of what finished (one write). A record

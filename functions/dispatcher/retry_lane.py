@@ -21,6 +21,7 @@ HASH_HEX_DIGITS = 32  # of a SHA-256: 128 bits, no collision among any number of
 KEY_ATTRIBUTE_PREFIX = "k"
 ORDERED_GROUP_PREFIX = "key:"
 UNORDERED_GROUP_PREFIX = "record:"
+DEDUPLICATION_ID_SEPARATOR = "."
 MAX_LANE_MESSAGE_BYTES = 256 * 1024  # SQS's message size limit
 # SQS keeps a received message invisible for at most 12 hours counted from its receipt; a Lambda invocation
 # (at most 15 minutes) has already used some of that when it defers.
@@ -67,11 +68,24 @@ def _digest(text: str) -> str:
 
 def entry_id(subscription: str, record: SourceRecord) -> str:
     """The same record handed over twice (a re-sent batch) is the same entry. A redrive of the record is
-    another entry: the first may still be in SQS's five-minute deduplication window, which would drop it."""
+    another entry: it is a replay an operator chose, not a copy of the first."""
     redrive = rfc3339(record.redriven_at) if record.redriven_at is not None else ""
     position = (record.source_arn, record.shard_id or "", record.item_identifier)
     # A JSON array keeps the parts apart: ("a", "b:c") and ("a:b", "c") hash differently.
     return _digest(json.dumps([subscription, record.webhook_id, *position, redrive], ensure_ascii=False))
+
+
+def deduplication_id(entry: str, handed_over_at: float) -> str:
+    """The lane message's MessageDeduplicationId: its entry id and the hand-over's time, so SQS never drops a
+    second hand-over of an entry. Dropping it would be wrong when the lane released the entry in between: the
+    hand-over holds the entry again, and with no message left to release it, its key would stay held for good.
+    A second copy while the entry is still held is harmless: whichever comes second finds the entry released
+    and is deleted unsent."""
+    return f"{entry}{DEDUPLICATION_ID_SEPARATOR}{round(handed_over_at * 1000)}"
+
+
+def entry_of_deduplication_id(deduplication: str) -> str:
+    return deduplication.split(DEDUPLICATION_ID_SEPARATOR, 1)[0]
 
 
 def key_attribute(key: str) -> str:

@@ -161,10 +161,22 @@ async def test_a_re_sent_record_is_the_same_lane_entry() -> None:
     harness.endpoint.default = 503
     batch = keyed_batch((1, "a"))
     await harness.dispatch(batch)
+    harness.clock.advance(1)
     await harness.dispatch(batch)
-    # Then the lane holds it once (FIFO deduplication on its entry id)
-    assert len(harness.lane) == 1
+    # Then its key holds it once, under one entry id, though the lane has a copy of each hand-over (SQS must not
+    # drop the second: had the lane released the entry in between, nothing would release it again)
     assert len(harness.held_keys.sets[retry_lane.key_attribute("a")]) == 1
+    assert len({body["entry_id"] for body in harness.lane.bodies()}) == 1
+    assert len(harness.lane) == 2
+    # and once the endpoint is back, the lane delivers it once: the second copy finds its entry released
+    harness.endpoint.default = 200
+    harness.endpoint.requests.clear()
+    harness.clock.advance(harness.dispatcher.subscription.retry_schedule_seconds[0])
+    while await harness.lane_round() is not None:
+        pass
+    assert harness.endpoint.ids_posted() == [webhook_id(1)]
+    assert len(harness.lane) == 0
+    assert harness.held_keys.sets == {}
 
 
 async def test_a_record_redriven_while_its_key_is_held_joins_the_lane_as_a_new_entry() -> None:

@@ -51,6 +51,10 @@ class DeliveryTuning:
     checkpoint_interval_seconds: float = 10.0  # progress entries during long invocations
 
 
+# The result of nearly every record: delivered (2xx) by its first attempt.
+_DELIVERED_AT_ONCE = RecordResult(Outcome.DELIVERED, 1, 200)
+
+
 class Dispatcher:
     """Delivers batches for one subscription. One instance lives across warm invocations, so its
     circuit breaker, HTTP connection pool and signing keys are reused."""
@@ -209,8 +213,9 @@ class _BatchRun:
             key = self.batch.records[index].partition_key
             sequences.setdefault(key if ordered and key is not None else index, []).append(index)
         for sequence in sequences.values():
-            # Records without a readable sequence number are parked before anything is sent: any place will do.
-            sequence.sort(key=lambda index: self.batch.records[index].ordinal or 0)
+            if len(sequence) > 1:  # most sequences are one record (every record, without ordering)
+                # Records without a readable sequence number are parked before anything is sent: any place will do.
+                sequence.sort(key=lambda index: self.batch.records[index].ordinal or 0)
         return list(sequences.values())
 
     async def _run_key_sequence(self, sequence: list[int]) -> None:
@@ -303,6 +308,8 @@ class _BatchRun:
     def _attempted(self, attempts: int, outcome: Outcome, status: int | None, reason: str = "") -> RecordResult:
         """The result of a record that was sent at least once: every attempt after its first was a retry."""
         self.stats.retried += attempts - 1
+        if attempts == 1 and outcome is Outcome.DELIVERED:
+            return _DELIVERED_AT_ONCE  # a result is immutable: almost every record shares this one
         return RecordResult(outcome, attempts, status, reason)
 
     def _park(self) -> None:

@@ -159,10 +159,10 @@ class LaneRound:
             # Parked as the lane message it is, never retried for ever; its key is released by its group.
             attribute = retry_lane.key_attribute_of_group(message.partition_key or "")
             dedup_id = message.extra_source_fields.get("message_deduplication_id")
-            entry = retry_lane.entry_of_deduplication_id(str(dedup_id))
-            held = (attribute, entry) if attribute is not None else None
+            unread_entry = retry_lane.entry_of_deduplication_id(str(dedup_id))
+            unread_held = (attribute, unread_entry) if attribute is not None else None
             result = RecordResult(Outcome.PARKED, reason=f"unreadable retry-lane message: {unreadable}")
-            return _Finishing(held, (message, result))
+            return _Finishing(unread_held, (message, result))
         held = (retry_lane.key_attribute(entry.key), entry.entry_id) if entry.key is not None else None
         if held is not None and not self._still_held(*held):
             # Its entry left the key's set: an invocation delivered or parked it, released it and then crashed

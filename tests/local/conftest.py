@@ -21,6 +21,7 @@ from cli.local import status_table
 from local.esm import KinesisPoller, SqsPoller
 from local.moto_kinesis import enforce_kinesis_resharding
 from local.moto_sqs import enforce_sqs_semantics
+from local.receiver import DemoReceiver
 from local.runtime import LocalSystem, RunningConsumer
 from local.spec import LOCAL_ACCOUNT_ID, ConsumerSpec, FunctionSpec, KinesisMappingSpec, SqsMappingSpec
 from local.workers import InvocationResult
@@ -305,3 +306,12 @@ async def status_cell(system: LocalSystem, consumer: RunningConsumer, header: st
     table = status_table(system, await asyncio.to_thread(system.readings))
     (column,) = [column for column in table.columns if column.header == header]
     return str(list(column.cells)[system.consumers.index(consumer)])
+
+
+@pytest.fixture
+def receiver() -> Iterator[DemoReceiver]:
+    """The demo's receiver, without faults, on 127.0.0.1 (a test module may define its own, with faults)."""
+    server = DemoReceiver()
+    server.start()
+    yield server
+    server.stop()

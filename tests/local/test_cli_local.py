@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,14 +82,6 @@ def empty_home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     return home
-
-
-@pytest.fixture
-def receiver() -> Iterator[DemoReceiver]:
-    server = DemoReceiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_local_delivers_events_and_stops_every_worker_on_sigint(

@@ -4,7 +4,6 @@ refresh, not how many records were parked since it started."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ PARKED_RECORDS = 3
 HOLD_SECONDS = 600  # a hold that outlasts the test: the record stays out of sight until deleted
 PARKED_TIMEOUT_SECONDS = 60.0  # a guard against hangs, far above what parking a few records takes
 POLL_SECONDS = 0.2
-
-
-@pytest.fixture
-def receiver() -> Iterator[DemoReceiver]:
-    server = DemoReceiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_the_parked_column_counts_what_is_parked_now(receiver: DemoReceiver, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from dispatcher.adapters.request_timeouts import RequestTimedOutError, RequestTimeouts
 from dispatcher.guard import AddressPolicy, Endpoint, EndpointRefusedError
 from dispatcher.ports import HttpResponse, TransportError
 
@@ -58,7 +59,7 @@ class AiohttpSender:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._admitted: dict[str, Endpoint | EndpointRefusedError] = {}
-        self._timeout = aiohttp.ClientTimeout()
+        self._timeouts = RequestTimeouts()
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -70,21 +71,25 @@ class AiohttpSender:
             )
             # No skip_auto_headers: posting sends its own User-Agent and Content-Type with every request, and
             # a skip list makes aiohttp copy every request's headers once more (2% of a warm invocation).
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            # No aiohttp timeout (a timer per request): each request's whole time limit, connecting included,
+            # is one of RequestTimeouts'. No cookie jar: an endpoint's cookies never reach another delivery.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
         return self._session
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> HttpResponse:
         endpoint = self._admit(url)
-        if self._timeout.total != timeout_seconds:
-            # Nearly every request uses the configured timeout; only the last ones before the deadline differ.
-            self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        session = self._open_session()
         try:
             # The URL object the guard judged, so aiohttp does not read the string a second time.
-            async with self._open_session().post(
-                endpoint.url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as response:
-                await _drain(response)
-                return HttpResponse(response.status, response.headers.get("Retry-After"))
+            with self._timeouts.limit(timeout_seconds):
+                async with session.post(endpoint.url, data=body, headers=headers, allow_redirects=False) as response:
+                    await _drain(response)
+                    return HttpResponse(response.status, response.headers.get("Retry-After"))
         except aiohttp.ClientConnectorDNSError as error:
             if isinstance(error.os_error, EndpointRefusedError):
                 raise error.os_error from None
@@ -92,7 +97,7 @@ class AiohttpSender:
         except aiohttp.InvalidURL as error:
             # Never transient: the same URL fails the same way on every attempt.
             raise EndpointRefusedError(f"the HTTP client cannot use the URL: {type(error).__name__}") from None
-        except TimeoutError:
+        except RequestTimedOutError:
             raise TransportError(f"timed out after {timeout_seconds:.1f}s") from None
         except aiohttp.ClientError as error:
             raise TransportError(_described(error, endpoint)) from None

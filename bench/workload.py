@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from dispatcher.adapters.http import AiohttpSender
 from dispatcher.config import SubscriptionConfig
 from dispatcher.delivery import Dispatcher
 from dispatcher.guard import AddressPolicy
+from dispatcher.outcomes import DeliveryStats
 from dispatcher.ports import DeliveredIds, HttpSender
 from dispatcher.records import Batch, parse_event
 from tests.events import event, kinesis_record
@@ -68,6 +70,18 @@ def bodies(batch: Batch) -> list[bytes]:
 
 def event_bodies(lambda_event: dict[str, Any]) -> list[bytes]:
     return [base64.b64decode(raw["kinesis"]["data"]) for raw in lambda_event["Records"]]
+
+
+def contract_headers(config: SubscriptionConfig, batch: Batch) -> list[dict[str, str]]:
+    """The headers the dispatcher sends with each record's first attempt, signed, made before any clock runs:
+    what a bare client pays for the endpoint contract alone (they are the dispatcher's own, not a copy)."""
+    poster = production_dispatcher(config).poster(DeliveryStats(), deadline=time.monotonic() + REMAINING_SECONDS)
+    headers = []
+    for record in batch.records:
+        attempt = poster.attempt(record)
+        attempt.made = 1
+        headers.append(dict(poster.signed_headers(attempt)))
+    return headers
 
 
 def production_dispatcher(config: SubscriptionConfig, delivered_ids: DeliveredIds | None = None) -> Dispatcher:

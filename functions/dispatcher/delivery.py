@@ -228,7 +228,7 @@ class _BatchRun:
             if held_back_because is not None:
                 result = RecordResult(Outcome.FAILED, reason=held_back_because)
             else:
-                result = await self._deliver_contained(index)
+                result = await self._deliver(index)
             self._settle(index, result)
             if result.outcome is Outcome.FAILED and held_back_because is None:
                 held_back_because = (
@@ -247,27 +247,23 @@ class _BatchRun:
             if not future.done():
                 future.set_result(result)
 
-    async def _deliver_contained(self, index: int) -> RecordResult:
-        """One record's unforeseen error must not fail the other records of the batch: it is reported
-        for retry (and logged with its trace) while the rest of the batch goes out."""
+    async def _deliver(self, index: int) -> RecordResult:
+        """One record's result. Its unforeseen error must not fail the other records of the batch: it is
+        reported for retry (and logged with its trace) while the rest of the batch goes out."""
+        record = self.batch.records[index]
         try:
-            return await self._deliver(index)
+            if record.unreadable_reason is not None:
+                return RecordResult(Outcome.PARKED, reason=record.unreadable_reason)
+            leader = self.leader_of[record.webhook_id]
+            if leader != index:
+                return self._follow(await self._leader_result(record.webhook_id), self.batch.records[leader])
+            return await self._attempt(record)
         except Exception as error:
-            record = self.batch.records[index]
             logger.exception(
                 "unexpected error delivering a record; reported for retry",
                 extra={"webhook_id": record.webhook_id, "source_position": record.source_fields_for_logs()},
             )
             return RecordResult(Outcome.FAILED, reason=f"unexpected {type(error).__name__}")
-
-    async def _deliver(self, index: int) -> RecordResult:
-        record = self.batch.records[index]
-        if record.unreadable_reason is not None:
-            return RecordResult(Outcome.PARKED, reason=record.unreadable_reason)
-        leader = self.leader_of[record.webhook_id]
-        if leader != index:
-            return self._follow(await self._leader_result(record.webhook_id), self.batch.records[leader])
-        return await self._attempt(record)
 
     def _leader_result(self, webhook_id: str) -> asyncio.Future[RecordResult]:
         if webhook_id not in self.leader_results:

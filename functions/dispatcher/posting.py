@@ -19,6 +19,7 @@ from dispatcher.throttle import AdaptiveLimiter, CircuitBreaker, TokenBucket
 from dispatcher.timestamps import rfc3339
 
 USER_AGENT = "callback-dispatcher/0.1"
+STATUS_CLASSES = tuple(f"{hundreds}xx" for hundreds in range(10))  # the HTTP client reads 3-digit statuses only
 
 
 class TransientFailureError(Exception):
@@ -43,11 +44,12 @@ class DeadlineReachedError(Exception):
 
 @dataclass(slots=True)
 class Attempt:
-    """A record's attempts so far: the headers every attempt sends alike, how many were made (`made_before`
-    of them before this invocation), and whether the one in flight is the circuit breaker's probe."""
+    """A record's attempts so far: the headers of the attempt in flight (each attempt re-signs them and sets
+    its number: one dict per record, not one per attempt), how many were made (`made_before` of them before
+    this invocation), and whether the one in flight is the circuit breaker's probe."""
 
     record: SourceRecord
-    record_headers: dict[str, str]
+    headers: dict[str, str]
     made: int = 0
     made_before: int = 0
     is_probe: bool = False
@@ -87,6 +89,13 @@ class RecordPoster:
         self.limiter = AdaptiveLimiter(config.max_in_flight)
         rate = config.rate_limit_per_second
         self.bucket = TokenBucket(rate) if rate else None
+        self._source = ("", "")  # the last source name and its dispatch-source value
+
+    def _source_header(self, source_name: str) -> str:
+        """`dispatch-source`, the same for every record of a batch: made header-safe once."""
+        if source_name != self._source[0]:
+            self._source = (source_name, header_safe(source_name))
+        return self._source[1]
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -105,7 +114,7 @@ class RecordPoster:
             "User-Agent": USER_AGENT,
             "webhook-id": record.webhook_id,
             "Idempotency-Key": record.webhook_id,
-            "dispatch-source": header_safe(record.source_name),
+            "dispatch-source": self._source_header(record.source_name),
             "dispatch-produced-at": rfc3339(record.produced_at),
         }
         if record.partition_key is not None:
@@ -151,7 +160,7 @@ class RecordPoster:
     async def _send(self, attempt: Attempt) -> None:
         record = attempt.record
         timeout = min(self.config.request_timeout_seconds, self._time_left())
-        headers = self._signed_headers(attempt)
+        headers = self.signed_headers(attempt)
         started = time.monotonic()
         try:
             response = await self.sender.post(self.config.endpoint, record.payload, headers, timeout)
@@ -163,7 +172,7 @@ class RecordPoster:
             raise TransientFailureError(f"no response: {error}") from None
         self.stats.latencies_ms.append((time.monotonic() - started) * 1000)
         status = response.status
-        self.stats.status_classes[f"{status // 100}xx"] += 1
+        self.stats.status_classes[STATUS_CLASSES[status // 100]] += 1
         if 200 <= status < 300:
             self.breaker.record_success()
             self.limiter.on_success()
@@ -184,9 +193,10 @@ class RecordPoster:
             self.stats.endpoint_gone += 1
         raise PermanentFailureError(f"HTTP {status} {_phrase(status)}".rstrip(), status)
 
-    def _signed_headers(self, attempt: Attempt) -> dict[str, str]:
+    def signed_headers(self, attempt: Attempt) -> dict[str, str]:
+        """The headers of the attempt about to be made (`attempt.made` counted), signed now."""
         timestamp = int(self.wall_clock())  # each attempt is signed with its own timestamp
-        headers = dict(attempt.record_headers)
+        headers = attempt.headers
         headers["webhook-timestamp"] = str(timestamp)
         headers["webhook-signature"] = self.keys.signature_header(
             attempt.record.webhook_id, timestamp, attempt.record.payload

@@ -26,12 +26,13 @@ class AdaptiveLimiter:
     def __init__(self, max_in_flight: int) -> None:
         self._max = float(max_in_flight)
         self._limit = float(max_in_flight)
+        self.limit = max_in_flight  # whole slots of _limit, kept beside it: asked several times per request
         self._in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    @property
-    def limit(self) -> int:
-        return max(1, int(self._limit))
+    def _set_limit(self, limit: float) -> None:
+        self._limit = limit
+        self.limit = max(1, int(limit))
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody queues for it, without awaiting anything."""
@@ -61,11 +62,11 @@ class AdaptiveLimiter:
                 waiter.set_result(None)
 
     def on_throttled(self) -> None:
-        self._limit = max(1.0, self._limit * THROTTLE_DECREASE_FACTOR)
+        self._set_limit(max(1.0, self._limit * THROTTLE_DECREASE_FACTOR))
 
     def on_success(self) -> None:
         if self._limit < self._max:
-            self._limit = min(self._max, self._limit + 1.0 / self._limit)
+            self._set_limit(min(self._max, self._limit + 1.0 / self._limit))
 
 
 class TokenBucket:

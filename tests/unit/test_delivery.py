@@ -13,8 +13,11 @@ from dispatcher.guard import EndpointRefusedError
 from dispatcher.outcomes import Outcome
 from dispatcher.signing import SigningSecretError
 from tests.events import STREAM, event, fifo_sequence_number, kinesis_record, sequence_number, sqs_record
-from tests.fakes import SECRET, transport_failure
+from tests.fakes import SECRET, SentRequest, transport_failure
 from tests.unit.conftest import FAST, Harness, failed_ids, subscription
+
+# Far longer than any of these batches takes: only a batch that stalls reaches it.
+HANG_GUARD_SECONDS = 30
 
 
 def kinesis_id(position: int) -> str:
@@ -262,6 +265,51 @@ async def test_in_flight_requests_never_exceed_max_in_flight() -> None:
     report = await harness.dispatch(event(*[kinesis_record(i, {}) for i in range(40)]))
     assert failed_ids(report) == []
     assert harness.endpoint.max_in_flight_seen == 4
+
+
+async def test_a_key_waiting_to_retry_does_not_keep_other_keys_from_the_endpoint() -> None:
+    # Given one request in flight at most, key A's first record failing once, and a backoff that lasts until
+    # key B's records were sent (it would never end if key B had to wait for key A)
+    harness = Harness(subscription(max_in_flight=1))
+    harness.endpoint.answers[kinesis_id(0)] = [503]
+    key_b_sent = asyncio.Event()
+
+    def note_key_b(request: SentRequest) -> None:
+        if request.headers["webhook-id"] == kinesis_id(2):
+            key_b_sent.set()
+
+    async def backoff_until_key_b_was_sent(seconds: float) -> None:
+        await key_b_sent.wait()
+
+    harness.endpoint.on_request = note_key_b
+    harness.dispatcher.sleep = backoff_until_key_b_was_sent
+    records = [kinesis_record(0, {}, "A"), kinesis_record(1, {}, "B"), kinesis_record(2, {}, "B")]
+
+    # When dispatched (bounded: a stalled batch fails the test instead of hanging it)
+    report = await asyncio.wait_for(harness.dispatch(event(*records)), timeout=HANG_GUARD_SECONDS)
+
+    # Then key B went out while key A waited, and key A's retry came after
+    assert harness.endpoint.ids_posted() == [kinesis_id(0), kinesis_id(1), kinesis_id(2), kinesis_id(0)]
+    assert failed_ids(report) == []
+
+
+async def test_a_record_waiting_for_its_twin_on_a_later_key_does_not_stall_the_batch() -> None:
+    # Given one request in flight at most, and key A's second record sharing its webhook-id with key B's
+    # record, which comes first in the batch (so key A's copy waits for key B's)
+    harness = Harness(subscription(max_in_flight=1))
+    records = [
+        kinesis_record(1, {}, "A"),
+        kinesis_record(2, {"id": "evt-1"}, "B"),
+        kinesis_record(3, {"id": "evt-1"}, "A"),
+    ]
+
+    # When dispatched (bounded: a stalled batch fails the test instead of hanging it)
+    report = await asyncio.wait_for(harness.dispatch(event(*records)), timeout=HANG_GUARD_SECONDS)
+
+    # Then key B's copy was sent once and key A's copy was settled by it
+    assert harness.endpoint.ids_posted() == [kinesis_id(1), "evt-1"]
+    assert failed_ids(report) == []
+    assert report.stats.duplicates_skipped == 1
 
 
 # --- duplicates ------------------------------------------------------------------------------------------

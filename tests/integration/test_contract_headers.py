@@ -17,7 +17,7 @@ from dispatcher.records import parse_event
 from tests.events import STREAM, event, fifo_sequence_number, kinesis_record, sequence_number, sqs_record
 from tests.fakes import OLD_SECRET, SECRET
 from tests.integration.conftest import AwsResources, DispatcherFactory
-from tests.integration.support import LoopbackEndpoint, Received
+from tests.integration.support import LOOPBACK, LoopbackEndpoint, Received, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -228,3 +228,22 @@ async def test_unsafe_ids_and_keys_cannot_inject_headers(
     assert request.headers["dispatch-partition-key"] == "cl%C3%A9%20%C3%A0%201"
     assert request.body == body
     Webhook(SECRET).verify(request.body, request.headers)
+
+
+async def test_a_cookie_the_endpoint_sets_never_reaches_another_delivery(
+    aws: AwsResources, endpoint: LoopbackEndpoint, make_dispatcher: DispatcherFactory
+) -> None:
+    # Given an endpoint, reached by a host name (a cookie jar keeps no cookies of an IP address), that answers
+    # the first record with a session cookie
+    dispatcher = make_dispatcher(endpoint=endpoint.url().replace(LOOPBACK, "localhost"))
+    first = f"{STREAM}:{sequence_number(0)}"
+    endpoint.script(first, Reply(200, {"Set-Cookie": "session=stolen-from-a-receiver; Path=/"}))
+
+    # When that record and, in a later invocation, another one are dispatched on the same warm connection pool
+    await dispatcher.dispatch(parse_event(event(kinesis_record(0, TEXT))), 30)
+    report = await dispatcher.dispatch(parse_event(event(kinesis_record(1, TEXT))), 30)
+
+    # Then the later delivery carries no cookie: deliveries share no state through the endpoint
+    assert report.response() == {"batchItemFailures": []}
+    assert [request.webhook_id for request in endpoint.received] == [first, f"{STREAM}:{sequence_number(1)}"]
+    assert all("cookie" not in request.headers for request in endpoint.received)

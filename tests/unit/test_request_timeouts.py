@@ -15,6 +15,7 @@ from dispatcher.adapters.request_timeouts import RequestTimedOutError, RequestTi
 
 SHORT_LIMIT_SECONDS = 0.01
 LONG_LIMIT_SECONDS = 600.0
+HANG_GUARD_SECONDS = 30  # only a limit that never fires reaches it
 
 
 async def never_answered() -> None:
@@ -122,3 +123,20 @@ def test_a_cut_off_swallowed_inside_the_request_leaves_no_cancellation_behind() 
 
     # When it runs, Then the task goes on with no cancellation left
     assert asyncio.run(swallowing()) == ("went on", 0)
+
+
+def test_limits_keep_working_on_a_second_event_loop() -> None:
+    # Given one set of limits whose first loop stopped with its sweep still pending (the cut-off request ended
+    # before the next sweep came)
+    timeouts = RequestTimeouts(sweep_interval_seconds=0.005)
+
+    async def request() -> None:
+        with timeouts.limit(SHORT_LIMIT_SECONDS):
+            await never_answered()
+
+    with pytest.raises(RequestTimedOutError):
+        asyncio.run(request())
+
+    # When a request on a new loop is never answered either, Then its limit still ends it
+    with pytest.raises(RequestTimedOutError):
+        asyncio.run(asyncio.wait_for(request(), timeout=HANG_GUARD_SECONDS))

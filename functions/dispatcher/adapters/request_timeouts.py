@@ -28,7 +28,7 @@ class RequestTimeouts:
         self._sweep_interval_seconds = sweep_interval_seconds
         self._expiry: dict[asyncio.Task[Any], float] = {}  # loop.time() after which the task is cut off
         self._cut_off: set[asyncio.Task[Any]] = set()
-        self._sweep_scheduled = False
+        self._sweeping_loop: asyncio.AbstractEventLoop | None = None  # the loop a sweep is scheduled on, if any
 
     def limit(self, seconds: float) -> _Limit:
         return _Limit(self, seconds)
@@ -36,8 +36,9 @@ class RequestTimeouts:
     def _watch(self, task: asyncio.Task[Any], seconds: float) -> None:
         loop = task.get_loop()
         self._expiry[task] = loop.time() + seconds
-        if not self._sweep_scheduled:
-            self._sweep_scheduled = True
+        # A sweep left pending on a loop that stopped (or closed) would never run: each loop gets its own.
+        if self._sweeping_loop is not loop:
+            self._sweeping_loop = loop
             loop.call_later(self._sweep_interval_seconds, self._sweep, loop)
 
     def _release(self, task: asyncio.Task[Any]) -> bool:
@@ -49,15 +50,18 @@ class RequestTimeouts:
         return True
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sweeping_loop is not loop:
+            return  # superseded by the sweep of another loop
         now = loop.time()
         for task, expiry in self._expiry.items():
-            if expiry <= now and task not in self._cut_off:
+            if expiry <= now and task not in self._cut_off and task.get_loop() is loop:
                 self._cut_off.add(task)
                 task.cancel()
         # Rescheduled only while requests are in flight: an idle (or frozen) environment has no timer pending.
-        self._sweep_scheduled = bool(self._expiry)
-        if self._sweep_scheduled:
+        if self._expiry:
             loop.call_later(self._sweep_interval_seconds, self._sweep, loop)
+        else:
+            self._sweeping_loop = None
 
 
 class _Limit:

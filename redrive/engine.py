@@ -64,6 +64,7 @@ SQS_WAIT_SECONDS = 1
 # than the run's `hold_seconds` past its last renewal: all that a killed run (kill -9) hides, and for how long.
 HOLD_RENEWALS_PER_HOLD = 3  # holds are renewed this many times per hold: well within it on a busy machine
 HELD_POLL_SECONDS = 2.0  # with `wait`: how often the queue's count of held messages is read again
+IN_RETRY_LANE_REASON = "in the retry lane (its key is held, or it failed again); the lane delivers it in order"
 
 
 class Outcome(enum.Enum):
@@ -71,6 +72,10 @@ class Outcome(enum.Enum):
     PARKED_AGAIN = "parked again"  # refused again: re-queued in the parked-records queue as a new message
     STILL_FAILING = "still failing (kept)"  # function error or reported failure: left where it was
     SKIPPED = "skipped"  # not redrivable, or the function skipped it as already finished: left where it was
+    # Failed again transiently, or its key is held: handed to the subscription's retry lane, which delivers it in
+    # its key's order (or parks it again when the schedule runs out). Its parked message is deleted; a payload it
+    # had stored aside stays for the bucket's lifecycle (the lane may park it again under the same key).
+    IN_RETRY_LANE = "in the retry lane"
 
 
 @dataclass(frozen=True)
@@ -298,7 +303,8 @@ class Redriver:
                     QueueUrl=self.target.parked_records_url,
                     ReceiptHandle=holds.handles.pop(message_id),
                 )
-                # Parked again, the record's new message points at the very same object: it stays.
+                # Parked again, the record's new message points at the very same object: it stays. In the retry
+                # lane, it may be parked again under the same key: it stays too (the bucket's lifecycle expires it).
                 if record.stored_payload is not None and outcome is Outcome.REDRIVEN:
                     await asyncio.to_thread(self._delete_stored_payload, record.stored_payload)
 
@@ -327,8 +333,14 @@ class Redriver:
             # deleting it would lose it. Kinesis entries expire with their TTL; a later run then delivers it.
             self._finish(Outcome.SKIPPED, 1, f"{where}: the function skipped it as already delivered or parked")
             return None
-        outcome = Outcome.PARKED_AGAIN if _metric(result, metric_names.PARKED) else Outcome.REDRIVEN
-        self._finish(outcome, 1)
+        problem = None
+        if _metric(result, metric_names.PARKED):
+            outcome = Outcome.PARKED_AGAIN
+        elif _metric(result, metric_names.HANDED_TO_RETRY_LANE):
+            outcome, problem = Outcome.IN_RETRY_LANE, f"{where}: not delivered yet: {IN_RETRY_LANE_REASON}"
+        else:
+            outcome = Outcome.REDRIVEN
+        self._finish(outcome, 1, problem)
         return record, outcome
 
     async def _redrive_on_failure_objects(self, bucket: str) -> None:
@@ -355,11 +367,17 @@ class Redriver:
                 await asyncio.to_thread(self._replace_object, bucket, key, document, remaining)
             else:
                 await asyncio.to_thread(self.target.s3.delete_object, Bucket=bucket, Key=key)
-            parked_again = min(int(_metric(result, metric_names.PARKED)), len(attempted) - len(failed))
+            finished = len(attempted) - len(failed)
+            parked_again = min(int(_metric(result, metric_names.PARKED)), finished)
+            in_lane = min(int(_metric(result, metric_names.HANDED_TO_RETRY_LANE)), finished - parked_again)
             if failed:
                 self._finish(Outcome.STILL_FAILING, len(failed), f"{location}: {len(failed)} records failed again")
             self._finish(Outcome.PARKED_AGAIN, parked_again)
-            self._finish(Outcome.REDRIVEN, len(attempted) - len(failed) - parked_again)
+            if in_lane:
+                self._finish(
+                    Outcome.IN_RETRY_LANE, in_lane, f"{location}: {in_lane} not delivered yet: {IN_RETRY_LANE_REASON}"
+                )
+            self._finish(Outcome.REDRIVEN, finished - parked_again - in_lane)
 
     # -- dry run ----------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ dispatcher (delivery, delivered ids, parking into that queue) behind the functio
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,18 +11,28 @@ from typing import Any
 import boto3
 import pytest
 
+from dispatcher import metric_names
 from dispatcher.adapters.s3 import S3PayloadStore
 from dispatcher.adapters.sqs import SqsParkedRecords
 from dispatcher.delivery import Dispatcher
 from dispatcher.records import parse_event
+from dispatcher.retry_lane import LanePorts
 from local.workers import InvocationResult
 from redrive import RedriveTarget
 from redrive.parked import StoredPayload
-from tests.fakes import FakeDeliveredIds, FakeEndpoint, FakeSecret
+from tests.fakes import (
+    LANE_QUEUE,
+    FakeClock,
+    FakeDeliveredIds,
+    FakeEndpoint,
+    FakeSecret,
+    InMemoryHeldKeys,
+    RecordingRetryLane,
+)
 from tests.producer.conftest import REGION, aws
 from tests.unit.conftest import FAST, subscription
 
-__all__ = ["REGION", "ParkedSubscription", "aws", "parked_subscription"]
+__all__ = ["REGION", "ParkedSubscription", "aws", "parked_subscription", "parked_subscription_with_lane"]
 
 SUBSCRIPTION = "orders-to-ledger"  # tests.unit.conftest.subscription()'s name
 INVOCATION_SECONDS = 60.0  # the remaining time each fake invocation gets
@@ -42,12 +53,18 @@ class ParkedSubscription:
     invocations: list[dict[str, Any]] = field(default_factory=list)
     function_error: str | None = None  # set: every invocation fails with it, as a raised exception would
     interrupt_at_invocation: int | None = None  # 1-based: that invocation is cancelled (Ctrl-C) mid-flight
+    with_retry_lane: bool = False  # the function hands what still fails to a retry lane (in memory)
 
     def __post_init__(self) -> None:
         payloads = S3PayloadStore(self.payload_bucket, client_factory=lambda: self.s3)
         parked_records = SqsParkedRecords(self.parked_records_url, payloads, client_factory=lambda: self.sqs)
         config = subscription(max_attempts=1)
-        self.dispatcher = Dispatcher(config, self.endpoint, self.delivered_ids, parked_records, FakeSecret(), FAST)
+        self.retry_lane = RecordingRetryLane(FakeClock(time.time()))
+        self.held_keys = InMemoryHeldKeys()
+        lane = LanePorts(LANE_QUEUE, self.retry_lane, self.held_keys) if self.with_retry_lane else None
+        self.dispatcher = Dispatcher(
+            config, self.endpoint, self.delivered_ids, parked_records, FakeSecret(), FAST, lane=lane
+        )
 
     async def invoke(self, event: dict[str, Any]) -> InvocationResult:
         """The function port: what the deployed function would answer, with its EMF counts as metrics."""
@@ -56,19 +73,20 @@ class ParkedSubscription:
             raise KeyboardInterrupt
         if self.function_error is not None:
             return InvocationResult("request", error=self.function_error, error_type="RuntimeError")
-        report = await self.dispatcher.dispatch(parse_event(event), INVOCATION_SECONDS)
+        report = await self.dispatcher.dispatch(parse_event(event), INVOCATION_SECONDS, event["Records"])
         stats = report.stats
         metrics = {
-            "Delivered": float(stats.delivered),
-            "Parked": float(stats.parked),
-            "DuplicatesSkipped": float(stats.duplicates_skipped),
+            metric_names.DELIVERED: float(stats.delivered),
+            metric_names.PARKED: float(stats.parked),
+            metric_names.DUPLICATES_SKIPPED: float(stats.duplicates_skipped),
+            metric_names.HANDED_TO_RETRY_LANE: float(stats.handed_to_lane),
         }
         return InvocationResult("request", response=report.response(), metrics=metrics)
 
     async def park(self, *records: dict[str, Any]) -> None:
         """Deliver `records` (one batch) while the endpoint refuses them: the function parks each one."""
         default, self.endpoint.default = self.endpoint.default, 422
-        await self.dispatcher.dispatch(parse_event({"Records": list(records)}), INVOCATION_SECONDS)
+        await self.dispatcher.dispatch(parse_event({"Records": list(records)}), INVOCATION_SECONDS, list(records))
         self.endpoint.default = default
         self.endpoint.requests.clear()
 
@@ -116,6 +134,16 @@ class ParkedSubscription:
 
 @pytest.fixture
 def parked_subscription(aws: None) -> ParkedSubscription:
+    return _parked_subscription(with_retry_lane=False)
+
+
+@pytest.fixture
+def parked_subscription_with_lane(aws: None) -> ParkedSubscription:
+    """The same, its function handing what still fails transiently to a retry lane (in memory)."""
+    return _parked_subscription(with_retry_lane=True)
+
+
+def _parked_subscription(*, with_retry_lane: bool) -> ParkedSubscription:
     sqs = boto3.client("sqs", region_name=REGION)
     s3 = boto3.client("s3", region_name=REGION)
     suffix = uuid.uuid4().hex[:8]
@@ -124,4 +152,4 @@ def parked_subscription(aws: None) -> ParkedSubscription:
     payload_bucket = f"parked-payloads-{suffix}"
     for name in (bucket, payload_bucket):
         s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
-    return ParkedSubscription(sqs, s3, url, bucket, payload_bucket)
+    return ParkedSubscription(sqs, s3, url, bucket, payload_bucket, with_retry_lane=with_retry_lane)

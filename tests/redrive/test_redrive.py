@@ -122,6 +122,52 @@ async def test_a_record_still_failing_transiently_is_kept(parked_subscription: P
     assert len(parked_subscription.parked_bodies()) == 1
 
 
+async def test_a_record_failing_again_joins_the_retry_lane_and_the_run_says_it_is_not_delivered_yet(
+    parked_subscription_with_lane: ParkedSubscription,
+) -> None:
+    # Given a record of key "k" parked after a 422, and a function with a retry lane
+    parked = parked_subscription_with_lane
+    original = kinesis_record(1, {"type": "order.created"}, partition_key="k")
+    await parked.park(original)
+
+    # When the endpoint now fails transiently (503) and the record is redriven
+    parked.endpoint.default = 503
+    summary = await redriver(parked).run()
+
+    # Then the record waits in the retry lane, marked as the redrive it is, its parked message is gone, and the
+    # run does not call it redriven: it is not delivered yet
+    assert summary.counts == {Outcome.IN_RETRY_LANE: 1}
+    assert not summary.complete
+    assert parked.parked_bodies() == []
+    (in_lane,) = parked.retry_lane.messages
+    lane_record = json.loads(in_lane.body)["record"]
+    assert lane_record["kinesis"]["sequenceNumber"] == original["kinesis"]["sequenceNumber"]
+    assert REDRIVE_FIELD in lane_record
+    (problem,) = summary.problems
+    assert "not delivered yet" in problem
+    assert "retry lane" in problem
+
+
+async def test_records_of_an_on_failure_object_failing_again_are_counted_in_the_retry_lane(
+    parked_subscription_with_lane: ParkedSubscription,
+) -> None:
+    # Given an on-failure object of two records of key "k", a function with a retry lane, and an endpoint
+    # failing transiently
+    parked = parked_subscription_with_lane
+    records = [kinesis_record(n, {"type": "order.created"}, partition_key="k") for n in range(2)]
+    put_on_failure_object(parked, "object-1", records)
+    parked.endpoint.default = 503
+
+    # When the object is redriven
+    summary = await redriver(parked).run()
+
+    # Then both wait in the retry lane (the second behind the first), the object is gone, and none is "redriven"
+    assert summary.counts == {Outcome.IN_RETRY_LANE: 2}
+    assert on_failure_objects(parked) == {}
+    assert len(parked.retry_lane.messages) == 2
+    assert not summary.complete
+
+
 async def test_a_record_refused_again_is_parked_again_once_and_not_looped(
     parked_subscription: ParkedSubscription,
 ) -> None:

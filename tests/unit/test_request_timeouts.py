@@ -22,17 +22,18 @@ async def never_answered() -> None:
     await asyncio.get_running_loop().create_future()
 
 
+async def unanswered_request(timeouts: RequestTimeouts) -> None:
+    with timeouts.limit(SHORT_LIMIT_SECONDS):
+        await never_answered()
+
+
 def test_a_request_that_is_never_answered_is_cut_off() -> None:
     # Given a request whose answer never comes
     timeouts = RequestTimeouts(sweep_interval_seconds=0.005)
 
-    async def request() -> None:
-        with timeouts.limit(SHORT_LIMIT_SECONDS):
-            await never_answered()
-
     # When it runs, Then its limit ends it, as a timeout and not as a cancellation
     with pytest.raises(RequestTimedOutError):
-        asyncio.run(request())
+        asyncio.run(unanswered_request(timeouts))
 
 
 def test_a_request_answered_in_time_keeps_its_answer_and_its_task_is_not_cancelled() -> None:
@@ -129,14 +130,9 @@ def test_limits_keep_working_on_a_second_event_loop() -> None:
     # Given one set of limits whose first loop stopped with its sweep still pending (the cut-off request ended
     # before the next sweep came)
     timeouts = RequestTimeouts(sweep_interval_seconds=0.005)
-
-    async def request() -> None:
-        with timeouts.limit(SHORT_LIMIT_SECONDS):
-            await never_answered()
-
     with pytest.raises(RequestTimedOutError):
-        asyncio.run(request())
+        asyncio.run(unanswered_request(timeouts))
 
     # When a request on a new loop is never answered either, Then its limit still ends it
     with pytest.raises(RequestTimedOutError):
-        asyncio.run(asyncio.wait_for(request(), timeout=HANG_GUARD_SECONDS))
+        asyncio.run(asyncio.wait_for(unanswered_request(timeouts), timeout=HANG_GUARD_SECONDS))

@@ -1,5 +1,5 @@
-"""`python -m bench [a|b|c|d|e ...] [--skip-sequential] [--profile]`: run the figures (all by default) and print
-them, or profile one invocation of the handler."""
+"""`python -m bench [a|b|c|d|e ...] [--skip-sequential] [--profile] [--instructions]`: run the figures (all by
+default) and print them, profile one invocation of the handler, or count (b) in CPU instructions."""
 
 from __future__ import annotations
 
@@ -24,7 +24,17 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="instead of the figures: cProfile one 1,000-record invocation"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead of the figures: (b) counted in CPU instructions under callgrind (minutes; needs valgrind)",
+    )
     options = parser.parse_args()
+    if options.instructions:
+        from bench import instructions
+
+        instructions.run()
+        return
     if options.profile:
         from bench import profile
 

@@ -46,7 +46,7 @@ TARGET_B = 0.8  # the dispatcher's records/s at least 80% of the bare loop's req
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-class _Positions:
+class Positions:
     """Hands out fresh record positions, so no invocation sees a record an earlier one delivered."""
 
     def __init__(self) -> None:
@@ -66,7 +66,7 @@ def run(
 ) -> list[Figure]:
     loop = asyncio.new_event_loop()  # the bare loop's and the Powertools baselines'
     figures: list[Figure] = []
-    positions = _Positions()
+    positions = Positions()
     try:
         if figure_a:
             with LambdaFunction(aws, endpoint.url(LATENCY_MS)) as function:
@@ -85,7 +85,7 @@ def run(
 def _figure_a(
     loop: asyncio.AbstractEventLoop,
     function: LambdaFunction,
-    positions: _Positions,
+    positions: Positions,
     url: str,
     sequential_baseline: bool,
 ) -> list[Figure]:
@@ -97,7 +97,7 @@ def _figure_a(
     events = [positions.event(BATCH_A) for _ in range(REPEATS + 1)]
     lambda_event = events[0]
     bodies = workload.event_bodies(lambda_event)
-    session = loop.run_until_complete(_open_session())
+    session = loop.run_until_complete(open_session())
     async_client = httpx.AsyncClient(
         # No pool timeout: all the batch's coroutines start at once and wait their turn for one of the 32.
         timeout=httpx.Timeout(10.0, pool=None),
@@ -106,12 +106,12 @@ def _figure_a(
     try:
         progress("warming up (the first invocation fetches the secret and opens the pool)")
         _invoke(function, events[0])
-        loop.run_until_complete(_bare_aiohttp(session, url, bodies))
+        loop.run_until_complete(bare_aiohttp(session, url, bodies))
         dispatcher_times, bare_times = [], []
         for repeat in range(REPEATS):
             progress(f"handler and bare aiohttp, run {repeat + 1}/{REPEATS}")
             dispatcher_times.append(_invoke(function, events[repeat + 1]))
-            bare_times.append(_timed(lambda: loop.run_until_complete(_bare_aiohttp(session, url, bodies))))
+            bare_times.append(_timed(lambda: loop.run_until_complete(bare_aiohttp(session, url, bodies))))
         progress("AsyncBatchProcessor + httpx.AsyncClient(32), one warm-up and one run")
         _async_powertools(loop, async_client, url, lambda_event)
         async_time = _timed(lambda: _async_powertools(loop, async_client, url, lambda_event))
@@ -238,7 +238,7 @@ def _expect_no_failures(response: Any) -> None:
 
 
 def _figure_b(
-    loop: asyncio.AbstractEventLoop, function: LambdaFunction, positions: _Positions, url: str
+    loop: asyncio.AbstractEventLoop, function: LambdaFunction, positions: Positions, url: str
 ) -> list[Figure]:
     section(
         f"(b) throughput through the Lambda handler, endpoint answers at once, {workload.MAX_IN_FLIGHT} in flight, "
@@ -247,18 +247,18 @@ def _figure_b(
     events = [positions.event(BATCH_B) for _ in range(REPEATS + 1)]
     bodies = workload.event_bodies(events[0])
     signed = workload.contract_headers(workload.subscription(url), parse_event(events[0]))
-    session = loop.run_until_complete(_open_session())
+    session = loop.run_until_complete(open_session())
     try:
         progress("warming up")
         _invoke(function, events[0])
-        loop.run_until_complete(_bare_aiohttp(session, url, bodies))
+        loop.run_until_complete(bare_aiohttp(session, url, bodies))
         dispatcher_rates, bare_rates, contract_rates = [], [], []
         for repeat in range(REPEATS):
             progress(f"handler, bare aiohttp and bare aiohttp with the contract's headers, run {repeat + 1}/{REPEATS}")
             dispatcher_rates.append(BATCH_B / _invoke(function, events[repeat + 1]))
-            bare_rates.append(BATCH_B / _timed(lambda: loop.run_until_complete(_bare_aiohttp(session, url, bodies))))
+            bare_rates.append(BATCH_B / _timed(lambda: loop.run_until_complete(bare_aiohttp(session, url, bodies))))
             contract_rates.append(
-                BATCH_B / _timed(lambda: loop.run_until_complete(_bare_aiohttp(session, url, bodies, signed)))
+                BATCH_B / _timed(lambda: loop.run_until_complete(bare_aiohttp(session, url, bodies, signed)))
             )
     finally:
         loop.run_until_complete(session.close())
@@ -301,11 +301,11 @@ def _figure_b(
     ]
 
 
-async def _open_session() -> aiohttp.ClientSession:
+async def open_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession()
 
 
-async def _bare_aiohttp(
+async def bare_aiohttp(
     session: aiohttp.ClientSession, url: str, bodies: list[bytes], headers: list[dict[str, str]] | None = None
 ) -> None:
     """The fastest plain client: one session, a semaphore of 32, the same bodies, no signing; with `headers`

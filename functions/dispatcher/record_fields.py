@@ -43,7 +43,7 @@ def sequence_ordinal(name: str, sequence_number: str, problems: list[str]) -> in
 def epoch_time(value: object, scale: int) -> datetime:
     """`value / scale` seconds since the epoch; the epoch itself when the source wrote no usable time
     (the time only labels the record, so a bad one must not keep it from being delivered)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # a tuple: faster than int | float
         try:
             return datetime.fromtimestamp(value / scale, tz=UTC)
         except (ValueError, OverflowError, OSError):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import UTC, datetime
 
 import pytest
@@ -56,6 +58,30 @@ def test_invalid_base64_is_kept_raw_and_marked_unreadable() -> None:
     assert record.unreadable_reason is not None
     assert "not valid base64" in record.unreadable_reason
     assert record.payload == b"not*base64!"
+
+
+BASE64_AND_NEAR_MISSES = st.text(st.sampled_from("ABCXYZabcxyz0189+/= \n-_é"), max_size=16)
+
+
+@given(BASE64_AND_NEAR_MISSES)
+@example("==")  # padding alone
+@example("YQ=")  # too little padding
+@example("YQ==YQ==")  # padding in the middle
+@example("YR==")  # non-zero bits after the last digit
+def test_kinesis_data_is_base64_exactly_as_b64decode_with_validation_reads_it(data: str) -> None:
+    # Given any data field, valid base64 or nearly
+    try:
+        expected = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        expected = None
+    # When the record is parsed
+    (record,) = parse_event(event(kinesis_record(1, None, raw_data=data))).records
+    # Then the payload is what the standard library's validating decoder reads, or the record is unreadable
+    if expected is None:
+        assert record.unreadable_reason is not None
+        assert "not valid base64" in record.unreadable_reason
+    else:
+        assert (record.payload, record.unreadable_reason) == (expected, None)
 
 
 def test_sqs_standard_record_uses_the_message_id() -> None:

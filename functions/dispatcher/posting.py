@@ -119,8 +119,9 @@ class RecordPoster:
         }
         if record.partition_key is not None:
             headers["dispatch-partition-key"] = header_safe(record.partition_key)
-        if record.sequence_number is not None:
-            headers["dispatch-sequence"] = header_safe(record.sequence_number)
+        if record.sequence_number is not None:  # one that reads as an ordinal is ASCII digits: its own header value
+            sequence = record.sequence_number
+            headers["dispatch-sequence"] = sequence if record.ordinal is not None else header_safe(sequence)
         if record.redriven_at is not None:  # a replay: receivers take it although older than what they saw
             headers["dispatch-redrive"] = rfc3339(record.redriven_at)
         if retry_round is not None:

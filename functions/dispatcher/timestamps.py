@@ -7,8 +7,18 @@ from datetime import UTC, datetime
 
 
 def rfc3339(moment: datetime) -> str:
-    # In UTC, isoformat always ends in "+00:00" (slicing it off took half the time replace() did).
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    # Formatted here rather than by isoformat, whose C formatting (printf) took a quarter more per record; of
+    # isoformat, an f-string and %, % counted the fewest instructions.
+    utc = moment.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond // 1000,
+    )
 
 
 def rfc3339_from_epoch_seconds(epoch_seconds: float) -> str:

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.terminal import EXIT_FAILED, EXIT_OK, Terminal, fraction, non_negative_float, positive_float, positive_int
+from cli.terminal import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    Terminal,
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 from local.demo import (
     DEFAULT_EVENTS,
     DEFAULT_OUTAGE_SECONDS,
@@ -22,6 +31,7 @@ from local.demo import (
     Demo,
     DemoOptions,
     DemoReport,
+    DemoStuckError,
 )
 
 if TYPE_CHECKING:
@@ -122,7 +132,10 @@ def run(arguments: argparse.Namespace, terminal: Terminal) -> int:
         progress.update(phases[phase], completed=done, total=total)
 
     with tempfile.TemporaryDirectory(prefix="dispatcher-demo-") as workdir, progress:
-        report = asyncio.run(Demo(options, Path(workdir), on_progress).run())
+        try:
+            report = asyncio.run(Demo(options, Path(workdir), on_progress).run())
+        except DemoStuckError as stuck:
+            raise CommandError(str(stuck)) from None
     if arguments.json:
         terminal.out.print_json(json.dumps(report.as_json()))
     else:

@@ -18,10 +18,10 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -50,6 +50,10 @@ DEFAULT_OUTAGE_SECONDS = 10.0  # how long the key outage lasts from the first re
 MAX_OUTAGE_SECONDS = 3600.0  # the demo runs minutes; its retry schedule must outlast the outage
 DEMO_RETRY_ROUND_SECONDS = 2  # the demo's retry lanes: a round every few real seconds
 SPARE_RETRY_ROUNDS = 3  # rounds after the outage ended, so a record outlasts it and is delivered, not parked
+# Beyond --timeout: producing, and reading what was set aside after the wait. A demo still running then is stuck
+# somewhere no timeout of its own covers, and ends naming what each of its tasks waits on.
+STUCK_AFTER_TIMEOUT_SECONDS = 120.0
+STOP_SECONDS = 60.0  # stopping the local system (pollers, workers, the embedded AWS) takes seconds, never this
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,55 @@ def write_demo_registry(root: Path, receiver: DemoReceiver, outage_seconds: floa
     return registry
 
 
+T = TypeVar("T")
+
+
+class DemoStuckError(RuntimeError):
+    """A part of the demo did not end within its limit; the message says where each task was waiting."""
+
+
+async def within(seconds: float, work: Coroutine[Any, Any, T], what: str) -> T:
+    """`await work`, or DemoStuckError once `seconds` passed, naming where every task of the loop was waiting at
+    that moment (taken before the work is cancelled, which unwinds its stack): a stuck demo explains itself."""
+    loop = asyncio.get_running_loop()
+    waits: list[str] = []
+    # At the limit the stacks are taken; a moment later the work is cancelled (its own timer, run after this one).
+    taking = loop.call_later(seconds, lambda: waits.extend(_task_waits(loop)))
+    limit = asyncio.timeout(seconds + STACKS_TAKEN_SECONDS)
+    try:
+        async with limit:
+            return await work
+    except TimeoutError:
+        if not limit.expired():
+            raise  # a TimeoutError of the work's own
+        raise DemoStuckError(
+            f"{what} did not end within {seconds:g} s; where each task was waiting:\n" + "\n".join(waits)
+        ) from None
+    finally:
+        taking.cancel()
+
+
+STACKS_TAKEN_SECONDS = 0.1  # between taking the stacks and cancelling the work
+
+
+def _task_waits(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """One entry per task of `loop`: its name, the coroutines it is suspended in (outermost first, followed through
+    what each awaits: Task.get_stack shows the outermost only) and what the innermost awaits."""
+    waits = []
+    for task in asyncio.all_tasks(loop):
+        lines = [f"  task {task.get_name()}:"]
+        awaited: Any = task.get_coro()
+        while awaited is not None and hasattr(awaited, "cr_frame"):
+            frame = awaited.cr_frame
+            if frame is not None:
+                lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+            awaited = awaited.cr_await
+        if awaited is not None:
+            lines.append(f"    awaiting {awaited!r}")
+        waits.append("\n".join(lines))
+    return sorted(waits)
+
+
 class Demo:
     def __init__(self, options: DemoOptions, workdir: Path, on_progress: ProgressCallback | None = None) -> None:
         self.options = options
@@ -229,10 +282,11 @@ class Demo:
             await self.system.start()
             for consumer in self.system.consumers:
                 self.receiver.register(consumer.subscription, self.system.secret_of(consumer), ordered=consumer.ordered)
-            return await self._produce_and_account(self.system)
+            limit = self.options.timeout_seconds + STUCK_AFTER_TIMEOUT_SECONDS
+            return await within(limit, self._produce_and_account(self.system), "the demo")
         finally:
             if self.system is not None:
-                await self.system.stop()
+                await within(STOP_SECONDS, self.system.stop(), "stopping the local system")
             self.receiver.stop()
 
     async def _produce_and_account(self, system: LocalSystem) -> DemoReport:

@@ -1,13 +1,14 @@
-"""`python -m bench --instructions`: figure (b) counted in CPU instructions instead of timed, so that it does not
-move with the machine's load. On these shared machines the timed (b) of the same code spreads from about 0.55 to
-0.85; an instruction count is the same to a fraction of a percent from run to run, whatever else runs.
+"""`python -m bench --instructions`: figure (b) counted in CPU instructions instead of timed, so that it hardly
+moves with the machine's load. On these shared machines the timed (b) of the same code spreads from about 0.50 to
+0.85; on an idle machine an instruction count repeats within 1%. With the CPUs busy the handler's count rises
+about 2% (a slower endpoint leaves the event loop more rounds per record): count on an idle machine.
 
 Each subject runs in its own interpreter under valgrind's callgrind (the endpoint and moto are its children,
 not counted): the handler as Lambda calls it, the bare aiohttp loop of (b), and that loop sending the contract's
 signed headers. Each is warmed up as (b) warms them up (the handler's first invocation also sets the collector
 as in Lambda), its event or bodies are built, and only then is counting switched on, for RECORDS records
 against the endpoint that answers at once. Counting leaves out what cache misses and branch mispredictions
-cost, so it is beside the timed figure, not instead of it. Slow (a few minutes): not part of `make bench`.
+cost, so it is beside the timed figure, not instead of it. About a minute: not part of `make bench`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench import workload
 from bench.child_process import REPO_ROOT
 from bench.report import Figure, emit, progress, section
 
@@ -37,12 +39,12 @@ SUBJECT_TIMEOUT_SECONDS = 1800.0
 def run() -> list[Figure]:
     section(
         f"(b) in CPU instructions per record (callgrind), {RECORDS} records after a warm-up, endpoint answers "
-        "at once, 32 in flight"
+        f"at once, {workload.MAX_IN_FLIGHT} in flight"
     )
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
-    progress(f"the {len(SUBJECTS)} subjects under callgrind side by side (a few minutes)")
+    progress(f"the {len(SUBJECTS)} subjects under callgrind side by side (about a minute)")
     with ThreadPoolExecutor(len(SUBJECTS)) as pool:
         counts = dict(zip(SUBJECTS, pool.map(lambda subject: _count(valgrind, subject), SUBJECTS), strict=True))
     per_record = {subject: count / RECORDS for subject, count in counts.items()}
@@ -107,7 +109,6 @@ def _counting(on: bool) -> None:
 
 def _subject(subject: str) -> None:
     """In the process under callgrind: warm up, build the input, count one run of RECORDS records."""
-    from bench import workload
     from bench.aws_process import AwsProcess
     from bench.endpoint import EndpointProcess
     from bench.http_figures import Positions, bare_aiohttp, open_session

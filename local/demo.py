@@ -54,6 +54,7 @@ SPARE_RETRY_ROUNDS = 3  # rounds after the outage ended, so a record outlasts it
 # somewhere no timeout of its own covers, and ends naming what each of its tasks waits on.
 STUCK_AFTER_TIMEOUT_SECONDS = 120.0
 STOP_SECONDS = 60.0  # stopping the local system (pollers, workers, the embedded AWS) takes seconds, never this
+STACKS_TAKEN_SECONDS = 0.1  # between taking a stuck demo's task stacks and cancelling its work
 
 
 @dataclass(frozen=True)
@@ -234,23 +235,19 @@ async def within(seconds: float, work: Coroutine[Any, Any, T], what: str) -> T:
         taking.cancel()
 
 
-STACKS_TAKEN_SECONDS = 0.1  # between taking the stacks and cancelling the work
-
-
 def _task_waits(loop: asyncio.AbstractEventLoop) -> list[str]:
-    """One entry per task of `loop`: its name, the coroutines it is suspended in (outermost first, followed through
-    what each awaits: Task.get_stack shows the outermost only) and what the innermost awaits."""
+    """One entry per task of `loop`: its name and the coroutines it is suspended in, outermost first, followed
+    through what each awaits (Task.get_stack shows the outermost only)."""
     waits = []
     for task in asyncio.all_tasks(loop):
         lines = [f"  task {task.get_name()}:"]
+        # The innermost awaits a future, whose wrapper names nothing: the frames say where.
         awaited: Any = task.get_coro()
         while awaited is not None and hasattr(awaited, "cr_frame"):
             frame = awaited.cr_frame
             if frame is not None:
                 lines.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
             awaited = awaited.cr_await
-        if awaited is not None:
-            lines.append(f"    awaiting {awaited!r}")
         waits.append("\n".join(lines))
     return sorted(waits)
 

@@ -209,7 +209,7 @@ def _sqs_record(raw: Mapping[str, Any]) -> SourceRecord:
         payload = b""
         problems.append(f"SQS field 'body' is {kind_of(body)}, not a string")
     attributes = raw.get("attributes")
-    if not isinstance(attributes, Mapping):
+    if not isinstance(attributes, dict):  # decoded JSON, as in parse_event
         attributes = {}
     extra: dict[str, Any] = {}
     group = sequence_number = ordinal = None
